@@ -1,0 +1,75 @@
+"""The FastAPI application: the API under /api/v1, webhooks, health; workers when embedded."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import PlainTextResponse
+from sqlmodel import Session, select
+
+from api import problems
+from api.deps import get_hub
+from api.problems import Problem
+from api.routers import admin, records, webhooks
+from service.config import HubConfig
+from service.hub import Hub
+from service.models import InboxEvent, SyncRun
+from service.settings import Settings
+from service.worker import Worker
+
+
+def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub = Hub.open(settings, config)
+        app.state.hub = hub
+        app.state.background = set()
+        app.state.worker = Worker(hub) if settings.run_workers else None
+        if app.state.worker:
+            app.state.worker.start()
+        try:
+            yield
+        finally:
+            if app.state.worker:
+                await app.state.worker.stop()
+            for task in list(app.state.background):
+                task.cancel()
+            await hub.close()
+
+    app = FastAPI(title="opsync", version="0.1.0", lifespan=lifespan,
+                  description="One product-work model over Jira, GitHub and more.")
+    problems.install(app)
+    v1 = APIRouter(prefix="/api/v1")
+    v1.include_router(records.router)
+    v1.include_router(admin.router)
+    v1.include_router(webhooks.router)
+    app.include_router(v1)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(hub: Hub = Depends(get_hub)) -> dict[str, str]:
+        try:
+            with hub.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            raise Problem(503, "the database does not answer") from None
+        return {"status": "ready"}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    def metrics(hub: Hub = Depends(get_hub)) -> str:
+        with Session(hub.engine) as session:
+            inbox = session.exec(select(InboxEvent.status, sa.func.count()).group_by(InboxEvent.status)).all()
+            runs = session.exec(select(SyncRun.connection_id, SyncRun.status, sa.func.count())
+                                .group_by(SyncRun.connection_id, SyncRun.status)).all()
+        lines = ["# TYPE opsync_inbox_deliveries gauge"]
+        lines += [f'opsync_inbox_deliveries{{status="{s}"}} {n}' for s, n in inbox]
+        lines.append("# TYPE opsync_sync_runs_total counter")
+        lines += [f'opsync_sync_runs_total{{connection="{c}",status="{s}"}} {n}' for c, s, n in runs]
+        return "\n".join(lines) + "\n"
+
+    return app

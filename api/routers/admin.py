@@ -1,0 +1,84 @@
+"""Administration: connections, sync runs, triggering a pull, the webhook inbox."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from sqlmodel import Session, select
+
+from api import schemas
+from api.deps import get_hub, get_session, require
+from api.problems import Problem
+from service import inbox
+from service.hub import Hub
+from service.models import Connection, InboxEvent, SyncRun
+from service.sync import sync_connection
+
+router = APIRouter()
+
+
+@router.get("/connections", response_model=list[schemas.Connection], dependencies=[Depends(require("read"))])
+def list_connections(request: Request, hub: Hub = Depends(get_hub),
+                     session: Session = Depends(get_session)) -> list[dict[str, Any]]:
+    stored = {c.id: c for c in session.exec(select(Connection)).all()}
+    result = []
+    for settings in hub.connections.values():
+        state = stored.get(settings.id)
+        result.append({
+            "id": settings.id, "kind": settings.kind, "base_url": settings.base_url,
+            "status": state.status if state else "new",
+            "last_sync_at": state.last_sync_at if state else None,
+            "last_error": state.last_error if state else None,
+            "webhook_url": str(request.url_for("receive_webhook", connection_id=settings.id)),
+            "webhook_secret_configured": settings.webhook_secret is not None,
+        })
+    return result
+
+
+@router.get("/sync-runs", response_model=list[schemas.SyncRun], dependencies=[Depends(require("read"))])
+def list_sync_runs(session: Session = Depends(get_session), connection_id: str | None = None,
+                   limit: int = Query(50, ge=1, le=500)) -> list[SyncRun]:
+    query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
+    if connection_id:
+        query = query.where(SyncRun.connection_id == connection_id)
+    return list(session.exec(query).all())
+
+
+@router.post("/connections/{connection_id}/sync", status_code=202, dependencies=[Depends(require("write"))])
+async def trigger_sync(request: Request, connection_id: str, full: bool = False,
+                       hub: Hub = Depends(get_hub)) -> dict[str, Any]:
+    if connection_id not in hub.connections:
+        raise Problem(404, f"no connection {connection_id!r}")
+    worker = request.app.state.worker
+    lock = worker.lock(connection_id) if worker else asyncio.Lock()
+    if lock.locked():
+        raise Problem(409, f"a pull of {connection_id} is already running; see /api/v1/sync-runs")
+
+    async def run() -> None:
+        async with lock:
+            await sync_connection(hub, connection_id, full=full)
+
+    request.app.state.background.add(task := asyncio.create_task(run()))
+    task.add_done_callback(request.app.state.background.discard)
+    return {"connection_id": connection_id, "mode": "full" if full else "incremental", "status": "started"}
+
+
+@router.get("/inbox", response_model=list[schemas.InboxEvent], dependencies=[Depends(require("admin"))])
+def list_inbox(session: Session = Depends(get_session), status: str = "failed",
+               limit: int = Query(100, ge=1, le=1000)) -> list[InboxEvent]:
+    return list(session.exec(select(InboxEvent).where(InboxEvent.status == status)
+                             .order_by(InboxEvent.id.desc()).limit(limit)).all())
+
+
+class Replay(BaseModel):
+    ids: list[int]
+
+
+@router.post("/inbox/replay", dependencies=[Depends(require("admin"))])
+def replay_inbox(body: Replay, request: Request, hub: Hub = Depends(get_hub)) -> dict[str, int]:
+    count = inbox.replay(hub, body.ids)
+    if request.app.state.worker:
+        request.app.state.worker.wake.set()
+    return {"replayed": count}

@@ -1,0 +1,179 @@
+"""The public API's shapes, as OpenAPI documents them."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None  # pass as ?cursor= to read on; null at the end
+
+
+class PersonRef(BaseModel):
+    id: int
+    display_name: str | None
+    email: str | None
+
+
+class LinkOut(BaseModel):
+    type: str
+    origin: str
+    evidence: str | None
+    direction: Literal["outgoing", "incoming"] = "outgoing"
+    to_entity: str | None = None
+    to_key: str | None = None
+    to_id: int | None = None
+    from_entity: str | None = None
+    from_id: int | None = None
+    from_key: str | None = None
+
+
+class ChangeOut(BaseModel):
+    seq: int
+    entity: str
+    entity_id: int
+    op: Literal["create", "update", "delete"]
+    fields: dict[str, list[Any]]
+    at: datetime
+
+
+class Record(BaseModel):
+    id: int
+    key: str | None
+    url: str | None
+    title: str | None
+    product: str | None
+    connection_id: str
+    external_id: str
+    updated_at: datetime | None  # the tool's last change
+    synced_at: datetime | None  # the hub's last change
+    deleted_at: datetime | None
+
+
+class WorkItem(Record):
+    kind: str | None
+    status: str | None
+    status_category: str | None
+    priority: str | None
+    assignee: PersonRef | None
+    reporter: PersonRef | None
+    labels: list[str]
+    estimate: float | None
+    iteration: str | None
+    release: str | None
+    due_at: datetime | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    description: str | None
+    extra: dict[str, Any]
+
+
+class WorkItemDetail(WorkItem):
+    links: list[LinkOut]
+    history: list[ChangeOut]
+
+
+class CodeChange(Record):
+    state: str | None
+    author: PersonRef | None
+    reviewers: list[str]
+    head_branch: str | None
+    base_branch: str | None
+    created_at: datetime | None
+    merged_at: datetime | None
+    closed_at: datetime | None
+    additions: int | None
+    deletions: int | None
+    links: list[LinkOut]
+
+
+class CodeChangeDetail(CodeChange):
+    history: list[ChangeOut]
+
+
+class Identity(BaseModel):
+    connection_id: str
+    external_id: str
+    login: str | None
+    display_name: str | None
+
+
+class Person(BaseModel):
+    id: int
+    display_name: str | None
+    email: str | None
+    identities: list[Identity]
+
+
+class Product(BaseModel):
+    key: str
+    name: str
+    description: str | None
+    owner: str | None
+
+
+class LinkRow(BaseModel):
+    id: int
+    type: str
+    from_entity: str
+    from_id: int
+    to_entity: str
+    to_key: str
+    to_id: int | None
+    origin: str
+    evidence: str | None
+
+
+class ChangeFeed(BaseModel):
+    items: list[ChangeOut]
+    next_after: int  # pass as ?after= to follow the feed
+
+
+class Connection(BaseModel):
+    id: str
+    kind: str
+    base_url: str
+    status: str
+    last_sync_at: datetime | None
+    last_error: str | None
+    webhook_url: str
+    webhook_secret_configured: bool
+
+
+class SyncRun(BaseModel):
+    id: int
+    connection_id: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    fetched: int
+    created: int
+    updated: int
+    unchanged: int
+    stale: int
+    deleted: int
+    failed: int
+    errors: list[str]
+
+
+class WebhookAccepted(BaseModel):
+    delivery_id: str
+    duplicate: bool
+
+
+class InboxEvent(BaseModel):
+    id: int
+    connection_id: str
+    delivery_id: str
+    received_at: datetime
+    status: str
+    attempts: int
+    last_error: str | None
+    processed_at: datetime | None

@@ -1,0 +1,104 @@
+"""The one seam to GitHub's REST API: raw JSON pages through PyGithub's requester.
+
+PyGithub's own retries and throttle are off, so tenacity (service.retry) and the
+rate-limit headers are the single retry and pacing layer. Errors come out typed by what
+the caller should do: FatalError (a person must act), TransientError (retry later).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException
+from github.GithubException import BadCredentialsException, RateLimitExceededException
+
+from service.contract import FatalError, TransientError
+from service.retry import in_thread, with_retries
+
+Headers = dict[str, Any]
+
+
+class NotFoundError(FatalError):
+    """GitHub answered 404 or 410: the repository or record does not exist (for this token)."""
+
+
+class GitHubClient:
+    def __init__(self, connection_id: str, base_url: str, token: str, page_size: int) -> None:
+        self.connection_id = connection_id
+        self._github = Github(
+            base_url=base_url.rstrip("/"), auth=Auth.Token(token), per_page=page_size,
+            retry=None, seconds_between_requests=0, seconds_between_writes=0, timeout=30,
+        )
+        self._resume_at = 0.0  # epoch seconds; set when the rate-limit budget is spent
+
+    async def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> tuple[Headers, Any]:
+        """GET path (relative to the base URL), retried; what names the target in errors."""
+        # with_retries needs a coroutine function: tenacity would not await a lambda's coroutine
+        async def attempt() -> tuple[Headers, Any]:
+            return await self._get_once(path, params, what)
+
+        return await with_retries(attempt)
+
+    async def get_list(self, path: str, params: dict[str, Any], *, what: str) -> tuple[list[Any], bool]:
+        """One page of a list endpoint: (rows, whether GitHub announces a next page)."""
+        headers, rows = await self.get(path, params, what=what)
+        if not isinstance(rows, list):
+            raise TransientError(f"GitHub answered {what} with a {type(rows).__name__}, not a list")
+        return rows, 'rel="next"' in headers.get("link", "")
+
+    async def _get_once(self, path: str, params: dict[str, Any] | None, what: str) -> tuple[Headers, Any]:
+        wait = self._resume_at - time.time()
+        if wait > 0:  # the budget is spent: wait for its reset instead of drawing a 403
+            await asyncio.sleep(wait)
+        return await in_thread(self._get_blocking, path, params, what)
+
+    def _get_blocking(self, path: str, params: dict[str, Any] | None, what: str) -> tuple[Headers, Any]:
+        try:
+            headers, data = self._github.requester.requestJsonAndCheck("GET", path, parameters=params)
+        except BadCredentialsException as exc:
+            raise FatalError(
+                f"bad credentials for connection {self.connection_id}: GitHub rejected the token "
+                f"(401); set a valid token with read access to {what}") from exc
+        except RateLimitExceededException as exc:
+            raise TransientError(f"GitHub rate limit reached while reading {what}",
+                                 retry_after=_retry_after(exc.headers or {})) from exc
+        except GithubException as exc:
+            raise _typed(exc, what, self.connection_id) from exc
+        except (requests.RequestException, ValueError) as exc:
+            # dropped connections, timeouts, and bodies cut short (invalid JSON)
+            raise TransientError(f"GitHub request for {what} failed: {type(exc).__name__}: {exc}") from exc
+        if str(headers.get("x-ratelimit-remaining")) == "0":
+            self._resume_at = float(headers.get("x-ratelimit-reset", time.time()))
+        return headers, data
+
+    def close(self) -> None:
+        self._github.close()
+
+
+def _retry_after(headers: Headers) -> float | None:
+    """Seconds to wait, from Retry-After or from the rate-limit reset time."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if "retry-after" in lower:
+        return float(lower["retry-after"])
+    if str(lower.get("x-ratelimit-remaining")) == "0" and "x-ratelimit-reset" in lower:
+        return max(float(lower["x-ratelimit-reset"]) - time.time(), 0.0)
+    return None
+
+
+def _typed(exc: GithubException, what: str, connection_id: str) -> Exception:
+    status = exc.status
+    message = exc.data.get("message") if isinstance(exc.data, dict) else None
+    detail = f"GitHub answered {status} for {what}" + (f": {message}" if message else "")
+    headers = exc.headers or {}
+    if status in (404, 410):
+        return NotFoundError(f"{detail} (connection {connection_id}: check the name and that the "
+                             f"token can read it)")
+    if status == 401:
+        return FatalError(f"bad credentials for connection {connection_id}: {detail}")
+    if status == 429 or (status == 403 and _retry_after(headers) is not None):
+        return TransientError(detail, retry_after=_retry_after(headers))
+    if status >= 500:
+        return TransientError(detail)
+    return FatalError(f"{detail} (connection {connection_id})")

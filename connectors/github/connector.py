@@ -1,0 +1,265 @@
+"""The GitHub connector: issues (work items) and pull requests (code changes) of a set of
+repositories, pulled as raw JSON pages through PyGithub, kept fresh by webhooks.
+
+Cursor (a JSON string the engine stores after each page):
+    {"v": 1, "repos": {"acme/payments": {
+        "issues": {"since": "2024-03-01T10:15:30Z" | null, "page": 1},
+        "pulls":  {"since": "..." | null, "high": "..." | null, "page": 1}}}}
+issues.since is the newest updated_at already stored (the list is read in ascending
+updated order, so it can advance page by page); page > 1 only while many issues share
+that second. pulls cannot be filtered by time, so they are read newest first until one
+is older than pulls.since; since only advances (to high) once that listing is complete,
+and page says where a crashed listing resumes.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+import mappings
+from connectors.github import webhook
+from connectors.github.client import GitHubClient, NotFoundError
+from connectors.github.records import format_time, issue_record, parse_time, pull_record
+from service.contract import (
+    ConnectionSettings,
+    Connector,
+    FatalError,
+    Page,
+    RawRecord,
+    WebhookContent,
+)
+from service.retry import in_thread
+
+CURSOR_VERSION = 1
+
+
+class GitHubSettings(ConnectionSettings):
+    kind: Literal["github"] = "github"
+    base_url: str = Field(default="https://api.github.com", pattern=r"^https?://")
+    token: SecretStr
+    repos: list[str] = []
+    org: str | None = None
+    page_size: int = Field(default=100, ge=1, le=100)
+    overlap_seconds: int = Field(default=60, ge=0)
+
+    @field_validator("repos")
+    @classmethod
+    def _repo_names(cls, repos: list[str]) -> list[str]:
+        for name in repos:
+            owner, _, repo = name.partition("/")
+            if not owner or not repo or "/" in repo:
+                raise ValueError(f"repos: {name!r} is not of the form owner/name (e.g. acme/payments)")
+        return repos
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GitHubSettings:
+        if bool(self.repos) == bool(self.org):
+            raise ValueError("set exactly one of repos (a list of owner/name) or org (every "
+                             "repository of that organization)")
+        return self
+
+
+class GitHubConnector(Connector):
+    kind = "github"
+    settings_model = GitHubSettings
+    record_types = {"issue": "work_item", "pull_request": "code_change"}
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        super().__init__(settings)
+        assert isinstance(settings, GitHubSettings)
+        self.config = settings
+        self.client = GitHubClient(settings.id, settings.base_url,
+                                   settings.token.get_secret_value(), settings.page_size)
+        self.overlap = timedelta(seconds=settings.overlap_seconds)
+
+    @classmethod
+    def default_mapping(cls) -> Path:
+        return Path(mappings.__file__).parent / "github.yaml"
+
+    # --- pull -------------------------------------------------------------------------
+
+    async def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+        state = _load_cursor(cursor)
+        for repo in await self.repositories():
+            streams = state["repos"].setdefault(repo, {})
+            # (id, updated_at) already yielded in this run: re-queries at a page boundary repeat a few
+            seen: set[tuple[str, str]] = set()
+            async for records in self._issue_pages(repo, streams, seen):
+                yield Page(records, _dump_cursor(state))
+            async for records in self._pull_pages(repo, streams, seen):
+                yield Page(records, _dump_cursor(state))
+
+    async def _issue_pages(self, repo: str, streams: dict[str, Any],
+                           seen: set[tuple[str, str]]) -> AsyncIterator[list[RawRecord]]:
+        stream = streams.setdefault("issues", {"since": None, "page": 1})
+        first = True
+        while True:
+            since, page = parse_time(stream["since"]), stream["page"]
+            params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc",
+                                      "per_page": self.config.page_size, "page": page}
+            if since is not None:
+                # Overlap once per run: GitHub's timestamps are coarse and writes race the read.
+                params["since"] = format_time(since - self.overlap if first and page == 1 else since)
+            first = False
+            rows, has_next = await self.client.get_list(f"/repos/{repo}/issues", params,
+                                                        what=f"issues of {repo}")
+            newest = since
+            records = []
+            for row in rows:
+                updated = parse_time(row.get("updated_at"))
+                if updated is not None and (newest is None or updated > newest):
+                    newest = updated
+                if "pull_request" in row:  # a PR's issue side; PRs come from /pulls
+                    continue
+                if _first_sight(seen, row):
+                    records.append(issue_record(row))
+            if not has_next:
+                stream.update(since=format_time(newest) if newest else None, page=1)
+            elif newest is not None and (since is None or newest > since):
+                stream.update(since=format_time(newest), page=1)
+            else:
+                stream["page"] = page + 1  # a whole page shares one second: read on
+            yield records
+            if not has_next:
+                return
+
+    async def _pull_pages(self, repo: str, streams: dict[str, Any],
+                          seen: set[tuple[str, str]]) -> AsyncIterator[list[RawRecord]]:
+        stream = streams.setdefault("pulls", {"since": None, "high": None, "page": 1})
+        since = parse_time(stream["since"])
+        threshold = since - self.overlap if since else None
+        while True:
+            page, high = stream["page"], parse_time(stream["high"])
+            params = {"state": "all", "sort": "updated", "direction": "desc",
+                      "per_page": self.config.page_size, "page": page}
+            rows, has_next = await self.client.get_list(f"/repos/{repo}/pulls", params,
+                                                        what=f"pull requests of {repo}")
+            done = not has_next
+            records = []
+            for row in rows:
+                updated = parse_time(row.get("updated_at"))
+                if threshold is not None and updated is not None and updated < threshold:
+                    done = True  # newest first: everything after this is already stored
+                    break
+                if updated is not None and (high is None or updated > high):
+                    high = updated
+                if _first_sight(seen, row):
+                    records.append(pull_record(row))
+            if done:
+                newest = high or since
+                stream.update(since=format_time(newest) if newest else None, high=None, page=1)
+            else:
+                stream.update(high=format_time(high) if high else None, page=page + 1)
+            yield records
+            if done:
+                return
+
+    async def repositories(self) -> list[str]:
+        """The configured repositories, or every repository of the configured org."""
+        if self.config.repos:
+            return list(self.config.repos)
+        names: list[str] = []
+        page = 1
+        while True:
+            rows, has_next = await self.client.get_list(
+                f"/orgs/{self.config.org}/repos",
+                {"per_page": self.config.page_size, "page": page, "type": "all"},
+                what=f"repositories of organization {self.config.org}")
+            names += [row["full_name"] for row in rows if not row.get("archived")]
+            if not has_next:
+                return names
+            page += 1
+
+    # --- reconcile and refetch --------------------------------------------------------
+
+    async def list_ids(self) -> dict[str, set[str]]:
+        ids: dict[str, set[str]] = {"issue": set(), "pull_request": set()}
+        for repo in await self.repositories():
+            for kind, path in (("issue", "issues"), ("pull_request", "pulls")):
+                page = 1
+                while True:
+                    params = {"state": "all", "sort": "created", "direction": "asc",
+                              "per_page": self.config.page_size, "page": page}
+                    rows, has_next = await self.client.get_list(
+                        f"/repos/{repo}/{path}", params, what=f"{path} of {repo}")
+                    ids[kind].update(str(row["id"]) for row in rows
+                                     if kind == "pull_request" or "pull_request" not in row)
+                    if not has_next:
+                        break
+                    page += 1
+        return ids
+
+    async def fetch_one(self, record_type: str, external_id: str,
+                        known: dict[str, Any] | None = None) -> RawRecord | None:
+        # GitHub addresses issues and PRs by repository and number, never by id.
+        repo, number = _address(record_type, external_id, known)
+        path = "issues" if record_type == "issue" else "pulls"
+        try:
+            _, row = await self.client.get(f"/repos/{repo}/{path}/{number}",
+                                           what=f"{record_type} {repo}#{number}")
+        except NotFoundError:
+            return None
+        if not isinstance(row, dict) or str(row.get("id")) != external_id:
+            return None  # the number now names another record: this one moved or is gone
+        return issue_record(row) if record_type == "issue" else pull_record(row)
+
+    # --- webhooks ---------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        secret = self.config.webhook_secret
+        webhook.verify_signature(secret.get_secret_value() if secret else None, headers, body)
+
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
+        return webhook.delivery_id(headers, body)
+
+    def parse_webhook(self, headers: Mapping[str, str], payload: Any,
+                      received_at: datetime) -> WebhookContent:
+        return webhook.parse(headers, payload, received_at)
+
+    async def aclose(self) -> None:
+        await in_thread(self.client.close)
+
+
+def _first_sight(seen: set[tuple[str, str]], row: dict[str, Any]) -> bool:
+    key = (str(row["id"]), str(row.get("updated_at")))
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _address(record_type: str, external_id: str, known: dict[str, Any] | None) -> tuple[str, int]:
+    """(owner/name, number) of a record, from its last stored payload."""
+    try:
+        if record_type == "issue":
+            owner, name = urlparse(known["repository_url"]).path.rstrip("/").split("/")[-2:]  # type: ignore[index]
+            return f"{owner}/{name}", int(known["number"])  # type: ignore[index]
+        if record_type == "pull_request":
+            return known["base"]["repo"]["full_name"], int(known["number"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        raise FatalError(f"cannot fetch GitHub {record_type} {external_id}: GitHub finds records by "
+                         "repository and number, and no stored payload gives them") from None
+    raise FatalError(f"GitHub has no record type {record_type!r} (expected issue or pull_request)")
+
+
+def _load_cursor(cursor: str | None) -> dict[str, Any]:
+    if not cursor:
+        return {"v": CURSOR_VERSION, "repos": {}}
+    try:
+        state = json.loads(cursor)
+        if state.get("v") != CURSOR_VERSION or not isinstance(state.get("repos"), dict):
+            raise ValueError("unknown cursor version")
+    except (ValueError, AttributeError) as exc:
+        raise FatalError(f"GitHub cursor {cursor[:80]!r} is not one this connector wrote ({exc}); "
+                         "run a full sync to start afresh") from None
+    return state
+
+
+def _dump_cursor(state: dict[str, Any]) -> str:
+    return json.dumps(state, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,238 @@
+"""Jira Cloud connector: issues of chosen projects, pulled with search/jql, kept fresh by webhooks.
+
+The `jira` library is synchronous, so every call runs in a worker thread. Its own retries are
+off (max_retries=0): service.retry is the single retry layer, fed by the errors mapped here.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from jira import JIRA, JIRAError
+from pydantic import Field, SecretStr, field_validator
+
+import mappings
+from connectors.jira import webhook
+from service.contract import (
+    ConnectionSettings,
+    Connector,
+    FatalError,
+    Page,
+    RawRecord,
+    TransientError,
+    WebhookContent,
+)
+from service.retry import in_thread, with_retries
+
+T = TypeVar("T")
+ID_PAGE = 5000  # search/jql's cap when only ids are asked for
+
+
+class JiraSettings(ConnectionSettings):
+    email: str = Field(min_length=3)
+    token: SecretStr
+    projects: list[str] = Field(min_length=1)
+    page_size: int = Field(default=100, ge=1, le=100)  # Jira returns at most 100 full issues
+    overlap_minutes: int = Field(default=2, ge=0)
+
+    @field_validator("projects")
+    @classmethod
+    def _project_keys(cls, keys: list[str]) -> list[str]:
+        cleaned = [key.strip().upper() for key in keys]
+        for key in cleaned:
+            if not key.replace("_", "").isalnum() or not key[:1].isalpha():
+                raise ValueError(f"'{key}' is not a Jira project key (letters, digits, underscores)")
+        return cleaned
+
+
+class JiraConnector(Connector):
+    kind = "jira"
+    settings_model = JiraSettings
+    record_types = {"issue": "work_item"}
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        super().__init__(settings)
+        self.jira_settings = JiraSettings.model_validate(settings.model_dump()) \
+            if not isinstance(settings, JiraSettings) else settings
+        self._client: JIRA | None = None
+        self._client_lock = threading.Lock()
+        self._zone: ZoneInfo | None = None
+
+    # --- pulling -------------------------------------------------------------------------
+
+    async def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+        """Issues updated since cursor, oldest change first; the cursor after each page is the
+        latest `updated` seen so far (ISO 8601, UTC). Resuming re-reads from it minus
+        overlap_minutes, because JQL dates have minute precision and clocks are coarse."""
+        since = self._parse_cursor(cursor)
+        jql = await self._jql(since)
+        high = since
+        token: str | None = None
+        while True:
+            result = await self._call(lambda client, token=token: client.enhanced_search_issues(
+                jql, nextPageToken=token, maxResults=self.jira_settings.page_size,
+                fields="*all", json_result=True))
+            records = [webhook.issue_record(issue) for issue in result.get("issues") or []]
+            for record in records:
+                if record.version is not None and (high is None or record.version > high):
+                    high = record.version
+            token = result.get("nextPageToken")
+            yield Page(records, high.isoformat() if high else None)
+            if result.get("isLast", True) or not token:
+                return
+
+    async def list_ids(self) -> dict[str, set[str]]:
+        # created never changes, so new issues land after the pages already read
+        jql = f"{self._projects_clause()} ORDER BY created ASC"
+        ids: set[str] = set()
+        token: str | None = None
+        while True:
+            result = await self._call(lambda client, token=token: client.enhanced_search_issues(
+                jql, nextPageToken=token, maxResults=ID_PAGE, fields="id", json_result=True))
+            ids.update(str(issue["id"]) for issue in result.get("issues") or [] if "id" in issue)
+            token = result.get("nextPageToken")
+            if result.get("isLast", True) or not token:
+                return {"issue": ids}
+
+    async def fetch_one(self, record_type: str, external_id: str,
+                        known: dict[str, Any] | None = None) -> RawRecord | None:
+        if record_type != "issue":
+            raise ValueError(f"Jira has no record type {record_type!r}; it has 'issue'")
+
+        def get(client: JIRA) -> dict[str, Any] | None:
+            try:
+                return client.issue(external_id, fields="*all").raw
+            except JIRAError as error:
+                if error.status_code == 404:
+                    return None
+                raise
+
+        payload = await self._call(get)
+        return webhook.issue_record(payload) if payload is not None else None
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        secret = self.settings.webhook_secret
+        webhook.verify_signature(headers, body, secret.get_secret_value() if secret else None)
+
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
+        return webhook.delivery_id(headers, body)
+
+    def parse_webhook(self, headers: Mapping[str, str], payload: Any,
+                      received_at: datetime) -> WebhookContent:
+        return webhook.parse(payload, received_at)
+
+    @classmethod
+    def default_mapping(cls) -> Path:
+        return Path(mappings.__file__).parent / "jira.yaml"
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await in_thread(self._client.close)
+            self._client = None
+
+    # --- the library, in a thread, behind one retry layer --------------------------------
+
+    async def _call(self, action: Callable[[JIRA], T]) -> T:
+        def attempt_in_thread() -> T:
+            try:
+                return action(self._connect())
+            except Exception as error:  # the library raises several families; classify them all
+                raise self._classify(error) from error
+
+        # an `async def`, not a lambda: tenacity awaits only what is a coroutine function
+        async def attempt() -> T:
+            return await in_thread(attempt_in_thread)
+
+        return await with_retries(attempt)
+
+    def _connect(self) -> JIRA:
+        with self._client_lock:
+            if self._client is None:
+                settings = self.jira_settings
+                client = JIRA(server=settings.base_url.rstrip("/"),
+                              basic_auth=(settings.email, settings.token.get_secret_value()),
+                              max_retries=0, timeout=30, get_server_info=True,
+                              options={"rest_api_version": "3", "check_update": False})
+                if client.deploymentType != "Cloud":
+                    raise FatalError(
+                        f"{settings.base_url} is Jira {client.deploymentType or 'Server/Data Center'}, "
+                        "not Jira Cloud: this connector needs Cloud's search/jql API")
+                self._client = client
+            return self._client
+
+    def _classify(self, error: Exception) -> Exception:
+        settings = self.jira_settings
+        where = settings.base_url
+        if isinstance(error, (FatalError, TransientError)):
+            return error
+        if isinstance(error, JIRAError):
+            status = error.status_code
+            text = (error.text or "").strip()
+            retry_after = _retry_after(error.response)
+            if status is None or status == 429 or status >= 500:
+                reason = "rate limited" if status == 429 else f"answered {status}"
+                return TransientError(f"Jira at {where} {reason}: {text}", retry_after)
+            if status == 401:
+                return FatalError(f"Jira at {where} rejected the credentials of {settings.email} (HTTP 401): "
+                                  "check the connection's email and API token")
+            if status == 403:
+                return FatalError(f"Jira at {where} denied {settings.email} access (HTTP 403): grant "
+                                  f"'Browse projects' on {', '.join(settings.projects)}")
+            if status == 400:
+                return FatalError(f"Jira at {where} rejected the search (HTTP 400): {text}. Check the "
+                                  f"connection's projects ({', '.join(settings.projects)})")
+            return FatalError(f"Jira at {where} answered {status} for {error.url}: {text}. "
+                              "Check the connection's base_url")
+        if isinstance(error, requests.RequestException):
+            return TransientError(f"could not talk to Jira at {where}: {error}")
+        if isinstance(error, ValueError):  # includes requests' JSONDecodeError
+            return TransientError(f"Jira at {where} sent a body that is not valid JSON: {error}")
+        return error
+
+    # --- JQL -----------------------------------------------------------------------------
+
+    def _projects_clause(self) -> str:
+        return "project in (" + ", ".join(f'"{key}"' for key in self.jira_settings.projects) + ")"
+
+    async def _jql(self, since: datetime | None) -> str:
+        clause = self._projects_clause()
+        if since is not None:
+            # JQL dates are read in the API user's time zone, to the minute
+            start = (since - timedelta(minutes=self.jira_settings.overlap_minutes)).astimezone(await self._user_zone())
+            clause += f' AND updated >= "{start:%Y-%m-%d %H:%M}"'
+        return clause + " ORDER BY updated ASC"
+
+    async def _user_zone(self) -> ZoneInfo:
+        if self._zone is None:
+            me = await self._call(lambda client: client.myself())
+            try:
+                self._zone = ZoneInfo(me.get("timeZone") or "UTC")
+            except (ZoneInfoNotFoundError, ValueError):
+                self._zone = ZoneInfo("UTC")
+        return self._zone
+
+    @staticmethod
+    def _parse_cursor(cursor: str | None) -> datetime | None:
+        if not cursor:
+            return None
+        try:
+            moment = datetime.fromisoformat(cursor)
+        except ValueError:
+            raise FatalError(f"Jira cursor {cursor!r} is not an ISO 8601 time; reset the "
+                             "connection's cursor to run a full pull") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _retry_after(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

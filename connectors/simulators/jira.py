@@ -1,0 +1,357 @@
+"""A fake Jira Cloud: seeded issues, search/jql paging, mutations that send real webhooks, faults.
+
+JiraSim holds the state behind a lock, because tests mutate it from their own thread while
+uvicorn serves it from another. The HTTP surface lives in jira_app.py.
+"""
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import hmac
+import json
+import random
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from connectors.simulators import jira_data as data
+from connectors.simulators.jira_data import UTC, SimIssue
+from connectors.simulators.jira_jql import JqlError, parse, sort_key
+from connectors.simulators.world import SimPerson, people
+
+EDITABLE = {"summary", "status", "priority", "assignee", "labels", "description", "story_points",
+            "duedate", "issuetype"}
+
+
+@dataclass
+class Fault:
+    """What the next `count` API requests suffer (one kind per fault)."""
+
+    status: int | None = None
+    retry_after: float | None = None
+    delay_seconds: float = 0.0
+    drop_connection: bool = False
+    malformed: bool = False
+    count: int = 1
+
+
+@dataclass
+class Delivery:
+    """One webhook POST the sim made, as a test sees it."""
+
+    identifier: str
+    event: str
+    issue_id: str
+    body: bytes
+    headers: dict[str, str]
+    status_code: int | None = None
+    error: str | None = None
+
+
+class NotFound(LookupError):
+    pass
+
+
+class JiraSim:
+    def __init__(self, issues: int = 200, seed: int = 1, projects: tuple[str, ...] = ("PAY", "CHK", "GRO"),
+                 webhook_url: str | None = None, webhook_secret: str | None = None,
+                 credentials: tuple[str, str] | None = None,
+                 site_url: str = "https://acme.atlassian.net") -> None:
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.credentials = credentials  # None: any non-empty email and token
+        self.site_url = site_url  # the base of `self` links in webhook bodies
+        self.people: list[SimPerson] = people()
+        self.projects = data.make_projects(tuple(key.upper() for key in projects))
+        self._rank = {key: project.rank for key, project in self.projects.items()}
+        self._lock = threading.RLock()
+        generated = data.generate_issues(issues, seed, self.projects, self.people)
+        self._issues: dict[int, SimIssue] = {issue.id: issue for issue in generated}
+        self._numbers = {key: 0 for key in self.projects}
+        for issue in generated:
+            self._numbers[issue.project] = max(self._numbers[issue.project], issue.number)
+        self._next_id = data.FIRST_ISSUE_ID + issues
+        self._last_time = max((issue.updated for issue in generated), default=data.START)
+        self._faults: deque[Fault] = deque()
+        self.deliveries: list[Delivery] = []
+        self.api_requests = 0  # counted by the app; lets tests assert request economy
+        self._app: Any = None
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from connectors.simulators.jira_app import create_app
+            self._app = create_app(self)
+        return self._app
+
+    # --- reading -------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Wall-clock time to the millisecond, strictly increasing, so every change sorts last."""
+        with self._lock:
+            moment = datetime.now(UTC)
+            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+            if moment <= self._last_time:
+                moment = self._last_time + timedelta(milliseconds=1)
+            self._last_time = moment
+            return moment
+
+    def issue_by_id(self, issue_id: int) -> SimIssue | None:
+        return self._issues.get(issue_id)
+
+    def find(self, id_or_key: str | int) -> SimIssue:
+        text = str(id_or_key).upper()
+        with self._lock:
+            if text.isdigit() and int(text) in self._issues:
+                return self._issues[int(text)]
+            for issue in self._issues.values():
+                if issue.key == text:
+                    return issue
+        raise NotFound(f"Issue {id_or_key} does not exist")
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {str(issue_id) for issue_id in self._issues}
+
+    def render(self, issue: SimIssue, version: str = "3", base: str | None = None,
+               fields: set[str] | None = None, expand: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        with self._lock:
+            return data.render_issue(issue, self, version, base or self.site_url, fields, set(expand))
+
+    def search(self, jql: str, token: str | None, limit: int, fields: set[str] | None,
+               expand: set[str], version: str, base: str) -> dict[str, Any]:
+        """One page of search/jql; the token names the last issue's sort key (keyset paging),
+        so issues changed mid-listing are seen again later rather than skipped."""
+        query = parse(jql, set(self.projects), self.now())
+        after = decode_token(token) if token else None
+        with self._lock:
+            matched = sorted((sort_key(query, issue, self._rank), issue.id)
+                             for issue in self._issues.values() if query.matches(issue))
+            start = bisect.bisect_right(matched, (after, float("inf"))) if after else 0
+            page = matched[start:start + limit]
+            body: dict[str, Any] = {"issues": [
+                data.render_issue(self._issues[issue_id], self, version, base, fields, expand)
+                for _, issue_id in page]}
+        body["isLast"] = start + limit >= len(matched)
+        if not body["isLast"]:
+            body["nextPageToken"] = encode_token(page[-1][0])
+        return body
+
+    # --- faults --------------------------------------------------------------------------
+
+    def inject(self, fault: Fault | None = None, **kwargs: Any) -> None:
+        """Make the next API requests fail: sim.inject(status=429, retry_after=1, count=2)."""
+        with self._lock:
+            self._faults.append(fault or Fault(**kwargs))
+
+    def take_fault(self) -> Fault | None:
+        with self._lock:
+            if not self._faults:
+                return None
+            fault = self._faults[0]
+            fault.count -= 1
+            if fault.count <= 0:
+                self._faults.popleft()
+            return fault
+
+    # --- mutations -----------------------------------------------------------------------
+
+    def create_issue(self, project: str, summary: str = "New issue", issuetype: str = "Task",
+                     **changes: Any) -> dict[str, Any]:
+        """Create an issue (fields as update_issue takes them, plus parent) and send
+        jira:issue_created. Returns the issue as REST v3 shows it."""
+        project = project.upper()
+        if project not in self.projects:
+            raise ValueError(f"project {project} does not exist; have {sorted(self.projects)}")
+        parent = changes.pop("parent", None)
+        with self._lock:
+            at = self.now()
+            self._numbers[project] += 1
+            issue = SimIssue(
+                id=self._next_id, project=project, number=self._numbers[project], issuetype="Task",
+                summary=summary, description=None, status="To Do", priority="Medium", assignee=None,
+                reporter=0, labels=[], story_points=None, sprint=None, fix_version=None, duedate=None,
+                created=at, updated=at, resolved=None,
+                parent=self.find(parent).id if parent is not None else None)
+            self._next_id += 1
+            self._apply(issue, {"issuetype": issuetype, **changes})
+            issue.histories.clear()  # a new issue has no history yet
+            self._issues[issue.id] = issue
+            body = self._webhook_body("jira:issue_created", "issue_created", issue, at)
+        self._send(body, "jira:issue_created", issue.id)
+        return self.render(issue)
+
+    def update_issue(self, id_or_key: str | int, **changes: Any) -> dict[str, Any]:
+        """Change fields (summary, status, priority, assignee (email, accountId or None),
+        labels, description, story_points, duedate, issuetype), bump `updated`, send
+        jira:issue_updated with the changelog. Returns the issue as REST v3 shows it."""
+        with self._lock:
+            issue = self.find(id_or_key)
+            at = self.now()
+            items = self._apply(issue, changes)
+            issue.updated = at
+            history_id = str(len(issue.histories) + issue.id * 10 + 1)
+            issue.histories.append({"id": history_id, "author": 0, "created": at, "items": items})
+            names = {item["field"] for item in items}
+            event_type = ("issue_generic" if "status" in names
+                          else "issue_assigned" if names == {"assignee"} else "issue_updated")
+            body = self._webhook_body("jira:issue_updated", event_type, issue, at,
+                                      {"id": history_id, "items": items})
+        self._send(body, "jira:issue_updated", issue.id)
+        return self.render(issue)
+
+    def delete_issue(self, id_or_key: str | int) -> None:
+        with self._lock:
+            issue = self.find(id_or_key)
+            del self._issues[issue.id]
+            body = self._webhook_body("jira:issue_deleted", "issue_deleted", issue, self.now())
+        self._send(body, "jira:issue_deleted", issue.id)
+
+    def mutate_random(self, n: int, rng: random.Random) -> list[str]:
+        """n realistic changes (mostly workflow moves and reassignments, some new issues)."""
+        changed = []
+        for _ in range(n):
+            with self._lock:
+                ids = sorted(self._issues)
+            if not ids or rng.random() < 0.1:
+                created = self.create_issue(rng.choice(sorted(self.projects)),
+                                            f"{rng.choice(data.VERBS)} {rng.choice(data.OBJECTS)}",
+                                            rng.choice(["Story", "Task", "Bug"]))
+                changed.append(created["id"])
+                continue
+            issue = self._issues[rng.choice(ids)]
+            workflow = ["To Do", "In Progress", "In Review", "Done"]
+            roll = rng.random()
+            if roll < 0.5 and issue.status in workflow[:-1]:
+                change: dict[str, Any] = {"status": workflow[workflow.index(issue.status) + 1]}
+            elif roll < 0.7:
+                change = {"assignee": rng.choice(self.people).email}
+            elif roll < 0.85:
+                change = {"priority": rng.choice(list(data.PRIORITIES))}
+            else:
+                change = {"labels": sorted(set(issue.labels) | {rng.choice(data.LABELS)})}
+            self.update_issue(issue.id, **change)
+            changed.append(str(issue.id))
+        return changed
+
+    def _person(self, who: str | None) -> int | None:
+        if who is None:
+            return None
+        for index, person in enumerate(self.people):
+            if who in (person.email, person.account_id, person.display_name):
+                return index
+        raise ValueError(f"no person {who!r} in the simulated world")
+
+    def _apply(self, issue: SimIssue, changes: dict[str, Any]) -> list[dict[str, Any]]:
+        """Set fields; return the changelog items Jira would record."""
+        unknown = set(changes) - EDITABLE
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)}; editable fields are {sorted(EDITABLE)}")
+        items = []
+        for name, value in changes.items():
+            if name == "status" and value not in data.STATUSES:
+                raise ValueError(f"status {value!r} is not one of {list(data.STATUSES)}")
+            if name == "priority" and value not in data.PRIORITIES:
+                raise ValueError(f"priority {value!r} is not one of {list(data.PRIORITIES)}")
+            if name == "issuetype" and value not in data.ISSUE_TYPES:
+                raise ValueError(f"issuetype {value!r} is not one of {list(data.ISSUE_TYPES)}")
+            item = self._change(issue, name, value)
+            if item is not None:
+                items.append(item)
+        return items
+
+    def _change(self, issue: SimIssue, name: str, value: Any) -> dict[str, Any] | None:
+        def item(field_name: str, old: Any, new: Any, old_text: Any, new_text: Any,
+                 field_id: str | None = None, fieldtype: str = "jira") -> dict[str, Any]:
+            return {"field": field_name, "fieldtype": fieldtype, "fieldId": field_id or field_name,
+                    "from": old, "fromString": old_text, "to": new, "toString": new_text}
+
+        if name == "status":
+            old = issue.status
+            issue.status = value
+            done = data.STATUSES[value][1] == "done"
+            issue.resolved = (issue.resolved or self._last_time) if done else None
+            return item("status", data.STATUSES[old][0], data.STATUSES[value][0], old, value)
+        if name == "assignee":
+            old_index, new_index = issue.assignee, self._person(value)
+            issue.assignee = new_index
+            account = lambda i: None if i is None else self.people[i].account_id  # noqa: E731
+            display = lambda i: None if i is None else self.people[i].display_name  # noqa: E731
+            return item("assignee", account(old_index), account(new_index), display(old_index), display(new_index))
+        if name == "priority":
+            old = issue.priority
+            issue.priority = value
+            return item("priority", data.PRIORITIES[old], data.PRIORITIES[value], old, value)
+        if name == "issuetype":
+            old = issue.issuetype
+            issue.issuetype = value
+            return item("issuetype", data.ISSUE_TYPES[old][0], data.ISSUE_TYPES[value][0], old, value)
+        if name == "labels":
+            old_labels, issue.labels = issue.labels, sorted(value)
+            return item("labels", None, None, " ".join(old_labels), " ".join(issue.labels))
+        if name == "description":
+            old_text = data.render_description(issue.description, "2")
+            issue.description = None if value is None else [value]
+            return item("description", None, None, old_text, value)
+        if name == "story_points":
+            old_points, issue.story_points = issue.story_points, value
+            return item("Story point estimate", None, None, old_points and str(old_points),
+                        value and str(value), "customfield_10016", "custom")
+        if name == "duedate":
+            old_due = issue.duedate
+            issue.duedate = value if value is None or isinstance(value, date) else date.fromisoformat(value)
+            return item("duedate", old_due and old_due.isoformat(), issue.duedate and issue.duedate.isoformat(),
+                        old_due and old_due.isoformat(), issue.duedate and issue.duedate.isoformat())
+        old_summary, issue.summary = issue.summary, value
+        return item("summary", None, None, old_summary, value)
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    def _webhook_body(self, event: str, event_type: str, issue: SimIssue, at: datetime,
+                      changelog: dict[str, Any] | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "timestamp": int(at.timestamp() * 1000), "webhookEvent": event,
+            "issue_event_type_name": event_type,
+            "user": data.render_user(self.people[0], self.site_url),
+            "issue": data.render_issue(issue, self, "2", self.site_url),  # webhooks carry v2
+        }
+        if changelog is not None:
+            body["changelog"] = changelog
+        return json.dumps(body).encode()
+
+    def _send(self, body: bytes, event: str, issue_id: int) -> None:
+        if self.webhook_url is None:
+            return
+        headers = {"Content-Type": "application/json",
+                   "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
+                   "X-Atlassian-Webhook-Flow": "Primary", "X-Atlassian-Webhook-Retry": "0",
+                   "User-Agent": "Atlassian Webhook HTTP Client"}
+        if self.webhook_secret:
+            digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature"] = f"sha256={digest}"
+        delivery = Delivery(headers["X-Atlassian-Webhook-Identifier"], event, str(issue_id), body, headers)
+        try:
+            delivery.status_code = httpx.post(self.webhook_url, content=body, headers=headers,
+                                              timeout=10).status_code
+        except httpx.HTTPError as error:
+            delivery.error = repr(error)
+        with self._lock:
+            self.deliveries.append(delivery)
+
+
+def encode_token(key: tuple[int, ...]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> tuple[int, ...]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        return tuple(int(part) for part in json.loads(raw))
+    except (ValueError, TypeError) as error:
+        raise JqlError("The provided next page token is invalid or expired.") from error

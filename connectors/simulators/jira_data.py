@@ -1,0 +1,358 @@
+"""The Jira simulator's issues: seeded generation and rendering in Jira Cloud's REST shapes.
+
+Issues are kept compact (one SimIssue each) and rendered on request, so that 20,000 of them
+generate in well under a second and v2 (wiki markup) and v3 (ADF) stay two views of one truth.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from connectors.simulators.world import PRODUCTS, SimPerson
+
+UTC = timezone.utc
+START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # first generated issue
+SPAN = timedelta(days=540)  # generated history; mutations happen "now", later than all of it
+SPRINT_LENGTH = timedelta(days=14)
+FIRST_ISSUE_ID = 10000
+
+# name -> (id, statusCategory key); the categories are Jira's three fixed ones
+STATUSES = {
+    "To Do": ("10000", "new"),
+    "In Progress": ("3", "indeterminate"),
+    "In Review": ("10001", "indeterminate"),
+    "Done": ("10002", "done"),
+    "Won't Do": ("10003", "done"),
+}
+CATEGORIES = {
+    "new": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
+    "indeterminate": {"id": 4, "key": "indeterminate", "colorName": "yellow", "name": "In Progress"},
+    "done": {"id": 3, "key": "done", "colorName": "green", "name": "Done"},
+}
+RESOLUTIONS = {"Done": "10000", "Won't Do": "10001"}
+PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
+# name -> (id, hierarchyLevel)
+ISSUE_TYPES = {"Epic": ("10000", 1), "Story": ("10001", 0), "Task": ("10002", 0),
+               "Bug": ("10003", 0), "Sub-task": ("10004", -1)}
+
+VERBS = ["Add", "Fix", "Refactor", "Support", "Improve", "Remove", "Migrate", "Document", "Speed up"]
+OBJECTS = ["refund flow", "card tokenisation", "3-D Secure challenge", "cart totals", "coupon codes",
+           "address form", "onboarding emails", "referral links", "A/B test framework", "invoice PDF",
+           "currency rounding", "webhook retries", "checkout button", "signup funnel", "tax rates"]
+LABELS = ["backend", "frontend", "tech-debt", "customer-request", "security", "performance", "ux"]
+EPIC_THEMES = ["Q1 reliability", "New payment methods", "One-page checkout", "Self-serve onboarding",
+               "Observability", "EU expansion", "Mobile parity"]
+
+
+@dataclass
+class SimProject:
+    id: str
+    key: str
+    name: str
+    rank: int  # position in key order, for ORDER BY key
+    sprints: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SimIssue:
+    id: int
+    project: str
+    number: int
+    issuetype: str
+    summary: str
+    description: list[str] | None  # paragraphs; rendered as wiki markup (v2) or ADF (v3)
+    status: str
+    priority: str
+    assignee: int | None  # index into the sim's people
+    reporter: int
+    labels: list[str]
+    story_points: float | None
+    sprint: dict[str, Any] | None
+    fix_version: dict[str, Any] | None
+    duedate: date | None
+    created: datetime
+    updated: datetime
+    resolved: datetime | None
+    parent: int | None  # issue id of the epic or story above it
+    histories: list[dict[str, Any]] = field(default_factory=list)  # from mutations
+
+    @property
+    def key(self) -> str:
+        return f"{self.project}-{self.number}"
+
+
+def jira_time(moment: datetime) -> str:
+    """Jira's timestamp format: milliseconds and an offset without a colon."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+def make_projects(keys: tuple[str, ...]) -> dict[str, SimProject]:
+    names = {product.jira_project: product.name for product in PRODUCTS}
+    projects: dict[str, SimProject] = {}
+    for index, key in enumerate(keys):
+        project = SimProject(id=str(10000 + index), key=key, name=names.get(key, key.title()),
+                             rank=sorted(keys).index(key))
+        board = index + 1
+        for n in range(SPAN // SPRINT_LENGTH + 1):
+            begin = START + n * SPRINT_LENGTH
+            last = begin + SPRINT_LENGTH > START + SPAN
+            project.sprints.append({
+                "id": index * 100 + n + 1, "name": f"{key} Sprint {n + 1}",
+                "state": "active" if last else "closed", "boardId": board, "goal": "",
+                "startDate": begin.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "endDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                **({} if last else {"completeDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z")}),
+            })
+        for n in range(SPAN.days // 60 + 1):
+            released = START + timedelta(days=60 * (n + 1))
+            project.versions.append({
+                "id": str(10000 + index * 50 + n), "name": f"{1 + n // 4}.{n % 4}",
+                "archived": False, "released": released < START + SPAN,
+                "releaseDate": released.date().isoformat(),
+            })
+        projects[key] = project
+    return projects
+
+
+def generate_issues(count: int, seed: int, projects: dict[str, SimProject],
+                    people: list[SimPerson]) -> list[SimIssue]:
+    """count issues spread over projects; ids and created times grow together."""
+    rng = random.Random(seed)
+    draw = rng.random  # one primitive, indexed into lists: 20,000 issues in about a second
+    pick = lambda options: options[int(draw() * len(options))]  # noqa: E731
+    keys = list(projects)
+    numbers = dict.fromkeys(keys, 0)
+    epics: dict[str, list[int]] = {key: [] for key in keys}
+    stories: dict[str, list[int]] = {key: [] for key in keys}
+    priorities = ["Highest"] + ["High"] * 3 + ["Medium"] * 8 + ["Low"] * 3 + ["Lowest"]
+    label_sets = [[], [], [], *([label] for label in LABELS), ["backend", "tech-debt"],
+                  ["frontend", "ux"], ["customer-request", "performance"]]
+    issues: list[SimIssue] = []
+    span = SPAN.total_seconds()
+    step = span / max(count, 1)
+    for n in range(count):
+        project = pick(keys)
+        numbers[project] += 1
+        issue_id = FIRST_ISSUE_ID + n
+        roll = draw()
+        if roll < 0.05 or not epics[project]:
+            kind = "Epic"
+        elif roll < 0.45:
+            kind = "Story"
+        elif roll < 0.70:
+            kind = "Task"
+        elif roll < 0.90 or not stories[project]:
+            kind = "Bug"
+        else:
+            kind = "Sub-task"
+        parent = None
+        if kind == "Sub-task":
+            parent = pick(stories[project][-30:])
+        elif kind in ("Story", "Task") and draw() < 0.7 or kind == "Bug" and draw() < 0.3:
+            parent = pick(epics[project][-8:])
+        offset = step * n + 1 + draw() * step  # seconds after START
+        age = span - offset
+        updated_offset = offset + draw() * min(age, 60 * 86400.0)
+        created = START + timedelta(milliseconds=int(offset * 1000))
+        updated = START + timedelta(milliseconds=int(updated_offset * 1000))
+        if draw() < age / span * 0.9:  # old issues are mostly finished
+            status = "Won't Do" if draw() < 0.08 else "Done"
+        else:
+            status = pick(["To Do", "To Do", "In Progress", "In Review"])
+        sprints = projects[project].sprints
+        sprint = sprints[min(int(offset // SPRINT_LENGTH.total_seconds()), len(sprints) - 1)] \
+            if kind in ("Story", "Task", "Bug") and draw() < 0.7 else None
+        versions = projects[project].versions
+        version = versions[min(int(updated_offset // (60 * 86400)), len(versions) - 1)] \
+            if status == "Done" and draw() < 0.6 else None
+        title = pick(EPIC_THEMES) if kind == "Epic" else f"{pick(VERBS)} {pick(OBJECTS)}"
+        issue = SimIssue(
+            id=issue_id, project=project, number=numbers[project], issuetype=kind, summary=title,
+            description=None if draw() < 0.1 else [
+                f"As a customer I want to {title.lower()} so that paying is painless.",
+                f"Acceptance: works for {pick(['cards', 'wallets', 'bank transfers'])}.",
+            ],
+            status=status, priority=pick(priorities),
+            assignee=None if draw() < 0.15 else int(draw() * len(people)),
+            reporter=int(draw() * len(people)),
+            labels=list(pick(label_sets)),
+            story_points=pick([1.0, 2.0, 3.0, 5.0, 8.0, 13.0]) if kind == "Story" and draw() < 0.8 else None,
+            sprint=sprint, fix_version=version,
+            duedate=(created + timedelta(days=7 + int(draw() * 80))).date() if draw() < 0.3 else None,
+            created=created, updated=updated,
+            resolved=updated if STATUSES[status][1] == "done" else None,
+            parent=parent,
+        )
+        issues.append(issue)
+        if kind == "Epic":
+            epics[project].append(issue_id)
+        elif kind == "Story":
+            stories[project].append(issue_id)
+    return issues
+
+
+def render_user(person: SimPerson, base: str) -> dict[str, Any]:
+    avatar = f"https://avatar-management.example/{person.account_id}"
+    return {
+        "self": f"{base}/rest/api/2/user?accountId={person.account_id}",
+        "accountId": person.account_id, "emailAddress": person.email,
+        "avatarUrls": {size: f"{avatar}/{size.split('x')[0]}" for size in ("48x48", "24x24", "16x16", "32x32")},
+        "displayName": person.display_name, "active": True, "timeZone": "UTC",
+        "accountType": "atlassian",
+    }
+
+
+def render_project(project: SimProject, base: str) -> dict[str, Any]:
+    return {
+        "self": f"{base}/rest/api/2/project/{project.id}", "id": project.id, "key": project.key,
+        "name": project.name, "projectTypeKey": "software", "simplified": False,
+        "avatarUrls": {size: f"{base}/rest/api/2/universal_avatar/view/type/project/avatar/10400?size={size}"
+                       for size in ("48x48", "24x24", "16x16", "32x32")},
+    }
+
+
+def render_description(paragraphs: list[str] | None, version: str) -> Any:
+    if paragraphs is None:
+        return None
+    if version == "3":
+        return {"type": "doc", "version": 1, "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": text}]} for text in paragraphs]}
+    return "\n\n".join(paragraphs)
+
+
+def render_status(name: str, base: str) -> dict[str, Any]:
+    status_id, category = STATUSES[name]
+    return {
+        "self": f"{base}/rest/api/2/status/{status_id}", "description": "",
+        "iconUrl": f"{base}/", "name": name, "id": status_id,
+        "statusCategory": {"self": f"{base}/rest/api/2/statuscategory/{CATEGORIES[category]['id']}",
+                           **CATEGORIES[category]},
+    }
+
+
+def render_issuetype(name: str, base: str) -> dict[str, Any]:
+    type_id, level = ISSUE_TYPES[name]
+    return {
+        "self": f"{base}/rest/api/2/issuetype/{type_id}", "id": type_id, "description": "",
+        "iconUrl": f"{base}/rest/api/2/universal_avatar/view/type/issuetype/avatar/{type_id}",
+        "name": name, "subtask": name == "Sub-task", "avatarId": int(type_id), "hierarchyLevel": level,
+    }
+
+
+def render_priority(name: str, base: str) -> dict[str, Any]:
+    return {"self": f"{base}/rest/api/2/priority/{PRIORITIES[name]}",
+            "iconUrl": f"{base}/images/icons/priorities/{name.lower()}.svg",
+            "name": name, "id": PRIORITIES[name]}
+
+
+def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[str, Any]:
+    """Every field of the issue, as GET issue/{id} returns them in REST `version`."""
+    people = sim.people
+    parent = sim.issue_by_id(issue.parent) if issue.parent is not None else None
+    project = sim.projects[issue.project]
+    resolution = None
+    if issue.resolved is not None:
+        resolution_id = RESOLUTIONS.get(issue.status, "10000")
+        resolution = {"self": f"{base}/rest/api/2/resolution/{resolution_id}", "id": resolution_id,
+                      "description": "", "name": issue.status if issue.status in RESOLUTIONS else "Done"}
+    fields: dict[str, Any] = {
+        "summary": issue.summary,
+        "issuetype": render_issuetype(issue.issuetype, base),
+        "project": render_project(project, base),
+        "status": render_status(issue.status, base),
+        "statuscategorychangedate": jira_time(issue.resolved or issue.created),
+        "priority": render_priority(issue.priority, base),
+        "assignee": render_user(people[issue.assignee], base) if issue.assignee is not None else None,
+        "reporter": render_user(people[issue.reporter], base),
+        "creator": render_user(people[issue.reporter], base),
+        "labels": list(issue.labels),
+        "components": [],
+        "description": render_description(issue.description, version),
+        "environment": None,
+        "fixVersions": [{"self": f"{base}/rest/api/2/version/{issue.fix_version['id']}", **issue.fix_version}]
+        if issue.fix_version else [],
+        "versions": [],
+        "duedate": issue.duedate.isoformat() if issue.duedate else None,
+        "created": jira_time(issue.created),
+        "updated": jira_time(issue.updated),
+        "resolution": resolution,
+        "resolutiondate": jira_time(issue.resolved) if issue.resolved else None,
+        "lastViewed": None,
+        "issuelinks": [],
+        "subtasks": [],
+        "votes": {"self": f"{base}/rest/api/2/issue/{issue.key}/votes", "votes": 0, "hasVoted": False},
+        "watches": {"self": f"{base}/rest/api/2/issue/{issue.key}/watchers", "watchCount": 1, "isWatching": False},
+        "timetracking": {},
+        "customfield_10016": issue.story_points,
+        "customfield_10020": [dict(issue.sprint)] if issue.sprint else None,
+    }
+    if parent is not None:
+        fields["parent"] = {
+            "id": str(parent.id), "key": parent.key, "self": f"{base}/rest/api/{version}/issue/{parent.id}",
+            "fields": {"summary": parent.summary, "status": render_status(parent.status, base),
+                       "priority": render_priority(parent.priority, base),
+                       "issuetype": render_issuetype(parent.issuetype, base)},
+        }
+    return fields
+
+
+def render_changelog(issue: SimIssue, sim: Any, base: str) -> dict[str, Any]:
+    """Histories: a synthetic transition for generated issues, then every mutation."""
+    histories = []
+    if issue.status != "To Do" and not issue.histories:
+        histories.append({
+            "id": str(issue.id * 10), "author": render_user(sim.people[issue.reporter], base),
+            "created": jira_time(issue.updated),
+            "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status",
+                       "from": STATUSES["To Do"][0], "fromString": "To Do",
+                       "to": STATUSES[issue.status][0], "toString": issue.status}],
+        })
+    for history in issue.histories:
+        histories.append({**history, "author": render_user(sim.people[history["author"]], base),
+                          "created": jira_time(history["created"])})
+    return {"startAt": 0, "maxResults": len(histories), "total": len(histories), "histories": histories}
+
+
+def render_issue(issue: SimIssue, sim: Any, version: str, base: str,
+                 fields: set[str] | None = None, expand: set[str] = frozenset()) -> dict[str, Any]:
+    """The issue JSON; fields=None means all, an empty set means id/key only."""
+    body: dict[str, Any] = {
+        "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
+        "id": str(issue.id), "self": f"{base}/rest/api/{version}/issue/{issue.id}", "key": issue.key,
+    }
+    if fields is None or fields:
+        rendered = render_fields(issue, sim, version, base)
+        body["fields"] = rendered if fields is None else {
+            name: value for name, value in rendered.items() if name in fields}
+    if "changelog" in expand:
+        body["changelog"] = render_changelog(issue, sim, base)
+    return body
+
+
+FIELD_LIST = [  # GET field: what the library reads clause names from
+    {"id": "issuekey", "key": "issuekey", "name": "Key", "custom": False, "navigable": True,
+     "searchable": False, "clauseNames": ["id", "issue", "issuekey", "key"]},
+    *({"id": name, "key": name, "name": label, "custom": False, "navigable": True, "searchable": True,
+       "clauseNames": [name], "schema": {"type": kind, "system": name}}
+      for name, label, kind in [
+          ("summary", "Summary", "string"), ("issuetype", "Issue Type", "issuetype"),
+          ("project", "Project", "project"), ("status", "Status", "status"),
+          ("priority", "Priority", "priority"), ("assignee", "Assignee", "user"),
+          ("reporter", "Reporter", "user"), ("labels", "Labels", "array"),
+          ("description", "Description", "string"), ("fixVersions", "Fix versions", "array"),
+          ("duedate", "Due date", "date"), ("created", "Created", "datetime"),
+          ("updated", "Updated", "datetime"), ("resolutiondate", "Resolved", "datetime"),
+          ("resolution", "Resolution", "resolution"), ("parent", "Parent", "issuelink")]),
+    {"id": "customfield_10016", "key": "customfield_10016", "name": "Story point estimate",
+     "custom": True, "navigable": True, "searchable": True,
+     "clauseNames": ["cf[10016]", "Story point estimate"],
+     "schema": {"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points", "customId": 10016}},
+    {"id": "customfield_10020", "key": "customfield_10020", "name": "Sprint", "custom": True,
+     "navigable": True, "searchable": True, "clauseNames": ["cf[10020]", "Sprint"],
+     "schema": {"type": "array", "items": "json", "custom": "com.pyxis.greenhopper.jira:gh-sprint",
+                "customId": 10020}},
+]

@@ -1,0 +1,169 @@
+"""The `opsync` command."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from service.config import ConfigError, load_config
+from service.mapping import MappingError, load_mapping
+from service.settings import Settings
+
+app = typer.Typer(help="opsync: one product-work model over Jira, GitHub and more.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+mappings_app = typer.Typer(help="Mappings (YAML) that ops engineers own.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(mappings_app, name="mappings")
+console = Console(stderr=True)
+ConfigOption = typer.Option(None, "--config", "-c", help="connections file (default: $OPSYNC_CONFIG)")
+
+
+def _settings(config: Path | None) -> Settings:
+    settings = Settings()
+    if config is not None:
+        settings = settings.model_copy(update={"config": config})
+    return settings
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+def _open_hub(settings: Settings):  # noqa: ANN202
+    from service.hub import Hub
+
+    try:
+        return Hub.open(settings)
+    except (ConfigError, MappingError) as error:
+        _fail(str(error))
+
+
+@app.command()
+def serve(config: Optional[Path] = ConfigOption, host: str = "127.0.0.1", port: int = 8000,
+          workers: bool = typer.Option(True, help="apply webhooks and run schedules in this process")) -> None:
+    """Serve the API (and, by default, its workers and schedules)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(config).model_copy(update={"run_workers": workers})
+    try:
+        hub_config = load_config(settings.config) if settings.config else None
+    except ConfigError as error:
+        _fail(str(error))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings, hub_config), host=host, port=port, log_level=settings.log_level.lower())
+
+
+@app.command()
+def worker(config: Optional[Path] = ConfigOption) -> None:
+    """Apply webhook deliveries and run schedules, without serving the API."""
+    from service.worker import Worker
+
+    settings = _settings(config)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> None:
+        hub = _open_hub(settings)
+        running = Worker(hub)
+        running.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await running.stop()
+            await hub.close()
+
+    asyncio.run(run())
+
+
+@app.command()
+def sync(connection: str, config: Optional[Path] = ConfigOption,
+         full: bool = typer.Option(False, "--full", help="pull everything, then reconcile deletions"),
+         allow_mass_delete: bool = typer.Option(False, help="let reconcile delete more than max_delete_share")) -> None:
+    """Pull one connection now, with progress, and record the run."""
+    from service.sync import sync_connection
+
+    settings = _settings(config)
+
+    async def run() -> None:
+        hub = _open_hub(settings)
+        if connection not in hub.connections:
+            _fail(f"no connection {connection!r} in {settings.config}; configured: {', '.join(hub.connections) or 'none'}")
+        try:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                          TextColumn("{task.completed} records"), TimeElapsedColumn(), console=console) as bar:
+                task = bar.add_task(f"pulling {connection}", total=None)
+                result = await sync_connection(hub, connection, full=full, allow_mass_delete=allow_mass_delete,
+                                               progress=lambda n: bar.update(task, completed=n))
+        finally:
+            await hub.close()
+        console.print(f"{result.status}: fetched {result.fetched}, created {result.created}, updated"
+                      f" {result.updated}, unchanged {result.unchanged}, stale {result.stale}, deleted"
+                      f" {result.deleted}, failed {result.failed}")
+        for error in result.errors:
+            console.print(f"  [yellow]{error}[/yellow]")
+        if result.status != "succeeded":
+            raise typer.Exit(1)
+
+    asyncio.run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema to the newest version."""
+    from service.db import upgrade
+
+    upgrade(Settings().database_url)
+    console.print("database schema is up to date")
+
+
+@tokens_app.command("create")
+def tokens_create(scope: list[str] = typer.Option(["read"], "--scope", help="read, write or admin; repeatable"),
+                  name: str = typer.Option("", help="what the token is for")) -> None:
+    """Create an API token and print it (it is stored hashed: this is the only time it shows)."""
+    from service.db import create_db_engine, upgrade
+    from service.tokens import create_token
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    engine = create_db_engine(settings.database_url)
+    try:
+        print(create_token(engine, scope, name))
+    except ValueError as error:
+        _fail(str(error))
+    finally:
+        engine.dispose()
+
+
+@mappings_app.command("validate")
+def mappings_validate(files: list[Path]) -> None:
+    """Check mapping files; errors name the file, the line and the field."""
+    failed = False
+    for file in files:
+        try:
+            load_mapping(file)
+            console.print(f"[green]ok[/green] {file}")
+        except MappingError as error:
+            console.print(f"[red]error:[/red] {error}")
+            failed = True
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(port: int = 8000, jira_issues: int = 2000, github_items: int = 500,
+         workdir: Path = typer.Option(Path("opsync-demo"), help="where the demo keeps its config and database")) -> None:
+    """Start simulated Jira and GitHub, sync them, serve the API on 127.0.0.1 and keep changing records."""
+    found = [ep for ep in entry_points(group="opsync.demo")]
+    if not found:
+        _fail("no demo is installed (entry-point group opsync.demo)")
+    found[0].load()(port=port, jira_issues=jira_issues, github_items=github_items, workdir=workdir)

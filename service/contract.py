@@ -1,0 +1,147 @@
+"""The contract between the sync engine and connector plugins.
+
+A connector turns one tool's API and webhooks into raw records. It never writes to
+the store and never keeps cursors: the engine owns both, so that a cursor is committed
+in the same transaction as the data it covers.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class ConnectionSettings(BaseModel):
+    """What every connection has; a connector's settings model extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    kind: str
+    base_url: str = Field(pattern=r"^https?://")
+    webhook_secret: SecretStr | None = None
+    pull_every_minutes: float = Field(default=5.0, gt=0)
+    max_delete_share: float = Field(default=0.5, ge=0, le=1)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as the tool describes it.
+
+    record_type names the kind of record in the tool ("issue", "pull_request");
+    external_id is the tool's stable id (never a key or number that can change);
+    version is the tool's own last-change time, or None when the payload has none.
+    """
+
+    record_type: str
+    external_id: str
+    payload: dict[str, Any]
+    version: datetime | None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    record_type: str
+    external_id: str
+    at: datetime
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of a pull, with the cursor to resume from once it is stored."""
+
+    records: list[RawRecord]
+    cursor: str | None
+
+
+@dataclass
+class WebhookContent:
+    """What a delivery means: records to upsert or delete, ids to fetch from the tool."""
+
+    upserts: list[RawRecord] = field(default_factory=list)
+    deletions: list[Deletion] = field(default_factory=list)
+    refetch: list[tuple[str, str]] = field(default_factory=list)
+    ignored_reason: str | None = None
+
+
+class ConnectorError(Exception):
+    """Base of connector errors; the subclass says what the caller should do."""
+
+
+class TransientError(ConnectorError):
+    """Retry later: rate limited, 5xx, timeout, dropped connection."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FatalError(ConnectorError):
+    """Retrying will not help (bad credentials, missing project): a person must act."""
+
+
+class WebhookRejected(ConnectorError):
+    """The delivery is not authentic (bad or missing signature)."""
+
+
+class Connector(ABC):
+    """A tool plugin, registered in the entry-point group `opsync.connectors`."""
+
+    kind: ClassVar[str]
+    settings_model: ClassVar[type[ConnectionSettings]]
+    # record_type -> entity of the product-work model it maps to
+    record_types: ClassVar[dict[str, str]]
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+        """Records changed since cursor (None: everything), a page at a time."""
+
+    @abstractmethod
+    async def list_ids(self) -> dict[str, set[str]]:
+        """Every id that exists upstream, by record type (for reconcile)."""
+
+    @abstractmethod
+    async def fetch_one(
+        self, record_type: str, external_id: str, known: dict[str, Any] | None = None
+    ) -> RawRecord | None:
+        """The record as it is now, or None if the tool says it does not exist.
+
+        known is the last stored payload of the record, if any: tools that address
+        records by something other than their id (GitHub: repo and number) find it there.
+        """
+
+    @abstractmethod
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
+        """Raise WebhookRejected unless the delivery is signed with the connection's secret."""
+
+    @abstractmethod
+    def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
+        """The tool's id of this delivery, stable across its retries."""
+
+    def decode_webhook(self, headers: Mapping[str, str], body: bytes) -> Any:
+        """The delivery's JSON document; ValueError if the body is not one."""
+        return json.loads(body)
+
+    @abstractmethod
+    def parse_webhook(
+        self, headers: Mapping[str, str], payload: Any, received_at: datetime
+    ) -> WebhookContent:
+        """Turn a verified delivery into upserts, deletions and ids to refetch."""
+
+    @classmethod
+    @abstractmethod
+    def default_mapping(cls) -> Path:
+        """The shipped YAML mapping for this kind."""
+
+    async def aclose(self) -> None:
+        """Release clients; the default has nothing to release."""

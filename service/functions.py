@@ -1,0 +1,78 @@
+"""The functions mappings may call beside JMESPath's own."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jmespath import functions
+
+_BLOCKS = {"paragraph", "heading", "listItem", "blockquote", "codeBlock", "rule", "tableRow", "panel"}
+
+
+def adf_to_text(node: Any) -> str:
+    """Plain text of an Atlassian Document Format node (Jira REST v3, Confluence)."""
+    parts: list[str] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, list):
+            for child in item:
+                walk(child)
+            return
+        if not isinstance(item, dict):
+            return
+        kind = item.get("type")
+        if kind == "text":
+            parts.append(str(item.get("text", "")))
+        elif kind == "hardBreak":
+            parts.append("\n")
+        elif kind in ("mention", "emoji", "status", "date", "inlineCard"):
+            attrs = item.get("attrs") or {}
+            parts.append(str(attrs.get("text") or attrs.get("shortName") or attrs.get("url") or ""))
+        walk(item.get("content"))
+        if kind in _BLOCKS:
+            parts.append("\n")
+
+    walk(node)
+    return re.sub(r"\n{3,}", "\n\n", "".join(parts)).strip()
+
+
+def wiki_to_text(markup: str) -> str:
+    """Plain text of Jira wiki markup (REST v2 and webhooks): drop the common markers."""
+    text = re.sub(r"\{(code|noformat|quote|panel|color)(:[^}]*)?\}", "", markup)
+    text = re.sub(r"\[([^|\]]+)\|[^\]]+\]", r"\1", text)  # [label|url] -> label
+    text = re.sub(r"^h[1-6]\.\s*", "", text, flags=re.MULTILINE)
+    text = re.sub(r"(?<!\w)[*_+-]([^\s*_+-][^*_+]*?)[*_+-](?!\w)", r"\1", text)
+    return text.replace("\r\n", "\n").strip()
+
+
+class HubFunctions(functions.Functions):
+    @functions.signature({"types": ["object", "string", "null"]})
+    def _func_adf_text(self, value: Any) -> str | None:
+        """Description text whether the tool sent ADF (v3) or wiki markup (v2)."""
+        if value is None:
+            return None
+        return wiki_to_text(value) if isinstance(value, str) else adf_to_text(value)
+
+    @functions.signature({"types": ["string", "null"]})
+    def _func_lower(self, value: str | None) -> str | None:
+        return value.lower() if value is not None else None
+
+    @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
+    def _func_regex(self, value: str | None, pattern: str) -> str | None:
+        """The first group (or the whole match) of pattern in value, else null."""
+        if value is None:
+            return None
+        match = re.search(pattern, value)
+        if not match:
+            return None
+        return match.group(1) if match.groups() else match.group(0)
+
+    @functions.signature({"types": []}, {"types": [], "variadic": True})
+    def _func_concat(self, *values: Any) -> str | None:
+        """Values joined as text; null if any is null (a URL with a missing part is no URL)."""
+        if any(v is None for v in values):
+            return None
+        return "".join(str(v) for v in values)
+
+
+FUNCTIONS = HubFunctions()

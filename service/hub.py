@@ -1,0 +1,98 @@
+"""The running hub: database, connections, their connectors, mappings and the portfolio."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+import mappings as shipped_mappings
+from service.clock import now
+from service.config import HubConfig, load_config
+from service.contract import Connector, ConnectionSettings
+from service.db import create_db_engine, upgrade
+from service.mapping import Mapping, load_mapping
+from service.models import Connection, MappingVersion, Product
+from service.plugins import build_connector, connector_class
+from service.portfolio import Portfolio, load_portfolio
+from service.settings import Settings
+from service.store import Store
+
+
+@dataclass
+class ActiveMapping:
+    mapping: Mapping
+    version_id: int
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    engine: Engine
+    store: Store
+    connections: dict[str, ConnectionSettings]
+    portfolio: Portfolio
+    mappings: dict[str, ActiveMapping] = field(default_factory=dict)  # by connector kind
+    _connectors: dict[str, Connector] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings, config: HubConfig | None = None) -> Hub:
+        """Migrate the database, load config, mappings and portfolio; fail early and clearly."""
+        if config is None:
+            config = load_config(settings.config) if settings.config else HubConfig(connections={})
+        upgrade(settings.database_url)
+        engine = create_db_engine(settings.database_url)
+        hub = cls(settings=settings, engine=engine, store=Store(engine),
+                  connections=config.connections, portfolio=load_portfolio(hub_file(settings, "portfolio.yaml")))
+        for kind in sorted({c.kind for c in config.connections.values()}):
+            custom = settings.mappings_dir / f"{kind}.yaml" if settings.mappings_dir else None
+            file = custom if custom and custom.exists() else connector_class(kind).default_mapping()
+            hub.activate_mapping(load_mapping(file))
+        hub._record_connections_and_products()
+        return hub
+
+    def activate_mapping(self, mapping: Mapping) -> int:
+        """Store the mapping as a version (once per content) and use it from now on."""
+        with Session(self.engine) as session:
+            version = session.exec(select(MappingVersion).where(
+                MappingVersion.kind == mapping.kind, MappingVersion.hash == mapping.hash)).first()
+            if version is None:
+                version = MappingVersion(kind=mapping.kind, hash=mapping.hash, content=mapping.source,
+                                         applied_at=now())
+                session.add(version)
+                session.commit()
+                session.refresh(version)
+            self.mappings[mapping.kind] = ActiveMapping(mapping, version.id)
+            return version.id
+
+    def _record_connections_and_products(self) -> None:
+        with Session(self.engine) as session:
+            for settings in self.connections.values():
+                if session.get(Connection, settings.id) is None:
+                    session.add(Connection(id=settings.id, kind=settings.kind))
+            stored = {p.key: p for p in session.exec(select(Product)).all()}
+            for spec in self.portfolio.products:
+                product = stored.get(spec.key) or Product(key=spec.key, name=spec.name)
+                product.name, product.description, product.owner = spec.name, spec.description, spec.owner
+                session.add(product)
+            session.commit()
+
+    def connector(self, connection_id: str) -> Connector:
+        if connection_id not in self._connectors:
+            self._connectors[connection_id] = build_connector(self.connections[connection_id])
+        return self._connectors[connection_id]
+
+    async def close(self) -> None:
+        for connector in self._connectors.values():
+            await connector.aclose()
+        self._connectors.clear()
+        self.engine.dispose()
+
+
+def hub_file(settings: Settings, name: str) -> Path:
+    """An ops engineer's file from mappings_dir if present, else the shipped default."""
+    if settings.mappings_dir and (settings.mappings_dir / name).exists():
+        return settings.mappings_dir / name
+    return Path(shipped_mappings.__file__).parent / name
+

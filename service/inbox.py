@@ -1,0 +1,189 @@
+"""The durable webhook inbox: verified deliveries are stored before they are acknowledged,
+then applied by workers a batch at a time. Applying a delivery twice is harmless."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from service.clock import now
+from service.contract import ConnectorError, Deletion, RawRecord, TransientError, WebhookContent
+from service.hub import Hub
+from service.models import InboxEvent
+from service.models import RawRecord as StoredRaw
+from service.sync import map_records, tombstones_for
+
+log = logging.getLogger("opsync.inbox")
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 8
+# Headers worth keeping with a delivery (never Authorization or cookies).
+KEPT_HEADERS = ("content-type", "x-github-event", "x-github-delivery", "x-github-hook-id",
+                "x-atlassian-webhook-identifier", "x-atlassian-webhook-flow",
+                "x-atlassian-webhook-retry", "user-agent")
+
+
+class UnknownConnection(LookupError):
+    pass
+
+
+class BadDelivery(ValueError):
+    """The body is not what the tool sends (not JSON): 400, nothing stored."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    event_id: int
+    delivery_id: str
+    duplicate: bool
+
+
+def receive(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes) -> Receipt:
+    """Verify and store one delivery. Raises UnknownConnection, WebhookRejected, BadDelivery."""
+    if connection_id not in hub.connections:
+        raise UnknownConnection(f"no connection {connection_id!r}")
+    connector = hub.connector(connection_id)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    connector.verify_webhook(lowered, body)
+    try:
+        connector.decode_webhook(lowered, body)
+    except ValueError as error:
+        raise BadDelivery(f"the body is not a JSON document ({error})") from None
+    delivery_id = connector.delivery_id(lowered, body)
+    event = InboxEvent(connection_id=connection_id, delivery_id=delivery_id, received_at=now(),
+                       headers={k: lowered[k] for k in KEPT_HEADERS if k in lowered},
+                       body=body.decode("utf-8", errors="replace"), available_at=now())
+    with Session(hub.engine) as session:
+        session.add(event)
+        try:
+            session.commit()
+        except IntegrityError:  # the tool redelivered: we have it already
+            session.rollback()
+            existing = session.exec(select(InboxEvent.id).where(
+                InboxEvent.connection_id == connection_id, InboxEvent.delivery_id == delivery_id)).one()
+            return Receipt(existing, delivery_id, duplicate=True)
+        return Receipt(event.id, delivery_id, duplicate=False)
+
+
+def claim(hub: Hub, limit: int) -> list[InboxEvent]:
+    """Lease a batch of pending deliveries; another worker skips them until the lease ends."""
+    at = now()
+    with Session(hub.engine, expire_on_commit=False) as session:
+        pending = (select(InboxEvent.id)
+                   .where(InboxEvent.status == "pending", InboxEvent.available_at <= at)
+                   .order_by(InboxEvent.id).limit(limit).with_for_update(skip_locked=True))
+        ids = list(session.exec(pending).all())
+        if not ids:
+            session.rollback()
+            return []
+        session.execute(sa.update(InboxEvent).where(InboxEvent.id.in_(ids))
+                        .values(available_at=at + LEASE, attempts=InboxEvent.attempts + 1))
+        events = list(session.exec(select(InboxEvent).where(InboxEvent.id.in_(ids)).order_by(InboxEvent.id)).all())
+        session.commit()
+        return events
+
+
+async def _content(hub: Hub, event: InboxEvent) -> WebhookContent:
+    connector = hub.connector(event.connection_id)
+    payload = connector.decode_webhook(event.headers, event.body.encode())
+    content = connector.parse_webhook(event.headers, payload, event.received_at)
+    for record_type, external_id in content.refetch:
+        with Session(hub.engine) as session:
+            known = session.exec(select(StoredRaw.payload).where(
+                StoredRaw.connection_id == event.connection_id, StoredRaw.record_type == record_type,
+                StoredRaw.external_id == external_id)).first()
+        fetched = await connector.fetch_one(record_type, external_id, known)
+        if fetched is None:
+            content.deletions.append(Deletion(record_type, external_id, event.received_at))
+        else:
+            content.upserts.append(fetched)
+    return content
+
+
+async def process_batch(hub: Hub, limit: int = 100) -> int:
+    """Apply one claimed batch; returns how many deliveries were claimed."""
+    events = claim(hub, limit)
+    by_connection: dict[str, list[InboxEvent]] = {}
+    for event in events:
+        by_connection.setdefault(event.connection_id, []).append(event)
+    for connection_id, batch in by_connection.items():
+        if connection_id not in hub.connections:
+            _finish(hub, batch, {e.id: "connection no longer configured" for e in batch}, {})
+            continue
+        upserts: list[RawRecord] = []
+        deletions: list[Deletion] = []
+        failures: dict[int, str] = {}
+        retry: dict[int, str] = {}
+        ignored: dict[int, str] = {}
+        for event in batch:
+            try:
+                content = await _content(hub, event)
+            except TransientError as error:
+                retry[event.id] = str(error)
+                continue
+            except (ConnectorError, ValueError, KeyError, TypeError) as error:
+                failures[event.id] = f"{type(error).__name__}: {error}"
+                continue
+            if content.ignored_reason and not (content.upserts or content.deletions):
+                ignored[event.id] = content.ignored_reason
+            upserts += content.upserts
+            deletions += content.deletions
+        mapped, errors = map_records(hub, connection_id, upserts)
+        for message in errors:
+            log.warning("webhook record not mapped: %s", message)
+        kind = hub.connections[connection_id].kind
+        with hub.store.transaction(connection_id, hub.mappings[kind].version_id) as tx:
+            tx.save_raw(upserts)
+            tx.upsert(mapped)
+            tx.delete(tombstones_for(hub, connection_id, deletions))
+            _mark(tx.session, batch, failures, retry, ignored)
+    return len(events)
+
+
+def _mark(session: Session, batch: list[InboxEvent], failures: dict[int, str], retry: dict[int, str],
+          ignored: dict[int, str]) -> None:
+    at = now()
+    for event in batch:
+        row = session.get(InboxEvent, event.id)
+        if event.id in retry and row.attempts < MAX_ATTEMPTS:
+            # back off, then another claim retries it
+            row.available_at = at + timedelta(seconds=min(300, 2 ** row.attempts))
+            row.last_error = retry[event.id]
+            continue
+        error = failures.get(event.id) or retry.get(event.id)
+        row.status = "failed" if error else "ignored" if event.id in ignored else "done"
+        row.last_error = error or ignored.get(event.id)
+        row.processed_at = at
+
+
+def _finish(hub: Hub, batch: list[InboxEvent], failures: dict[int, str], ignored: dict[int, str]) -> None:
+    with Session(hub.engine) as session:
+        _mark(session, batch, failures, {}, ignored)
+        session.commit()
+
+
+def replay(hub: Hub, event_ids: list[int]) -> int:
+    """Put failed deliveries back in the queue (after a fix to a mapping or a connector)."""
+    with Session(hub.engine) as session:
+        result = session.execute(sa.update(InboxEvent)
+                                 .where(InboxEvent.id.in_(event_ids), InboxEvent.status == "failed")
+                                 .values(status="pending", attempts=0, available_at=now(), last_error=None))
+        session.commit()
+        return result.rowcount
+
+
+def pending_count(hub: Hub) -> int:
+    with Session(hub.engine) as session:
+        return session.exec(select(sa.func.count()).select_from(InboxEvent)
+                            .where(InboxEvent.status == "pending")).one()
+
+
+def inbox_summary(hub: Hub) -> dict[str, Any]:
+    with Session(hub.engine) as session:
+        rows = session.exec(select(InboxEvent.status, sa.func.count()).group_by(InboxEvent.status)).all()
+    return {status: count for status, count in rows}

@@ -1,0 +1,324 @@
+"""Mappings: YAML that turns a tool's raw records into the product-work model.
+
+Applying a mapping is a pure function of (raw record, mapping): no I/O, so it is
+cheap to run over every stored raw record when a mapping changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jmespath
+import yaml
+from jmespath.exceptions import JMESPathError
+
+from service.contract import RawRecord
+from service.functions import FUNCTIONS
+from service.yamlfile import YamlDocument, yaml_error_message
+
+ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "work_item": {
+        "kind": ("initiative", "epic", "story", "task", "bug", "subtask", "other"),
+        "status_category": ("todo", "in_progress", "done", "cancelled"),
+        "priority": ("critical", "high", "medium", "low", "none"),
+    },
+    "code_change": {"state": ("open", "merged", "closed")},
+}
+TEXT, NUMBER, INTEGER, TIME, LIST, OBJECT, PERSON = "text", "number", "integer", "time", "list", "object", "person"
+FIELDS: dict[str, dict[str, str]] = {
+    "work_item": {
+        "key": TEXT, "url": TEXT, "title": TEXT, "kind": TEXT, "description": TEXT, "status": TEXT,
+        "status_category": TEXT, "priority": TEXT, "assignee": PERSON, "reporter": PERSON,
+        "labels": LIST, "parent_external_id": TEXT, "estimate": NUMBER, "iteration": TEXT,
+        "release": TEXT, "due_at": TIME, "created_at": TIME, "started_at": TIME,
+        "completed_at": TIME, "extra": OBJECT,
+    },
+    "code_change": {
+        "key": TEXT, "url": TEXT, "title": TEXT, "state": TEXT, "author": PERSON, "reviewers": LIST,
+        "head_branch": TEXT, "base_branch": TEXT, "created_at": TIME, "merged_at": TIME,
+        "closed_at": TIME, "additions": INTEGER, "deletions": INTEGER,
+    },
+}
+LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
+JIRA_KEY = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"
+_OPTIONS = jmespath.Options(custom_functions=FUNCTIONS)
+
+
+class MappingError(Exception):
+    """A mapping file problem, naming the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class PersonRef:
+    external_id: str
+    display_name: str | None = None
+    email: str | None = None
+    login: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkRef:
+    type: str
+    to_entity: str
+    to_key: str
+    origin: str
+    evidence: str
+
+
+@dataclass
+class Unified:
+    """A record in the product-work model, ready for the store."""
+
+    entity: str
+    external_id: str
+    version: datetime | None
+    product_key: str | None
+    values: dict[str, Any]
+    people: dict[str, PersonRef | None]
+    links: list[LinkRef]
+    content_hash: str = ""
+
+
+class Expression:
+    def __init__(self, source: str, where: str) -> None:
+        self.source = source
+        try:
+            self._compiled = jmespath.compile(source)
+        except JMESPathError as error:
+            raise MappingError(f"{where}: {source!r} is not a valid JMESPath expression ({error})") from None
+
+    def __call__(self, record: Any) -> Any:
+        return self._compiled.search(record, options=_OPTIONS)
+
+
+@dataclass
+class FieldRule:
+    name: str
+    type: str
+    expression: Expression | None = None
+    value_map: dict[str, Any] | None = None
+    default: Any = None
+    person: dict[str, Expression] | None = None
+    allowed: tuple[str, ...] | None = None  # an enumerated field's values
+
+    def apply(self, record: Any) -> Any:
+        if self.person is not None:
+            values = {k: e(record) for k, e in self.person.items()}
+            if values.get("id") in (None, ""):
+                return None
+            return PersonRef(str(values["id"]), values.get("name"), values.get("email"), values.get("login"))
+        value = self.expression(record) if self.expression else None
+        if self.value_map is not None:
+            value = self.value_map.get(str(value), self.default) if value is not None else self.default
+        elif value is None:
+            value = self.default
+        value = _convert(self.type, value)
+        if self.allowed and value not in self.allowed:
+            return self.default
+        return value
+
+
+@dataclass
+class LinkRule:
+    type: str
+    to_entity: str
+    sources: dict[str, Expression]  # evidence label -> expression yielding text to scan, or the key
+    pattern: re.Pattern[str] | None
+    origin: str
+
+    def apply(self, record: Any) -> list[LinkRef]:
+        found: dict[str, str] = {}
+        for label, expression in self.sources.items():
+            value = expression(record)
+            if not isinstance(value, str) or not value:
+                continue
+            keys = self.pattern.findall(value) if self.pattern else [value]
+            for key in keys:
+                found.setdefault(key, f"{key} named in {label}" if self.pattern else f"{label} is {key}")
+        return [LinkRef(self.type, self.to_entity, k, self.origin, e) for k, e in found.items()]
+
+
+@dataclass
+class RecordMapping:
+    record_type: str
+    entity: str
+    container: Expression
+    fields: list[FieldRule]
+    links: list[LinkRule] = field(default_factory=list)
+
+
+@dataclass
+class Mapping:
+    kind: str
+    source: str  # the YAML text, stored as a version when applied
+    records: dict[str, RecordMapping]
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def apply(self, raw: RawRecord, portfolio: dict[str, str]) -> Unified:
+        """Normalise one raw record; portfolio maps container -> product key."""
+        rule = self.records[raw.record_type]
+        values: dict[str, Any] = {}
+        people: dict[str, PersonRef | None] = {}
+        for field_rule in rule.fields:
+            value = field_rule.apply(raw.payload)
+            if field_rule.type == PERSON:
+                people[field_rule.name] = value
+            else:
+                values[field_rule.name] = value
+        links = [link for link_rule in rule.links for link in link_rule.apply(raw.payload)]
+        container = rule.container(raw.payload)
+        unified = Unified(
+            entity=rule.entity,
+            external_id=raw.external_id,
+            version=raw.version,
+            product_key=portfolio.get(str(container).lower()) if container is not None else None,
+            values=values,
+            people=people,
+            links=links,
+        )
+        unified.content_hash = content_hash(unified)
+        return unified
+
+
+def content_hash(unified: Unified) -> str:
+    body = json.dumps(
+        [unified.product_key, unified.values, unified.people, unified.links],
+        sort_keys=True, default=lambda o: o.isoformat() if isinstance(o, (datetime, date)) else o.__dict__,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _convert(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == TEXT:
+        return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    if kind == NUMBER:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind == INTEGER:
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind == TIME:
+        return parse_time(value)
+    if kind == LIST:
+        items = value if isinstance(value, list) else [value]
+        return sorted({str(v) for v in items if v is not None})
+    if kind == OBJECT:
+        return value if isinstance(value, dict) else None
+    return value
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Tool timestamps: ISO 8601 ('Z', '+00:00', Jira's '+0000'), dates, epoch ms."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=timezone.utc)
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _require(doc: YamlDocument, path: tuple[Any, ...], value: Any, kind: type, expected: str) -> Any:
+    if not isinstance(value, kind):
+        raise MappingError(f"{doc.where(path)}: expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str, spec: Any) -> FieldRule:
+    kinds = FIELDS[entity]
+    if name not in kinds:
+        raise MappingError(f"{doc.where(path)}: {entity} has no field {name!r}; expected one of {', '.join(kinds)}")
+    kind = kinds[name]
+    where = doc.where(path)
+    if kind == PERSON:
+        spec = _require(doc, path, spec, dict, "a mapping with id, name, email, login expressions")
+        unknown = set(spec) - {"id", "name", "email", "login"}
+        if unknown or "id" not in spec:
+            raise MappingError(f"{where}: a person takes id (required), name, email, login; got {', '.join(spec)}")
+        return FieldRule(name, kind, person={k: Expression(str(v), doc.where(path + (k,))) for k, v in spec.items()})
+    allowed = ENUMS.get(entity, {}).get(name)
+    if isinstance(spec, str):
+        return FieldRule(name, kind, expression=Expression(spec, where), allowed=allowed)
+    spec = _require(doc, path, spec, dict, "an expression, or a mapping with from, map, default")
+    unknown = set(spec) - {"from", "map", "default"}
+    if unknown:
+        raise MappingError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected from, map, default")
+    expression = Expression(str(spec["from"]), doc.where(path + ("from",))) if "from" in spec else None
+    value_map = spec.get("map")
+    if value_map is not None:
+        value_map = {str(k): v for k, v in _require(doc, path + ("map",), value_map, dict, "a mapping of values").items()}
+    if allowed:
+        for source, target in [*(value_map or {}).items(), ("default", spec.get("default"))]:
+            if target is not None and target not in allowed:
+                at = path + (("map", source) if source != "default" else ("default",))
+                raise MappingError(f"{doc.where(at)}: {target!r} is not one of {', '.join(allowed)}")
+    return FieldRule(name, kind, expression=expression, value_map=value_map, default=spec.get("default"),
+                     allowed=allowed)
+
+
+def _link_rule(doc: YamlDocument, path: tuple[Any, ...], spec: Any) -> LinkRule:
+    spec = _require(doc, path, spec, dict, "a link rule (type, to, from or keys_in)")
+    if spec.get("type") not in LINK_TYPES:
+        raise MappingError(f"{doc.where(path + ('type',))}: {spec.get('type')!r} is not one of {', '.join(LINK_TYPES)}")
+    to_entity = spec.get("to", "work_item")
+    if to_entity not in FIELDS:
+        raise MappingError(f"{doc.where(path + ('to',))}: {to_entity!r} is not one of {', '.join(FIELDS)}")
+    if "keys_in" in spec:
+        sources = _require(doc, path + ("keys_in",), spec["keys_in"], dict, "a mapping of label: expression")
+        pattern = re.compile(spec.get("pattern", JIRA_KEY))
+        origin = "inferred"
+    elif "key" in spec:
+        sources, pattern, origin = {"key": spec["key"]}, None, "source"
+    else:
+        raise MappingError(f"{doc.where(path)}: a link rule needs key (an expression) or keys_in (texts to scan)")
+    compiled = {label: Expression(str(e), doc.where(path + ("keys_in", label))) for label, e in sources.items()}
+    return LinkRule(spec["type"], to_entity, compiled, pattern, origin)
+
+
+def parse_mapping(file: Path | str, text: str) -> Mapping:
+    """Validate and compile a mapping; every problem raises MappingError."""
+    try:
+        doc = YamlDocument(file, text)
+    except yaml.YAMLError as error:
+        raise MappingError(yaml_error_message(file, error)) from None
+    data = _require(doc, (), doc.data, dict, "a mapping with kind and records")
+    kind = _require(doc, ("kind",), data.get("kind"), str, "the connector kind (e.g. jira)")
+    records = _require(doc, ("records",), data.get("records"), dict, "a mapping of record type to rules")
+    compiled: dict[str, RecordMapping] = {}
+    for record_type, spec in records.items():
+        path: tuple[Any, ...] = ("records", record_type)
+        spec = _require(doc, path, spec, dict, "entity, container and fields")
+        entity = spec.get("entity")
+        if entity not in FIELDS:
+            raise MappingError(f"{doc.where(path + ('entity',))}: {entity!r} is not one of {', '.join(FIELDS)}")
+        fields = _require(doc, path + ("fields",), spec.get("fields"), dict, "a mapping of field: expression")
+        container = _require(doc, path + ("container",), spec.get("container"), str, "an expression naming the container")
+        compiled[record_type] = RecordMapping(
+            record_type=record_type,
+            entity=entity,
+            container=Expression(container, doc.where(path + ("container",))),
+            fields=[_field_rule(doc, path + ("fields", n), entity, n, s) for n, s in fields.items()],
+            links=[_link_rule(doc, path + ("links", i), s) for i, s in enumerate(spec.get("links") or [])],
+        )
+    return Mapping(kind=kind, source=text, records=compiled)
+
+
+def load_mapping(file: Path) -> Mapping:
+    try:
+        text = file.read_text()
+    except OSError as error:
+        raise MappingError(f"{file}: cannot read the mapping ({error.strerror})") from None
+    return parse_mapping(file, text)

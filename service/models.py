@@ -1,0 +1,251 @@
+"""The product-work model and the hub's own bookkeeping, as SQLModel tables.
+
+Every synced record has a hub id and an identity (connection_id, external_id), a version
+(source_updated_at, the tool's own last-change time) and deleted_at (a tombstone).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes on every database (SQLite keeps no offset of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC times only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def _time(**kw: Any) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, **kw)
+
+
+def _json(default: Any = None) -> Any:
+    if default is None:
+        return Field(default=None, sa_type=JSONType)
+    return Field(default_factory=default, sa_type=JSONType)
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "product"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    name: str
+    description: str | None = None
+    owner: str | None = None
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str | None = None
+    email: str | None = Field(default=None, unique=True)
+
+
+class PersonIdentity(SQLModel, table=True):
+    """A person's account in one tool (Jira accountId, GitHub user id)."""
+
+    __tablename__ = "person_identity"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    connection_id: str
+    external_id: str
+    login: str | None = None
+    display_name: str | None = None
+
+
+class SyncedRecord(SQLModel):
+    """Columns every synced entity shares."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: str = Field(index=True)
+    external_id: str
+    product_key: str | None = Field(default=None, index=True)
+    key: str | None = Field(default=None, index=True)
+    url: str | None = None
+    title: str | None = None
+    source_updated_at: datetime | None = _time()
+    deleted_at: datetime | None = _time()
+    content_hash: str | None = None
+    mapping_version_id: int | None = None
+    updated_at: datetime | None = _time(index=True)  # when the hub last changed it
+
+
+class WorkItem(SyncedRecord, table=True):
+    __tablename__ = "work_item"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "external_id"),)
+    kind: str | None = Field(default=None, index=True)
+    description: str | None = None
+    status: str | None = None
+    status_category: str | None = Field(default=None, index=True)
+    priority: str | None = None
+    assignee_id: int | None = Field(default=None, index=True)
+    reporter_id: int | None = None
+    labels: list[str] | None = _json(list)
+    parent_external_id: str | None = None
+    estimate: float | None = None
+    iteration: str | None = None
+    release: str | None = None
+    due_at: datetime | None = _time()
+    created_at: datetime | None = _time()
+    started_at: datetime | None = _time()
+    completed_at: datetime | None = _time()
+    extra: dict[str, Any] | None = _json(dict)
+
+
+class CodeChange(SyncedRecord, table=True):
+    __tablename__ = "code_change"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "external_id"),)
+    state: str | None = Field(default=None, index=True)
+    author_id: int | None = None
+    reviewers: list[str] | None = _json(list)
+    head_branch: str | None = None
+    base_branch: str | None = None
+    created_at: datetime | None = _time()
+    merged_at: datetime | None = _time()
+    closed_at: datetime | None = _time()
+    additions: int | None = None
+    deletions: int | None = None
+
+
+class Link(SQLModel, table=True):
+    """A relation between records; the target is named by key, resolved when read."""
+
+    __tablename__ = "link"
+    __table_args__ = (sa.UniqueConstraint("from_entity", "from_id", "type", "to_entity", "to_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    from_entity: str
+    from_id: int = Field(index=True)
+    to_entity: str
+    to_key: str = Field(index=True)
+    type: str
+    origin: str  # source or inferred
+    evidence: str | None = None
+
+
+class Change(SQLModel, table=True):
+    """The change feed and the history: one row per real change, seq gap-free."""
+
+    __tablename__ = "change"
+    __table_args__ = (sa.Index("ix_change_entity", "entity", "entity_id"),)
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    entity: str
+    entity_id: int
+    op: str  # create, update, delete
+    fields: dict[str, Any] = _json(dict)
+    at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ChangeCounter(SQLModel, table=True):
+    """The last seq handed out; its row lock orders writers so seqs commit in order."""
+
+    __tablename__ = "change_counter"
+    id: int = Field(default=1, primary_key=True)
+    value: int = 0
+
+
+class RawRecord(SQLModel, table=True):
+    __tablename__ = "raw_record"
+    __table_args__ = (sa.UniqueConstraint("connection_id", "record_type", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: str
+    record_type: str
+    external_id: str
+    payload: dict[str, Any] = _json(dict)
+    hash: str
+    fetched_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Connection(SQLModel, table=True):
+    """A configured connection's state; its settings live in the config file."""
+
+    __tablename__ = "connection"
+    id: str = Field(primary_key=True)
+    kind: str
+    cursor: str | None = None
+    status: str = "new"  # new, ok, failing
+    last_error: str | None = None
+    last_sync_at: datetime | None = _time()
+
+
+class SyncRun(SQLModel, table=True):
+    __tablename__ = "sync_run"
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: str = Field(index=True)
+    mode: str  # incremental, full, webhook
+    status: str = "running"  # running, succeeded, failed
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = _time()
+    fetched: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    deleted: int = 0
+    failed: int = 0
+    errors: list[str] = _json(list)
+
+
+class InboxEvent(SQLModel, table=True):
+    """A webhook delivery, stored before it is acknowledged."""
+
+    __tablename__ = "inbox_event"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "delivery_id"),
+        sa.Index("ix_inbox_pending", "status", "available_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    connection_id: str
+    delivery_id: str
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    headers: dict[str, str] = _json(dict)
+    body: str
+    status: str = "pending"  # pending, done, ignored, failed
+    attempts: int = 0
+    available_at: datetime = Field(sa_type=UTCDateTime)  # a claim leases it until then
+    last_error: str | None = None
+    processed_at: datetime | None = _time()
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    token_hash: str = Field(unique=True)
+    scopes: list[str] = _json(list)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = _time()
+
+
+class MappingVersion(SQLModel, table=True):
+    __tablename__ = "mapping_version"
+    __table_args__ = (sa.UniqueConstraint("kind", "hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    hash: str
+    content: str
+    applied_at: datetime = Field(sa_type=UTCDateTime)
+
+
+ENTITY_TABLES: dict[str, type[SyncedRecord]] = {"work_item": WorkItem, "code_change": CodeChange}

@@ -1,0 +1,23 @@
+"""The one settings object: environment variables with the OPSYNC_ prefix (and DATABASE_URL)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPSYNC_", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{Path.cwd() / 'opsync.db'}",
+        validation_alias=AliasChoices("OPSYNC_DATABASE_URL", "DATABASE_URL"),
+    )
+    config: Path | None = None  # the connections file (YAML)
+    mappings_dir: Path | None = None  # ops engineers' mappings; the shipped ones otherwise
+    bootstrap_token: SecretStr | None = None  # accepted as an admin token, for automation
+    max_webhook_bytes: int = 5 * 1024 * 1024
+    worker_batch: int = 100
+    run_workers: bool = True  # the API process applies the inbox and runs schedules itself
+    log_level: str = "INFO"

@@ -1,0 +1,234 @@
+"""The read side: the unified view as the API serves it, with keyset pagination."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
+
+
+@dataclass
+class PageOf:
+    items: list[dict[str, Any]]
+    next_cursor: int | None  # the last id (or seq) of this page when more may follow
+
+
+@dataclass
+class WorkItemFilter:
+    product: str | None = None
+    kind: str | None = None
+    status_category: str | None = None
+    assignee: str | None = None  # hub person id, email, or a tool login
+    label: str | None = None
+    updated_since: datetime | None = None
+    q: str | None = None
+    connection_id: str | None = None
+    include_deleted: bool = False
+
+
+def _people(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
+    ids.discard(None)
+    if not ids:
+        return {}
+    rows = session.exec(select(Person).where(col(Person.id).in_(ids))).all()
+    return {p.id: {"id": p.id, "display_name": p.display_name, "email": p.email} for p in rows}
+
+
+def _common(row: SyncedRecord) -> dict[str, Any]:
+    return {
+        "id": row.id, "key": row.key, "url": row.url, "title": row.title, "product": row.product_key,
+        "connection_id": row.connection_id, "external_id": row.external_id,
+        "updated_at": row.source_updated_at, "synced_at": row.updated_at, "deleted_at": row.deleted_at,
+    }
+
+
+def work_item_json(row: WorkItem, people: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    return _common(row) | {
+        "kind": row.kind, "status": row.status, "status_category": row.status_category,
+        "priority": row.priority, "assignee": people.get(row.assignee_id), "reporter": people.get(row.reporter_id),
+        "labels": row.labels or [], "estimate": row.estimate, "iteration": row.iteration, "release": row.release,
+        "due_at": row.due_at, "created_at": row.created_at, "started_at": row.started_at,
+        "completed_at": row.completed_at, "description": row.description, "extra": row.extra or {},
+    }
+
+
+def _label_filter(session: Session, label: str) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return col(WorkItem.labels).op("@>")(sa.cast(sa.literal(f'["{label}"]'), WorkItem.labels.type))
+    each = sa.func.json_each(WorkItem.labels).table_valued("value")
+    return sa.exists(select(1).select_from(each).where(each.c.value == label))
+
+
+def _assignee_filter(session: Session, assignee: str) -> Any:
+    if assignee.isdigit():
+        return WorkItem.assignee_id == int(assignee)
+    by_email = select(Person.id).where(Person.email == assignee.lower())
+    by_login = select(PersonIdentity.person_id).where(PersonIdentity.login == assignee)
+    return col(WorkItem.assignee_id).in_(by_email.union(by_login))
+
+
+def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limit: int) -> PageOf:
+    query = select(WorkItem).order_by(WorkItem.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(WorkItem.id > after)
+    if not f.include_deleted:
+        query = query.where(WorkItem.deleted_at.is_(None))
+    for column, value in ((WorkItem.product_key, f.product), (WorkItem.kind, f.kind),
+                          (WorkItem.status_category, f.status_category), (WorkItem.connection_id, f.connection_id)):
+        if value is not None:
+            query = query.where(column == value)
+    if f.assignee:
+        query = query.where(_assignee_filter(session, f.assignee))
+    if f.label:
+        query = query.where(_label_filter(session, f.label))
+    if f.updated_since:
+        query = query.where(WorkItem.source_updated_at >= f.updated_since)
+    if f.q:
+        pattern = f"%{f.q.lower()}%"
+        query = query.where(sa.or_(sa.func.lower(WorkItem.title).like(pattern), sa.func.lower(WorkItem.key).like(pattern)))
+    rows = session.exec(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    people = _people(session, {r.assignee_id for r in rows} | {r.reporter_id for r in rows})
+    return PageOf([work_item_json(r, people) for r in rows], rows[-1].id if more else None)
+
+
+def _work_item_ids_by_key(session: Session, keys: set[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    rows = session.exec(select(WorkItem.key, WorkItem.id).where(
+        col(WorkItem.key).in_(keys), WorkItem.deleted_at.is_(None))).all()
+    return {key: id_ for key, id_ in rows}
+
+
+def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    if not ids:
+        return {}
+    links = session.exec(select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids))
+                         .order_by(Link.id)).all()
+    targets = _work_item_ids_by_key(session, {l.to_key for l in links if l.to_entity == "work_item"})
+    result: dict[int, list[dict[str, Any]]] = {}
+    for link in links:
+        result.setdefault(link.from_id, []).append({
+            "type": link.type, "to_entity": link.to_entity, "to_key": link.to_key,
+            "to_id": targets.get(link.to_key) if link.to_entity == "work_item" else None,
+            "origin": link.origin, "evidence": link.evidence,
+        })
+    return result
+
+
+def code_change_json(row: CodeChange, people: dict[int, dict[str, Any]], links: list[dict[str, Any]]) -> dict[str, Any]:
+    return _common(row) | {
+        "state": row.state, "author": people.get(row.author_id), "reviewers": row.reviewers or [],
+        "head_branch": row.head_branch, "base_branch": row.base_branch, "created_at": row.created_at,
+        "merged_at": row.merged_at, "closed_at": row.closed_at, "additions": row.additions,
+        "deletions": row.deletions, "links": links,
+    }
+
+
+def list_code_changes(session: Session, *, product: str | None, state: str | None, include_deleted: bool,
+                      after: int | None, limit: int) -> PageOf:
+    query = select(CodeChange).order_by(CodeChange.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(CodeChange.id > after)
+    if not include_deleted:
+        query = query.where(CodeChange.deleted_at.is_(None))
+    if product:
+        query = query.where(CodeChange.product_key == product)
+    if state:
+        query = query.where(CodeChange.state == state)
+    rows = session.exec(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    people = _people(session, {r.author_id for r in rows})
+    links = _links_from(session, "code_change", [r.id for r in rows])
+    return PageOf([code_change_json(r, people, links.get(r.id, [])) for r in rows], rows[-1].id if more else None)
+
+
+def get_code_change(session: Session, change_id: int) -> dict[str, Any] | None:
+    row = session.get(CodeChange, change_id)
+    if row is None:
+        return None
+    item = code_change_json(row, _people(session, {row.author_id}), _links_from(session, "code_change", [row.id]).get(row.id, []))
+    return item | {"history": history(session, "code_change", row.id)}
+
+
+def history(session: Session, entity: str, entity_id: int) -> list[dict[str, Any]]:
+    rows = session.exec(select(Change).where(Change.entity == entity, Change.entity_id == entity_id)
+                        .order_by(Change.seq)).all()
+    return [change_json(c) for c in rows]
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {"seq": change.seq, "entity": change.entity, "entity_id": change.entity_id, "op": change.op,
+            "fields": change.fields, "at": change.at}
+
+
+def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
+    row = session.get(WorkItem, item_id)
+    if row is None:
+        return None
+    item = work_item_json(row, _people(session, {row.assignee_id, row.reporter_id}))
+    links = _links_from(session, "work_item", [row.id]).get(row.id, [])
+    if row.key:  # records elsewhere that name this one (a PR implementing it)
+        incoming = session.exec(select(Link, CodeChange).join(CodeChange, CodeChange.id == Link.from_id)
+                                .where(Link.to_entity == "work_item", Link.to_key == row.key,
+                                       Link.from_entity == "code_change", CodeChange.deleted_at.is_(None))).all()
+        links += [{"type": l.type, "direction": "incoming", "from_entity": "code_change", "from_id": c.id,
+                   "from_key": c.key, "origin": l.origin, "evidence": l.evidence} for l, c in incoming]
+    children = session.exec(select(WorkItem.id, WorkItem.key).where(
+        WorkItem.connection_id == row.connection_id, WorkItem.parent_external_id == row.external_id,
+        WorkItem.deleted_at.is_(None))).all()
+    links += [{"type": "parent", "direction": "incoming", "from_entity": "work_item", "from_id": i,
+               "from_key": k, "origin": "source", "evidence": f"{k} has parent {row.key}"} for i, k in children]
+    return item | {"links": links, "history": history(session, "work_item", row.id)}
+
+
+def list_changes(session: Session, after: int, limit: int) -> PageOf:
+    rows = session.exec(select(Change).where(Change.seq > after).order_by(Change.seq).limit(limit)).all()
+    return PageOf([change_json(c) for c in rows], rows[-1].seq if rows else after)
+
+
+def list_people(session: Session, after: int | None, limit: int) -> PageOf:
+    query = select(Person).order_by(Person.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(Person.id > after)
+    rows = session.exec(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    identities: dict[int, list[dict[str, Any]]] = {}
+    if rows:
+        for i in session.exec(select(PersonIdentity).where(col(PersonIdentity.person_id).in_([p.id for p in rows]))).all():
+            identities.setdefault(i.person_id, []).append(
+                {"connection_id": i.connection_id, "external_id": i.external_id, "login": i.login,
+                 "display_name": i.display_name})
+    items = [{"id": p.id, "display_name": p.display_name, "email": p.email,
+              "identities": identities.get(p.id, [])} for p in rows]
+    return PageOf(items, rows[-1].id if more else None)
+
+
+def list_links(session: Session, *, type: str | None, from_entity: str | None, to_key: str | None,
+               after: int | None, limit: int) -> PageOf:
+    query = select(Link).order_by(Link.id).limit(limit + 1)
+    for column, value in ((Link.type, type), (Link.from_entity, from_entity), (Link.to_key, to_key)):
+        if value is not None:
+            query = query.where(column == value)
+    if after is not None:
+        query = query.where(Link.id > after)
+    rows = session.exec(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    targets = _work_item_ids_by_key(session, {l.to_key for l in rows if l.to_entity == "work_item"})
+    items = [{"id": l.id, "type": l.type, "from_entity": l.from_entity, "from_id": l.from_id,
+              "to_entity": l.to_entity, "to_key": l.to_key, "to_id": targets.get(l.to_key),
+              "origin": l.origin, "evidence": l.evidence} for l in rows]
+    return PageOf(items, rows[-1].id if more else None)
+
+
+def list_products(session: Session) -> list[dict[str, Any]]:
+    return [{"key": p.key, "name": p.name, "description": p.description, "owner": p.owner}
+            for p in session.exec(select(Product).order_by(Product.key)).all()]

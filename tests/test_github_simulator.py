@@ -1,0 +1,188 @@
+"""The GitHub simulator answers like GitHub's REST API: shapes, pagination, limits, faults."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+from connectors.simulators.github import GitHubSim
+from connectors.simulators.server import serving
+
+TOKEN = "ghp_simulated"
+AUTH = {"Authorization": f"token {TOKEN}"}
+
+
+HTTP = httpx.Client(timeout=10)  # one client: building one per call costs ~0.1 s of TLS setup
+
+
+def get(url: str, path: str, **params: Any) -> httpx.Response:
+    return HTTP.get(url + path, params=params, headers=AUTH)
+
+
+def test_simulator_holds_ten_thousand_items_half_of_them_pull_requests() -> None:
+    sim = GitHubSim(items=10_000)
+    items = [i for repo in sim.items.values() for i in repo.values()]
+    assert len(items) == 10_000
+    assert set(sim.items) == {"acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"}
+    assert 0.4 < sum(i.is_pull for i in items) / len(items) < 0.6
+
+
+def test_same_seed_generates_the_same_items() -> None:
+    first, second = GitHubSim(items=50, seed=9), GitHubSim(items=50, seed=9)
+    assert first.items == second.items
+
+
+def test_issue_list_pages_with_githubs_link_header() -> None:
+    sim = GitHubSim(items=40, token=TOKEN, repos=("acme/payments",))
+    with serving(sim.app) as url:
+        first = get(url, "/repos/acme/payments/issues", state="all", per_page=15)
+        middle = get(url, "/repos/acme/payments/issues", state="all", per_page=15, page=2)
+        last = get(url, "/repos/acme/payments/issues", state="all", per_page=15, page=3)
+    rels = lambda r: re.findall(r'page=(\d+)>; rel="(\w+)"', r.headers["link"])  # noqa: E731
+    assert rels(first) == [("2", "next"), ("3", "last")]
+    assert rels(middle) == [("1", "prev"), ("3", "next"), ("3", "last"), ("1", "first")]
+    assert rels(last) == [("2", "prev"), ("1", "first")]
+    assert [len(r.json()) for r in (first, middle, last)] == [15, 15, 10]
+    numbers = [i["number"] for r in (first, middle, last) for i in r.json()]
+    assert numbers == sorted(numbers, reverse=True)  # created, newest first by default
+
+
+def test_issue_list_defaults_to_open_and_since_filters_by_update_time() -> None:
+    sim = GitHubSim(items=100, token=TOKEN, repos=("acme/payments",))
+    with serving(sim.app) as url:
+        opened = get(url, "/repos/acme/payments/issues", per_page=100).json()
+        rows = get(url, "/repos/acme/payments/issues", state="all", per_page=100,
+                   sort="updated", direction="asc").json()
+        pivot = rows[60]["updated_at"]
+        since = get(url, "/repos/acme/payments/issues", state="all", per_page=100, since=pivot).json()
+    assert {i["state"] for i in opened} == {"open"}
+    assert all(i["updated_at"] >= pivot for i in since)
+    assert len(since) == len([r for r in rows if r["updated_at"] >= pivot])
+
+
+def test_pull_request_has_a_pull_id_and_an_issue_id() -> None:
+    sim = GitHubSim(items=20, token=TOKEN, repos=("acme/checkout",))
+    number = next(n for n, i in sim.items["acme/checkout"].items() if i.is_pull)
+    with serving(sim.app) as url:
+        as_issue = get(url, f"/repos/acme/checkout/issues/{number}").json()
+        as_pull = get(url, f"/repos/acme/checkout/pulls/{number}").json()
+        listed = get(url, "/repos/acme/checkout/pulls", state="all").json()
+    assert as_issue["id"] != as_pull["id"]
+    assert as_issue["pull_request"]["url"] == as_pull["url"]
+    assert as_pull["head"]["ref"] and as_pull["base"]["repo"]["full_name"] == "acme/checkout"
+    assert {"merged", "additions", "deletions", "changed_files"} <= set(as_pull)
+    assert "additions" not in listed[0]  # list items are not complete, as on GitHub
+
+
+def test_pull_request_titles_and_branches_name_existing_jira_keys() -> None:
+    sim = GitHubSim(items=400, jira_keys={"PAY": 12, "CHK": 7, "GRO": 3})
+    texts = [f"{i.title} {i.head_ref} {i.body}" for repo in sim.items.values()
+             for i in repo.values() if i.is_pull]
+    keys = {key for text in texts for key in re.findall(r"\b(PAY|CHK|GRO)-(\d+)\b", text)}
+    assert keys and all(1 <= int(n) <= {"PAY": 12, "CHK": 7, "GRO": 3}[p] for p, n in keys)
+    assert any(t.startswith("feature/PAY-") for t in (i.head_ref for r in sim.items.values() for i in r.values()))
+
+
+def test_routes_are_also_served_under_api_v3_with_urls_to_match() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    with serving(sim.app) as url:
+        repo = get(url, "/api/v3/repos/acme/payments")
+    assert repo.status_code == 200
+    assert repo.json()["url"] == f"{url}/api/v3/repos/acme/payments"
+
+
+def test_users_org_and_repository_lists_look_like_github() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    with serving(sim.app) as url:
+        org = get(url, "/orgs/acme").json()
+        repos = get(url, "/orgs/acme/repos").json()
+        login = repos[0]["owner"]["login"]
+        person = get(url, f"/users/{sim.people[1].login}").json()
+        missing = get(url, "/repos/acme/nope")
+    assert org["type"] == "Organization" and login == "acme"
+    assert person["email"] == sim.people[1].email
+    assert missing.status_code == 404 and missing.json()["message"] == "Not Found"
+
+
+def test_wrong_or_missing_token_gets_bad_credentials() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    with serving(sim.app) as url:
+        wrong = HTTP.get(url + "/user", headers={"Authorization": "Bearer nope"})
+        missing = HTTP.get(url + "/user")
+        bearer = HTTP.get(url + "/user", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert wrong.status_code == missing.status_code == 401
+    assert wrong.json()["message"] == "Bad credentials"
+    assert bearer.status_code == 200
+
+
+def test_every_response_carries_rate_limit_headers_and_exhaustion_answers_403() -> None:
+    sim = GitHubSim(items=10, token=TOKEN, rate_limit=2)
+    with serving(sim.app) as url:
+        responses = [get(url, "/user") for _ in range(3)]
+        status = get(url, "/rate_limit").json()
+    assert [r.headers["x-ratelimit-remaining"] for r in responses] == ["1", "0", "0"]
+    assert all(r.headers["x-github-request-id"] for r in responses)
+    assert responses[2].status_code == 403
+    assert responses[2].json()["message"].startswith("API rate limit exceeded")
+    assert status["resources"]["core"]["remaining"] == 0
+
+
+def test_injected_faults_happen_once_each_then_the_api_recovers() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    with serving(sim.app) as url:
+        HTTP.post(url + "/_sim/faults", json={"status": 429, "retry_after": 3, "count": 2})
+        sim.inject(status=502)
+        limited = [get(url, "/user") for _ in range(2)]
+        bad_gateway = get(url, "/user")
+        sim.inject(malformed=True)
+        malformed = get(url, "/user")
+        ok = get(url, "/user")
+    assert [r.status_code for r in limited] == [429, 429]
+    assert limited[0].headers["retry-after"] == "3"
+    assert bad_gateway.status_code == 502
+    assert malformed.status_code == 200 and malformed.text.startswith('[{"id": 1')
+    assert ok.status_code == 200
+    assert sim.requests["/user"] == 5
+
+
+def test_a_dropped_connection_breaks_the_response_mid_body() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    with serving(sim.app) as url:
+        sim.inject(drop_connection=True)
+        try:
+            get(url, "/user")
+            dropped = False
+        except httpx.HTTPError:
+            dropped = True
+        after = get(url, "/user")
+    assert dropped and after.status_code == 200
+
+
+def test_admin_routes_mutate_and_deleted_issues_answer_410() -> None:
+    sim = GitHubSim(items=10, token=TOKEN, repos=("acme/payments",))
+    with serving(sim.app) as url:
+        created = HTTP.post(url + "/_sim/repos/acme/payments/issues", json={"title": "New", "labels": ["bug"]})
+        number = created.json()["number"]
+        before = get(url, f"/repos/acme/payments/issues/{number}").json()
+        HTTP.patch(url + f"/_sim/repos/acme/payments/issues/{number}", json={"state": "closed"})
+        closed = get(url, f"/repos/acme/payments/issues/{number}").json()
+        HTTP.delete(url + f"/_sim/repos/acme/payments/issues/{number}")
+        gone = get(url, f"/repos/acme/payments/issues/{number}")
+        mutated = HTTP.post(url + "/_sim/mutate", params={"n": 3, "seed": 1}).json()
+    assert before["labels"][0]["name"] == "bug"
+    assert closed["state"] == "closed" and closed["state_reason"] == "completed"
+    assert closed["updated_at"] >= before["updated_at"]
+    assert gone.status_code == 410
+    assert len(mutated["done"]) == 3
+    assert [d["action"] for d in sim.deliveries[:3]] == ["opened", "closed", "deleted"]
+
+
+def test_webhooks_are_signed_with_the_secret_when_one_is_set() -> None:
+    sim = GitHubSim(items=10, webhook_secret="s3cret")
+    sim.create_issue("acme/payments", "Signed")
+    headers = sim.deliveries[0]["headers"]
+    assert headers["X-GitHub-Event"] == "issues"
+    assert headers["X-Hub-Signature-256"].startswith("sha256=")
+    assert headers["X-Hub-Signature"].startswith("sha1=")
+    assert headers["User-Agent"].startswith("GitHub-Hookshot/")

@@ -1,0 +1,184 @@
+"""The Jira connector against the simulator over real HTTP: pulls, cursors, ids, faults."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from connectors.jira.connector import JiraConnector, JiraSettings
+from connectors.simulators.jira import JiraSim
+from connectors.simulators.server import serving
+from service.contract import FatalError, Page
+
+EMAIL, TOKEN = "ops@acme.example", "api-token"
+
+
+def connector(url: str, token: str = TOKEN, projects: tuple[str, ...] = ("PAY", "CHK", "GRO"),
+              page_size: int = 50) -> JiraConnector:
+    return JiraConnector(JiraSettings(id="jira-test", kind="jira", base_url=url, email=EMAIL,
+                                      token=token, projects=list(projects), page_size=page_size))
+
+
+async def pull(jira: JiraConnector, cursor: str | None, pages: int | None = None) -> list[Page]:
+    collected = []
+    async for page in jira.pull(cursor):
+        collected.append(page)
+        if pages is not None and len(collected) == pages:
+            break  # as if the process died after storing this page
+    await jira.aclose()
+    return collected
+
+
+def test_full_pull_yields_every_issue_exactly_once_across_pages() -> None:
+    sim = JiraSim(issues=230)
+    with serving(sim.app) as url:
+        pages = asyncio.run(pull(connector(url), None))
+    ids = [record.external_id for page in pages for record in page.records]
+    assert len(pages) == 5
+    assert len(ids) == 230 and set(ids) == sim.ids()
+
+
+def test_pulled_record_is_the_issue_as_jira_returned_it() -> None:
+    sim = JiraSim(issues=20)
+    with serving(sim.app) as url:
+        pages = asyncio.run(pull(connector(url), None))
+    record = next(r for page in pages for r in page.records if r.external_id == "10007")
+    assert record.record_type == "issue"
+    assert record.payload["key"] == sim.find("10007").key
+    assert record.payload["fields"]["description"] is None or record.payload["fields"]["description"]["type"] == "doc"
+    assert record.version == sim.find("10007").updated
+    assert record.version.tzinfo is not None
+
+
+def test_cursor_is_the_latest_updated_time_seen() -> None:
+    sim = JiraSim(issues=120)
+    with serving(sim.app) as url:
+        pages = asyncio.run(pull(connector(url), None))
+    latest = max(record.version for page in pages for record in page.records)
+    assert datetime.fromisoformat(pages[-1].cursor) == latest
+    cursors = [datetime.fromisoformat(page.cursor) for page in pages]
+    assert cursors == sorted(cursors)
+
+
+def test_resume_from_a_mid_run_cursor_misses_nothing() -> None:
+    sim = JiraSim(issues=300)
+    with serving(sim.app) as url:
+        first = asyncio.run(pull(connector(url), None, pages=2))
+        rest = asyncio.run(pull(connector(url), first[-1].cursor))
+    before = {r.external_id for page in first for r in page.records}
+    after = {r.external_id for page in rest for r in page.records}
+    assert before | after == sim.ids()
+    assert len(before & after) < 50  # only the overlap is read twice, not the whole run
+
+
+def test_incremental_pull_returns_recent_changes_and_only_the_overlap_besides() -> None:
+    sim = JiraSim(issues=200)
+    with serving(sim.app) as url:
+        cursor = asyncio.run(pull(connector(url), None))[-1].cursor
+        for key in ("PAY-3", "CHK-2", "GRO-5"):
+            sim.update_issue(key, summary=f"{key} changed")
+        created = sim.create_issue("PAY", "Brand new")
+        pages = asyncio.run(pull(connector(url), cursor))
+    records = [r for page in pages for r in page.records]
+    changed = {sim.find(key).id for key in ("PAY-3", "CHK-2", "GRO-5")}
+    assert {str(i) for i in changed} | {created["id"]} <= {r.external_id for r in records}
+    floor = datetime.fromisoformat(cursor) - timedelta(minutes=3)
+    assert all(r.version >= floor for r in records)
+    assert len(records) < 20
+
+
+def test_project_filter_limits_the_pull() -> None:
+    sim = JiraSim(issues=90)
+    with serving(sim.app) as url:
+        pages = asyncio.run(pull(connector(url, projects=("chk",)), None))
+    keys = {r.payload["key"].split("-")[0] for page in pages for r in page.records}
+    assert keys == {"CHK"}
+
+
+def test_rate_limit_with_retry_after_is_retried_until_success() -> None:
+    sim = JiraSim(issues=60)
+    sim.inject(status=429, retry_after=1, count=2)
+    with serving(sim.app) as url:
+        started = datetime.now(timezone.utc)
+        pages = asyncio.run(pull(connector(url), None))
+        waited = datetime.now(timezone.utc) - started
+    assert sum(len(page.records) for page in pages) == 60
+    assert waited >= timedelta(seconds=2)  # Retry-After was honoured twice
+
+
+def test_server_errors_dropped_connections_and_bad_bodies_are_retried() -> None:
+    sim = JiraSim(issues=60)
+    with serving(sim.app) as url:
+        sim.inject(status=503)
+        sim.inject(drop_connection=True)
+        sim.inject(malformed=True)
+        pages = asyncio.run(pull(connector(url), None))
+    assert {r.external_id for page in pages for r in page.records} == sim.ids()
+
+
+def test_wrong_token_is_a_fatal_error_naming_the_credentials() -> None:
+    sim = JiraSim(issues=5, credentials=(EMAIL, TOKEN))
+    with serving(sim.app) as url, pytest.raises(FatalError, match="credentials"):
+        asyncio.run(pull(connector(url, token="wrong"), None))
+
+
+def test_unknown_project_is_a_fatal_error_naming_it() -> None:
+    sim = JiraSim(issues=5)
+    with serving(sim.app) as url, pytest.raises(FatalError, match="NOPE"):
+        asyncio.run(pull(connector(url, projects=("PAY", "NOPE")), None))
+
+
+def test_bad_cursor_is_a_fatal_error() -> None:
+    with pytest.raises(FatalError, match="cursor"):
+        asyncio.run(pull(connector("http://127.0.0.1:9"), "yesterday"))
+
+
+def test_list_ids_returns_every_issue_id_and_forgets_deleted_ones() -> None:
+    sim = JiraSim(issues=700)
+    sim.delete_issue("10010")
+
+    async def ids(url: str) -> dict[str, set[str]]:
+        jira = connector(url)
+        try:
+            return await jira.list_ids()
+        finally:
+            await jira.aclose()
+
+    with serving(sim.app) as url:
+        listed = asyncio.run(ids(url))
+    assert listed == {"issue": sim.ids()}
+    assert "10010" not in listed["issue"] and len(listed["issue"]) == 699
+
+
+def test_fetch_one_returns_the_current_issue_or_none() -> None:
+    sim = JiraSim(issues=30)
+    sim.update_issue("10004", summary="Fresh summary")
+
+    async def fetch(url: str) -> tuple:
+        jira = connector(url)
+        try:
+            return await jira.fetch_one("issue", "10004"), await jira.fetch_one("issue", "99999")
+        finally:
+            await jira.aclose()
+
+    with serving(sim.app) as url:
+        found, missing = asyncio.run(fetch(url))
+    assert found.external_id == "10004"
+    assert found.payload["fields"]["summary"] == "Fresh summary"
+    assert found.version == sim.find("10004").updated
+    assert missing is None
+
+
+def test_settings_require_projects_and_uppercase_them() -> None:
+    settings = JiraSettings(id="j", kind="jira", base_url="https://acme.atlassian.net", email=EMAIL,
+                            token=TOKEN, projects=["pay"])
+    assert settings.projects == ["PAY"]
+    with pytest.raises(ValueError):
+        JiraSettings(id="j", kind="jira", base_url="https://acme.atlassian.net", email=EMAIL,
+                     token=TOKEN, projects=[])
+
+
+def test_default_mapping_is_the_shipped_jira_yaml() -> None:
+    path = JiraConnector.default_mapping()
+    assert path.name == "jira.yaml" and path.is_file()

@@ -1,0 +1,231 @@
+"""The Jira Cloud simulator answers like Jira Cloud: paths, shapes, paging, errors, webhooks."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+
+from connectors.simulators.jira import JiraSim
+from connectors.simulators.server import serving
+from connectors.simulators.world import people
+
+AUTH = ("ops@acme.example", "api-token")
+
+
+def receiver() -> tuple[FastAPI, list[tuple[dict[str, str], bytes]]]:
+    """A webhook endpoint that keeps what it receives."""
+    received: list[tuple[dict[str, str], bytes]] = []
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict[str, bool]:
+        received.append((dict(request.headers), await request.body()))
+        return {"ok": True}
+
+    return app, received
+
+
+def search_all(url: str, jql: str, fields: str = "id", page: int = 50) -> list[dict]:
+    issues, token = [], None
+    while True:
+        params = {"jql": jql, "fields": fields, "maxResults": page}
+        if token:
+            params["nextPageToken"] = token
+        body = httpx.get(f"{url}/rest/api/3/search/jql", params=params, auth=AUTH).json()
+        assert "total" not in body
+        issues += body["issues"]
+        token = body.get("nextPageToken")
+        if body["isLast"]:
+            return issues
+
+
+def test_twenty_thousand_generated_issues_have_distinct_ids_and_keys() -> None:
+    sim = JiraSim(issues=20_000)
+    issues = [sim.render(sim.find(issue_id), fields=set()) for issue_id in sorted(sim.ids())[:5]]
+    assert len(sim.ids()) == 20_000
+    assert [issue["id"] for issue in issues] == ["10000", "10001", "10002", "10003", "10004"]
+    assert all(issue["key"].split("-")[0] in ("PAY", "CHK", "GRO") for issue in issues)
+
+
+def test_same_seed_generates_the_same_issues() -> None:
+    first, second = JiraSim(issues=100, seed=3), JiraSim(issues=100, seed=3)
+    assert first.render(first.find("10042")) == second.render(second.find("10042"))
+
+
+def test_generated_issue_has_cloud_shaped_fields() -> None:
+    sim = JiraSim(issues=300)
+    stories = [sim.render(sim.find(i)) for i in sorted(sim.ids()) if sim.find(i).issuetype == "Story"]
+    fields = stories[-1]["fields"]
+    assert fields["status"]["statusCategory"]["key"] in ("new", "indeterminate", "done")
+    assert fields["reporter"]["accountType"] == "atlassian"
+    assert fields["reporter"]["emailAddress"] in {person.email for person in people()}
+    assert fields["project"]["key"] in ("PAY", "CHK", "GRO")
+    assert fields["updated"][-5:] == "+0000" and "." in fields["updated"]
+    assert any("parent" in s["fields"] and s["fields"]["parent"]["fields"]["issuetype"]["name"] == "Epic"
+               for s in stories)
+
+
+def test_server_info_says_cloud_without_credentials() -> None:
+    with serving(JiraSim(issues=1).app) as url:
+        info = httpx.get(f"{url}/rest/api/3/serverInfo").json()
+    assert info["deploymentType"] == "Cloud"
+    assert info["versionNumbers"][0] >= 1000
+
+
+def test_request_without_credentials_is_rejected_with_401() -> None:
+    with serving(JiraSim(issues=1).app) as url:
+        response = httpx.get(f"{url}/rest/api/3/myself")
+    assert response.status_code == 401
+    assert response.json()["errorMessages"]
+
+
+def test_wrong_token_is_rejected_when_the_sim_has_credentials() -> None:
+    with serving(JiraSim(issues=1, credentials=AUTH).app) as url:
+        wrong = httpx.get(f"{url}/rest/api/3/myself", auth=(AUTH[0], "nope"))
+        right = httpx.get(f"{url}/rest/api/3/myself", auth=AUTH)
+    assert (wrong.status_code, right.status_code) == (401, 200)
+    assert right.json()["timeZone"] == "UTC"
+
+
+def test_old_search_endpoint_is_gone() -> None:
+    with serving(JiraSim(issues=1).app) as url:
+        for version in ("2", "3"):
+            response = httpx.get(f"{url}/rest/api/{version}/search", params={"jql": ""}, auth=AUTH)
+            assert response.status_code == 410
+            assert "search/jql" in response.json()["errorMessages"][0]
+
+
+def test_search_jql_pages_through_every_issue_once() -> None:
+    sim = JiraSim(issues=230)
+    with serving(sim.app) as url:
+        issues = search_all(url, "project in (PAY, CHK, GRO) ORDER BY updated ASC")
+    assert len(issues) == 230
+    assert {issue["id"] for issue in issues} == sim.ids()
+
+
+def test_search_jql_filters_by_project_and_updated_to_the_minute() -> None:
+    sim = JiraSim(issues=300)
+    with serving(sim.app) as url:
+        everything = search_all(url, "project = PAY ORDER BY updated DESC", fields="updated,project")
+        middle = everything[len(everything) // 2]["fields"]["updated"]  # 2024-..T10:15:30.123+0000
+        since = middle[:10] + " " + middle[11:16]
+        recent = search_all(url, f'project = PAY AND updated >= "{since}" ORDER BY updated DESC',
+                            fields="updated")
+    assert all(issue["fields"]["project"]["key"] == "PAY" for issue in everything)
+    stamps = [issue["fields"]["updated"] for issue in everything]
+    assert stamps == sorted(stamps, reverse=True)
+    assert {issue["fields"]["updated"] for issue in recent} == {s for s in stamps if s[:16] >= middle[:16]}
+
+
+def test_ids_only_search_allows_large_pages_and_full_search_caps_at_100() -> None:
+    with serving(JiraSim(issues=600).app) as url:
+        ids = httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,
+                        params={"jql": "", "fields": "id", "maxResults": 5000}).json()
+        full = httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,
+                         params={"jql": "", "fields": "*all", "maxResults": 5000}).json()
+    assert (len(ids["issues"]), ids["isLast"]) == (600, True)
+    assert (len(full["issues"]), full["isLast"]) == (100, False)
+    assert "fields" not in ids["issues"][0]
+
+
+def test_unsupported_jql_is_a_400_in_jiras_error_shape() -> None:
+    with serving(JiraSim(issues=5).app) as url:
+        response = httpx.get(f"{url}/rest/api/3/search/jql", params={"jql": "project = PAY OR x = 1"},
+                             auth=AUTH)
+        unknown = httpx.post(f"{url}/rest/api/3/search/jql", json={"jql": "project = NOPE"}, auth=AUTH)
+    assert response.status_code == 400
+    assert set(response.json()) == {"errorMessages", "errors"}
+    assert unknown.status_code == 400
+    assert "NOPE" in unknown.json()["errorMessages"][0]
+
+
+def test_v2_description_is_wiki_markup_and_v3_is_adf() -> None:
+    sim = JiraSim(issues=50)
+    issue_id = next(i for i in sorted(sim.ids()) if sim.find(i).description)
+    with serving(sim.app) as url:
+        v2 = httpx.get(f"{url}/rest/api/2/issue/{issue_id}", auth=AUTH).json()
+        v3 = httpx.get(f"{url}/rest/api/3/issue/{issue_id}", auth=AUTH).json()
+    assert isinstance(v2["fields"]["description"], str)
+    assert v3["fields"]["description"]["type"] == "doc"
+    assert v3["fields"]["description"]["content"][0]["content"][0]["text"] in v2["fields"]["description"]
+
+
+def test_issue_with_expand_changelog_lists_the_updates() -> None:
+    sim = JiraSim(issues=20)
+    sim.update_issue("10005", status="In Progress")
+    with serving(sim.app) as url:
+        issue = httpx.get(f"{url}/rest/api/3/issue/10005", params={"expand": "changelog"}, auth=AUTH).json()
+        missing = httpx.get(f"{url}/rest/api/3/issue/99999", auth=AUTH)
+    items = issue["changelog"]["histories"][-1]["items"]
+    assert items[0]["field"] == "status" and items[0]["toString"] == "In Progress"
+    assert issue["fields"]["status"]["name"] == "In Progress"
+    assert missing.status_code == 404
+
+
+def test_rate_limit_fault_answers_429_with_retry_after_then_recovers() -> None:
+    sim = JiraSim(issues=5)
+    with serving(sim.app) as url:
+        assert httpx.post(f"{url}/_sim/faults", json={"status": 429, "count": 2, "retry_after": 3}).status_code == 204
+        answers = [httpx.get(f"{url}/rest/api/3/myself", auth=AUTH) for _ in range(3)]
+    assert [a.status_code for a in answers] == [429, 429, 200]
+    assert answers[0].headers["Retry-After"] == "3"
+
+
+def test_malformed_and_dropped_responses_are_injected() -> None:
+    sim = JiraSim(issues=5)
+    sim.inject(malformed=True)
+    sim.inject(drop_connection=True)
+    with serving(sim.app) as url:
+        malformed = httpx.get(f"{url}/rest/api/3/myself", auth=AUTH)
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{url}/rest/api/3/myself", auth=AUTH)
+        healthy = httpx.get(f"{url}/rest/api/3/myself", auth=AUTH)
+    with pytest.raises(json.JSONDecodeError):
+        malformed.json()
+    assert healthy.status_code == 200
+
+
+def test_update_bumps_updated_and_sends_a_signed_webhook() -> None:
+    app, received = receiver()
+    with serving(app) as hook_url:
+        sim = JiraSim(issues=30, webhook_url=f"{hook_url}/hook", webhook_secret="s3cret")
+        before = sim.render(sim.find("PAY-1"))["fields"]["updated"]
+        after = sim.update_issue("PAY-1", summary="Renamed", assignee=people()[2].email)
+    headers, body = received[-1]
+    payload = json.loads(body)
+    assert after["fields"]["updated"] > before
+    assert headers["x-hub-signature"] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["x-atlassian-webhook-flow"] == "Primary"
+    assert payload["webhookEvent"] == "jira:issue_updated"
+    assert payload["issue"]["fields"]["summary"] == "Renamed"
+    assert {item["field"] for item in payload["changelog"]["items"]} == {"summary", "assignee"}
+    assert sim.deliveries[-1].status_code == 200
+
+
+def test_admin_http_creates_updates_and_deletes_issues() -> None:
+    app, received = receiver()
+    with serving(app) as hook_url:
+        sim = JiraSim(issues=10, webhook_url=f"{hook_url}/hook")
+        with serving(sim.app) as url:
+            created = httpx.post(f"{url}/_sim/issues", json={"project": "CHK", "summary": "New"}).json()
+            httpx.put(f"{url}/_sim/issues/{created['key']}", json={"status": "Done"})
+            done = httpx.get(f"{url}/rest/api/3/issue/{created['id']}", auth=AUTH).json()
+            httpx.delete(f"{url}/_sim/issues/{created['id']}")
+            gone = httpx.get(f"{url}/rest/api/3/issue/{created['id']}", auth=AUTH)
+    events = [json.loads(body)["webhookEvent"] for _, body in received]
+    assert events == ["jira:issue_created", "jira:issue_updated", "jira:issue_deleted"]
+    assert done["fields"]["resolutiondate"] is not None
+    assert gone.status_code == 404
+    assert len({headers["x-atlassian-webhook-identifier"] for headers, _ in received}) == 3
+
+
+def test_random_mutations_change_the_named_issues() -> None:
+    sim = JiraSim(issues=50)
+    changed = sim.mutate_random(10, random.Random(5))
+    assert len(changed) == 10
+    assert all(sim.find(issue_id).updated > sim.find("10000").created for issue_id in changed)
