@@ -46,7 +46,7 @@ async def with_retries(
     """Run call, retrying TransientError; other errors pass through at once."""
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
-        wait=_wait(wait_exponential_jitter(initial=initial, max=MAX_WAIT_SECONDS)),
+        wait=_wait(wait_exponential_jitter(multiplier=initial, max=MAX_WAIT_SECONDS, jitter=initial)),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_seconds),
         reraise=True,
     )

@@ -215,6 +215,9 @@ class GitHubConnector(Connector):
         secret = self.config.webhook_secret
         webhook.verify_signature(secret.get_secret_value() if secret else None, headers, body)
 
+    def decode_webhook(self, headers: Mapping[str, str], body: bytes) -> Any:
+        return webhook.decode_body(headers, body)
+
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return webhook.delivery_id(headers, body)
 

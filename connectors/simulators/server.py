@@ -11,12 +11,12 @@ import uvicorn
 
 
 @contextmanager
-def serving(app: object, port: int = 0) -> Iterator[str]:
+def serving(app: object, port: int = 0, lifespan: str = "off") -> Iterator[str]:
     """Serve app until the block ends; yields its base URL (http://127.0.0.1:PORT)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -1,0 +1,115 @@
+"""`opsync demo`: simulated Jira and GitHub, synced into a fresh hub, served on 127.0.0.1,
+with a few records changing every minute so that webhooks flow."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+import uvicorn
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from api.app import create_app
+from connectors.simulators.github import GitHubSim
+from connectors.simulators.jira import JiraSim
+from connectors.simulators.server import serving
+from service.config import load_config
+from service.db import create_db_engine
+from service.hub import Hub
+from service.settings import Settings
+from service.sync import sync_connection
+from service.tokens import create_token
+
+MUTATION_INTERVAL_SECONDS = 20.0
+
+
+def write_config(workdir: Path, jira_url: str, github_url: str) -> Path:
+    """The connections file, secrets as ${...} references like a real one."""
+    config = {"connections": [
+        {"id": "jira-acme", "kind": "jira", "base_url": jira_url, "email": "ops@acme.example",
+         "token": "${OPSYNC_DEMO_JIRA_TOKEN}", "webhook_secret": "${OPSYNC_DEMO_JIRA_WEBHOOK_SECRET}",
+         "projects": ["PAY", "CHK", "GRO"]},
+        {"id": "github-acme", "kind": "github", "base_url": github_url, "token": "${OPSYNC_DEMO_GITHUB_TOKEN}",
+         "webhook_secret": "${OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET}",
+         "repos": ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]},
+    ]}
+    file = workdir / "connections.yaml"
+    file.write_text(yaml.safe_dump(config, sort_keys=False))
+    return file
+
+
+def _mutate_forever(jira: JiraSim, github: GitHubSim, stop: threading.Event, console: Console) -> None:
+    rng = random.Random(42)
+    while not stop.wait(MUTATION_INTERVAL_SECONDS):
+        try:
+            jira.mutate_random(rng.randint(1, 2), rng)
+            github.mutate_random(1, rng)
+        except Exception as error:  # the demo goes on if one change fails
+            console.print(f"[yellow]simulated change failed: {error}[/yellow]")
+
+
+async def _initial_sync(settings: Settings, console: Console) -> None:
+    hub = Hub.open(settings)
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed} records"), TimeElapsedColumn(), console=console) as bar:
+            for connection_id in hub.connections:
+                task = bar.add_task(f"syncing {connection_id}", total=None)
+                run = await sync_connection(hub, connection_id, full=True,
+                                            progress=lambda n, t=task: bar.update(t, completed=n))
+                bar.update(task, description=f"{connection_id}: {run.status}, {run.created} new")
+    finally:
+        await hub.close()
+
+
+def run_demo(port: int, jira_issues: int, github_items: int, workdir: Path) -> None:
+    console = Console(stderr=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("JIRA_TOKEN", "JIRA_WEBHOOK_SECRET", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"):
+        os.environ.setdefault(f"OPSYNC_DEMO_{name}", secrets.token_hex(16))
+    database_url = f"sqlite:///{(workdir / 'opsync.db').resolve()}"
+    hub_url = f"http://127.0.0.1:{port}"
+    console.print("starting simulated Jira and GitHub…")
+    jira = JiraSim(issues=jira_issues, webhook_secret=os.environ["OPSYNC_DEMO_JIRA_WEBHOOK_SECRET"])
+    github = GitHubSim(items=github_items, jira_keys=dict(jira._numbers),
+                       webhook_secret=os.environ["OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET"],
+                       token=os.environ["OPSYNC_DEMO_GITHUB_TOKEN"])
+    stop = threading.Event()
+    with ExitStack() as stack:
+        jira_url = stack.enter_context(serving(jira.app))
+        github_url = stack.enter_context(serving(github.app))
+        jira.site_url = jira_url  # webhook bodies name the same site the REST API does
+        config_file = write_config(workdir, jira_url, github_url)
+        settings = Settings(database_url=database_url, config=config_file)
+        asyncio.run(_initial_sync(settings, console))
+        engine = create_db_engine(database_url)
+        token = create_token(engine, ["read"], "demo")
+        engine.dispose()
+        jira.webhook_url = f"{hub_url}/api/v1/webhooks/jira-acme"
+        github.webhook_url = f"{hub_url}/api/v1/webhooks/github-acme"
+        threading.Thread(target=_mutate_forever, args=(jira, github, stop, console), daemon=True).start()
+        print(f"""
+opsync demo is up
+  API docs        {hub_url}/docs
+  work items      {hub_url}/api/v1/work-items
+  code changes    {hub_url}/api/v1/code-changes
+  change feed     {hub_url}/api/v1/changes?after=0
+  simulated Jira  {jira_url}    simulated GitHub  {github_url}
+  config          {config_file}
+  read token      {token}
+
+  try: curl -H 'Authorization: Bearer {token}' '{hub_url}/api/v1/products/payments/summary'
+  a few records change every {MUTATION_INTERVAL_SECONDS:.0f} s in the simulators and reach the hub by webhook.
+  Ctrl-C stops everything.
+""", flush=True)
+        try:
+            uvicorn.run(create_app(settings, load_config(config_file)), host="127.0.0.1", port=port,
+                        log_level="warning")
+        finally:
+            stop.set()
