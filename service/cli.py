@@ -167,3 +167,7 @@ def demo(port: int = 8000, jira_issues: int = 2000, github_items: int = 500,
     if not found:
         _fail("no demo is installed (entry-point group opsync.demo)")
     found[0].load()(port=port, jira_issues=jira_issues, github_items=github_items, workdir=workdir)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,205 @@
+"""Pulls from the simulators into a real database, and webhooks on top of them."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import yaml
+from hub_harness import running_hub
+from sqlmodel import Session, func, select
+
+from connectors.github.connector import GitHubSettings
+from connectors.jira.connector import JiraSettings
+from connectors.simulators.github import GitHubSim
+from connectors.simulators.jira import JiraSim
+from connectors.simulators.server import serving
+from service.config import ConfigError, HubConfig, load_config
+from service.hub import Hub
+from service.models import Change, CodeChange, Connection, WorkItem
+from service.settings import Settings
+from service.sync import sync_connection
+
+SECRET = "hook-secret"
+REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
+
+
+def jira_config(url: str, **extra) -> HubConfig:
+    return HubConfig(connections={"jira": JiraSettings(
+        id="jira", kind="jira", base_url=url, email="ops@acme.example", token="t",
+        webhook_secret=SECRET, projects=["PAY", "CHK", "GRO"], **extra)})
+
+
+def count(hub: Hub, table, **where) -> int:
+    with Session(hub.engine) as session:
+        query = select(func.count()).select_from(table)
+        for name, value in where.items():
+            query = query.where(getattr(table, name) == value)
+        return session.exec(query).one()
+
+
+def test_a_full_sync_of_n_issues_yields_n_work_items_and_a_second_sync_writes_no_change(database_url):
+    sim = JiraSim(issues=230, seed=3)
+    with serving(sim.app) as url:
+        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
+        try:
+            first = asyncio.run(sync_connection(hub, "jira"))
+            changes_after_first = count(hub, Change)
+            second = asyncio.run(sync_connection(hub, "jira"))
+            full = asyncio.run(sync_connection(hub, "jira", full=True))
+            assert (first.status, first.fetched, first.created) == ("succeeded", 230, 230)
+            assert count(hub, WorkItem, connection_id="jira") == 230
+            assert (second.status, second.created, second.updated) == ("succeeded", 0, 0)
+            assert (full.status, full.created, full.updated, full.deleted) == ("succeeded", 0, 0, 0)
+            assert count(hub, Change) == changes_after_first
+        finally:
+            asyncio.run(hub.close())
+
+
+def test_updating_ten_issues_and_syncing_yields_exactly_ten_updates(database_url):
+    sim = JiraSim(issues=120, seed=4)
+    with serving(sim.app) as url:
+        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
+        try:
+            asyncio.run(sync_connection(hub, "jira"))
+            before = count(hub, Change)
+            ids = sorted(sim.ids())[:10]
+            for n, issue_id in enumerate(ids):
+                sim.update_issue(issue_id, summary=f"Renamed {n}")
+            run = asyncio.run(sync_connection(hub, "jira"))
+            assert (run.updated, run.created) == (10, 0)
+            assert count(hub, Change) - before == 10
+            with Session(hub.engine) as session:
+                titles = session.exec(select(WorkItem.title).where(WorkItem.external_id.in_(ids))).all()
+            assert sorted(titles) == sorted(f"Renamed {n}" for n in range(10))
+        finally:
+            asyncio.run(hub.close())
+
+
+def test_deleting_an_issue_in_jira_tombstones_it_through_the_webhook(database_url):
+    sim = JiraSim(issues=40, seed=5, webhook_secret=SECRET)
+    with serving(sim.app) as url, running_hub(database_url, jira_config(url)) as hub:
+        hub.client.post("/api/v1/connections/jira/sync").raise_for_status()
+        _wait_for_run(hub)
+        victim = sorted(sim.ids())[0]
+        sim.webhook_url = hub.webhook_url("jira")
+        sim.delete_issue(victim)
+        assert sim.deliveries[-1].status_code == 202
+        hub.wait_for_inbox()
+        listed = {i["external_id"] for i in hub.all("/api/v1/work-items")}
+        everything = {i["external_id"]: i for i in hub.all("/api/v1/work-items", include_deleted="true")}
+        assert len(listed) == 39 and victim not in listed
+        assert everything[victim]["deleted_at"] is not None
+
+
+def test_an_update_in_jira_reaches_the_api_through_the_webhook(database_url):
+    sim = JiraSim(issues=20, seed=6, webhook_secret=SECRET)
+    with serving(sim.app) as url, running_hub(database_url, jira_config(url)) as hub:
+        hub.client.post("/api/v1/connections/jira/sync").raise_for_status()
+        _wait_for_run(hub)
+        sim.site_url = url
+        sim.webhook_url = hub.webhook_url("jira")
+        issue = sorted(sim.ids())[0]
+        sim.update_issue(issue, summary="Checkout times out", status="Done")
+        hub.wait_for_inbox()
+        [item] = [i for i in hub.all("/api/v1/work-items") if i["external_id"] == issue]
+        assert (item["title"], item["status"], item["status_category"]) == ("Checkout times out", "Done", "done")
+        history = hub.client.get(f"/api/v1/work-items/{item['id']}").json()["history"]
+        assert history[-1]["op"] == "update" and history[-1]["fields"]["title"][1] == "Checkout times out"
+
+
+def _wait_for_run(hub, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = hub.client.get("/api/v1/sync-runs").json()
+        if runs and runs[0]["status"] != "running":
+            assert runs[0]["status"] == "succeeded", runs[0]
+            return runs[0]
+        time.sleep(0.1)
+    raise AssertionError("the sync did not finish in time")
+
+
+def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
+    jira = JiraSim(issues=60, seed=7)
+    github = GitHubSim(items=40, seed=7, jira_keys=dict(jira._numbers), token="t")
+    with serving(jira.app) as jira_url, serving(github.app) as github_url:
+        config = jira_config(jira_url)
+        config.connections["gh"] = GitHubSettings(id="gh", kind="github", base_url=github_url, token="t",
+                                                  webhook_secret=SECRET, repos=REPOS)
+        with running_hub(database_url, config) as hub:
+            for connection in ("jira", "gh"):
+                hub.client.post(f"/api/v1/connections/{connection}/sync").raise_for_status()
+                _wait_for_run(hub)
+            work_items = {i["key"]: i for i in hub.all("/api/v1/work-items")}
+            changes = hub.all("/api/v1/code-changes")
+    named = [c for c in changes if any(link["type"] == "implements" for link in c["links"])]
+    assert named, "the simulator names Jira keys in PR titles and branches"
+    for change in named:
+        for link in change["links"]:
+            assert link["to_key"] in change["title"] + (change["head_branch"] or "") or "body" in link["evidence"]
+            assert link["to_id"] == work_items[link["to_key"]]["id"]
+    assert {c["state"] for c in changes} <= {"open", "merged", "closed"}
+    assert {i["product"] for i in work_items.values()} == {"payments", "checkout", "growth"}
+
+
+def test_a_failing_tool_marks_the_run_and_connection_failed_with_a_reason(database_url):
+    sim = JiraSim(issues=5, credentials=("ops@acme.example", "right"))
+    with serving(sim.app) as url:
+        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
+        try:
+            run = asyncio.run(sync_connection(hub, "jira"))
+            assert run.status == "failed"
+            assert any("credentials" in e or "401" in e for e in run.errors), run.errors
+            with Session(hub.engine) as session:
+                assert session.get(Connection, "jira").status == "failing"
+        finally:
+            asyncio.run(hub.close())
+
+
+def test_reconcile_tombstones_records_gone_upstream_but_refuses_a_mass_deletion(database_url):
+    sim = JiraSim(issues=30, seed=8)
+    with serving(sim.app) as url:
+        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
+        try:
+            asyncio.run(sync_connection(hub, "jira"))
+            ids = sorted(sim.ids())
+            sim.delete_issue(ids[0])
+            run = asyncio.run(sync_connection(hub, "jira", full=True))
+            assert (run.status, run.deleted) == ("succeeded", 1)
+            for issue_id in ids[1:20]:
+                sim.delete_issue(issue_id)
+            refused = asyncio.run(sync_connection(hub, "jira", full=True))
+            assert refused.status == "failed" and "max_delete_share" in refused.errors[-1]
+            assert count(hub, WorkItem, connection_id="jira") - _deleted(hub) == 29
+        finally:
+            asyncio.run(hub.close())
+
+
+def _deleted(hub: Hub) -> int:
+    with Session(hub.engine) as session:
+        return session.exec(select(func.count()).select_from(WorkItem).where(WorkItem.deleted_at.is_not(None))).one()
+
+
+def test_a_bad_config_names_the_file_line_and_field(tmp_path):
+    file = tmp_path / "connections.yaml"
+    file.write_text(yaml.safe_dump({"connections": [
+        {"id": "gh", "kind": "github", "token": "${GH_TOKEN}", "webhook_secret": "x", "repos": ["not-a-repo"]}]}))
+    with pytest.raises(ConfigError) as error:
+        load_config(file, environ={"GH_TOKEN": "secret-value"})
+    message = str(error.value)
+    assert str(file) in message and "line" in message and "repos" in message and "owner/name" in message
+    assert "secret-value" not in message
+
+
+def test_a_config_naming_a_missing_environment_variable_fails_clearly(tmp_path):
+    file = tmp_path / "connections.yaml"
+    file.write_text("connections:\n  - id: gh\n    kind: github\n    token: ${GH_TOKEN}\n    repos: [acme/x]\n")
+    with pytest.raises(ConfigError, match=r"line 4: connections\[0\]\.token: environment variable GH_TOKEN is not set"):
+        load_config(file, environ={})
+
+
+def test_an_unknown_connector_kind_lists_the_known_ones(tmp_path):
+    file = tmp_path / "connections.yaml"
+    file.write_text("connections:\n  - id: x\n    kind: trello\n")
+    with pytest.raises(ConfigError, match="line 3.*unknown connector kind 'trello'.*github, jira"):
+        load_config(file, environ={})
