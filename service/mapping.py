@@ -92,8 +92,31 @@ class Expression:
         except JMESPathError as error:
             raise MappingError(f"{where}: {source!r} is not a valid JMESPath expression ({error})") from None
 
+        self._path = _plain_path(self._compiled.parsed)
+
     def __call__(self, record: Any) -> Any:
+        if self._path is not None:  # a.b.c: plain lookups, same result, far cheaper
+            for key in self._path:
+                if not isinstance(record, dict):
+                    return None
+                record = record.get(key)
+            return record
         return self._compiled.search(record, options=_OPTIONS)
+
+
+def _plain_path(node: dict[str, Any]) -> tuple[str, ...] | None:
+    """The keys of an expression that is only field lookups (a.b.c), else None."""
+    if node["type"] == "field":
+        return (node["value"],)
+    if node["type"] == "subexpression":
+        keys: list[str] = []
+        for child in node["children"]:
+            part = _plain_path(child)
+            if part is None:
+                return None
+            keys.extend(part)
+        return tuple(keys)
+    return None
 
 
 @dataclass

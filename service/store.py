@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
@@ -33,7 +33,6 @@ from service.models import (
     Person,
     PersonIdentity,
     RawRecord,
-    SyncedRecord,
 )
 
 PERSON_COLUMNS = {"assignee": "assignee_id", "reporter": "reporter_id", "author": "author_id"}
@@ -82,11 +81,6 @@ class Transaction:
         self._at = now()
 
     # -- changes -----------------------------------------------------------------------
-    def _change(self, entity: str, entity_id: int, op: str, changed: dict[str, list[Any]]) -> None:
-        self._seq += 1
-        self.session.add(Change(seq=self._seq, entity=entity, entity_id=entity_id, op=op,
-                                fields=changed, at=self._at))
-
     def finish(self) -> None:
         self.session.execute(sa.update(ChangeCounter).where(ChangeCounter.id == 1).values(value=self._seq))
 
@@ -117,11 +111,13 @@ class Transaction:
         return found
 
     # -- records -----------------------------------------------------------------------
-    def _existing(self, table: type[SyncedRecord], external_ids: list[str]) -> dict[str, SyncedRecord]:
-        rows = self.session.exec(select(table).where(
-            table.connection_id == self.connection_id, table.external_id.in_(external_ids)
-        )).all()
-        return {row.external_id: row for row in rows}
+    # Rows are read and written with SQLAlchemy Core, a page at a time: building ORM objects
+    # per record costs more than the tool's own API does.
+
+    def _existing(self, table: sa.Table, external_ids: set[str]) -> dict[str, _Row]:
+        rows = self.session.execute(select(table).where(
+            table.c.connection_id == self.connection_id, table.c.external_id.in_(external_ids)))
+        return {row.external_id: _Row(dict(row._mapping)) for row in rows}
 
     def _columns(self, record: Unified, people: dict[str, int]) -> dict[str, Any]:
         columns = dict(record.values)
@@ -130,70 +126,62 @@ class Transaction:
         columns["product_key"] = record.product_key
         return columns
 
-    def _set_links(self, entity: str, row_id: int, links: list[LinkRef]) -> None:
-        self.session.execute(sa.delete(Link).where(Link.from_entity == entity, Link.from_id == row_id))
-        for link in {(l.type, l.to_entity, l.to_key): l for l in links}.values():
-            self.session.add(Link(from_entity=entity, from_id=row_id, to_entity=link.to_entity,
-                                  to_key=link.to_key, type=link.type, origin=link.origin,
-                                  evidence=link.evidence))
-
-    def _newer(self, record: Unified, row: SyncedRecord) -> bool:
+    def _newer(self, record: Unified, row: dict[str, Any]) -> bool:
         """Does record win over the row's stored version?"""
-        if row.content_hash is None:  # a tombstone that never had content
+        if row["content_hash"] is None:  # a tombstone that never had content
             return True
-        if record.version != row.source_updated_at:
-            if record.version is None or row.source_updated_at is None:
+        if record.version != row["source_updated_at"]:
+            if record.version is None or row["source_updated_at"] is None:
                 return record.version is not None
-            return record.version > row.source_updated_at
-        return record.content_hash > row.content_hash
+            return record.version > row["source_updated_at"]
+        return record.content_hash > row["content_hash"]
 
     def upsert(self, records: list[Unified]) -> None:
         people = self._people([r for u in records for r in u.people.values() if r])
         for entity in {r.entity for r in records}:
-            table = ENTITY_TABLES[entity]
+            table = ENTITY_TABLES[entity].__table__
             batch = [r for r in records if r.entity == entity]
-            existing = self._existing(table, list({r.external_id for r in batch}))
+            rows = self._existing(table, {r.external_id for r in batch})
             for record in batch:
-                existing[record.external_id] = self._upsert_one(table, record, existing.get(record.external_id), people)
+                rows[record.external_id] = self._upsert_one(table, record, rows.get(record.external_id), people)
+            self._write(entity, table, rows.values())
 
-    def _upsert_one(self, table: type[SyncedRecord], record: Unified, row: SyncedRecord | None,
-                    people: dict[str, int]) -> SyncedRecord:
-        entity = record.entity
+    def _new_row(self, table: sa.Table, external_id: str) -> _Row:
+        values = {c.name: None for c in table.columns if c.name != "id"}
+        values.update(connection_id=self.connection_id, external_id=external_id, updated_at=self._at)
+        return _Row(values, new=True)
+
+    def _upsert_one(self, table: sa.Table, record: Unified, row: _Row | None, people: dict[str, int]) -> _Row:
         columns = self._columns(record, people)
         if row is None:
-            row = table(connection_id=self.connection_id, external_id=record.external_id,
-                        source_updated_at=record.version, content_hash=record.content_hash,
-                        mapping_version_id=self.mapping_version_id, updated_at=self._at, **columns)
-            self.session.add(row)
-            self.session.flush()
-            self._set_links(entity, row.id, record.links)
-            self._change(entity, row.id, "create",
-                         {k: [None, _jsonable(v)] for k, v in columns.items() if v not in (None, [], {})})
+            row = self._new_row(table, record.external_id)
+            row.set(source_updated_at=record.version, content_hash=record.content_hash,
+                    mapping_version_id=self.mapping_version_id, **columns)
+            row.links = record.links
+            row.events.append(("create", {k: [None, _jsonable(v)] for k, v in columns.items()
+                                          if v not in (None, [], {})}))
             self.counts.created += 1
             return row
-        same_content = record.content_hash == row.content_hash
-        if not same_content and not self._newer(record, row):
+        values = row.values
+        same_content = record.content_hash == values["content_hash"]
+        if not same_content and not self._newer(record, values):
             self.counts.stale += 1
             return row
         changed: dict[str, list[Any]] = {}
         if not same_content:
-            for name, value in columns.items():
-                old = getattr(row, name)
-                if old != value:
-                    changed[name] = [_jsonable(old), _jsonable(value)]
-                    setattr(row, name, value)
-            row.content_hash = record.content_hash
-            row.mapping_version_id = self.mapping_version_id
-            row.source_updated_at = record.version
-            self._set_links(entity, row.id, record.links)
-        elif record.version is not None and (row.source_updated_at is None or record.version > row.source_updated_at):
-            row.source_updated_at = record.version  # same content, newer version: no Change
-        if row.deleted_at is not None and record.version is not None and record.version > row.deleted_at:
-            changed["deleted_at"] = [_jsonable(row.deleted_at), None]
-            row.deleted_at = None
+            changed = {k: [_jsonable(values[k]), _jsonable(v)] for k, v in columns.items() if values[k] != v}
+            row.set(content_hash=record.content_hash, mapping_version_id=self.mapping_version_id,
+                    source_updated_at=record.version, **columns)
+            row.links = record.links
+        elif record.version is not None and (values["source_updated_at"] is None
+                                             or record.version > values["source_updated_at"]):
+            row.set(source_updated_at=record.version)  # same content, newer version: no Change
+        if values["deleted_at"] is not None and record.version is not None and record.version > values["deleted_at"]:
+            changed["deleted_at"] = [_jsonable(values["deleted_at"]), None]
+            row.set(deleted_at=None)
         if changed:
-            row.updated_at = self._at
-            self._change(entity, row.id, "update", changed)
+            row.set(updated_at=self._at)
+            row.events.append(("update", changed))
             self.counts.updated += 1
         else:
             self.counts.unchanged += 1
@@ -206,55 +194,110 @@ class Transaction:
             self.upsert(with_records)  # the deleted record's last content, counted as the delete
             self.counts = counted
         for entity in {t.entity for t in tombstones}:
-            table = ENTITY_TABLES[entity]
+            table = ENTITY_TABLES[entity].__table__
             batch = [t for t in tombstones if t.entity == entity]
-            existing = self._existing(table, list({t.external_id for t in batch}))
+            rows = self._existing(table, {t.external_id for t in batch})
             for tombstone in batch:
-                existing[tombstone.external_id] = self._delete_one(table, tombstone, existing.get(tombstone.external_id))
+                rows[tombstone.external_id] = self._delete_one(table, tombstone, rows.get(tombstone.external_id))
+            self._write(entity, table, rows.values())
 
-    def _delete_one(self, table: type[SyncedRecord], tombstone: Tombstone, row: SyncedRecord | None) -> SyncedRecord:
-        entity = tombstone.entity
+    def _delete_one(self, table: sa.Table, tombstone: Tombstone, row: _Row | None) -> _Row:
         if row is None:
-            row = table(connection_id=self.connection_id, external_id=tombstone.external_id,
-                        deleted_at=tombstone.at, updated_at=self._at)
-            self.session.add(row)
-            self.session.flush()
-            self._change(entity, row.id, "delete", {"deleted_at": [None, _jsonable(tombstone.at)]})
-            self.counts.deleted += 1
-            return row
-        if row.deleted_at is not None:
-            if tombstone.at > row.deleted_at:
-                row.deleted_at = tombstone.at  # the latest delete time, so any order ends alike
+            row = self._new_row(table, tombstone.external_id)
+        deleted_at, version = row.values["deleted_at"], row.values["source_updated_at"]
+        if deleted_at is not None:
+            if tombstone.at > deleted_at:
+                row.set(deleted_at=tombstone.at)  # the latest delete time, so any order ends alike
             self.counts.unchanged += 1
             return row
-        if row.source_updated_at is not None and tombstone.at < row.source_updated_at:
+        if version is not None and tombstone.at < version:
             self.counts.stale += 1
             return row
-        row.deleted_at = tombstone.at
-        row.updated_at = self._at
-        self._change(entity, row.id, "delete", {"deleted_at": [None, _jsonable(tombstone.at)]})
+        row.set(deleted_at=tombstone.at, updated_at=self._at)
+        row.events.append(("delete", {"deleted_at": [None, _jsonable(tombstone.at)]}))
         self.counts.deleted += 1
         return row
+
+    def _write(self, entity: str, table: sa.Table, rows: Iterable[_Row]) -> None:
+        """Insert new rows, update changed ones, replace their links, then number their changes."""
+        rows = list(rows)
+        new = [r for r in rows if r.new]
+        if new:
+            inserted = self.session.execute(
+                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), [r.values for r in new])
+            for row, (row_id,) in zip(new, inserted):
+                row.values["id"], row.new = row_id, False
+        dirty = [r for r in rows if r.dirty and r not in new]
+        if dirty:
+            names = sorted({name for r in dirty for name in r.dirty})
+            statement = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+                {name: sa.bindparam(name) for name in names})
+            self.session.execute(statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
+        relinked = [r for r in rows if r.links is not None]
+        if relinked:
+            link_table = Link.__table__
+            self.session.execute(sa.delete(link_table).where(
+                link_table.c.from_entity == entity, link_table.c.from_id.in_([r.values["id"] for r in relinked])))
+            links = [{"from_entity": entity, "from_id": r.values["id"], "to_entity": l.to_entity, "to_key": l.to_key,
+                      "type": l.type, "origin": l.origin, "evidence": l.evidence}
+                     for r in relinked for l in {(l.type, l.to_entity, l.to_key): l for l in r.links}.values()]
+            if links:
+                self.session.execute(sa.insert(link_table), links)
+        events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
+        if events:
+            self.session.execute(sa.insert(Change.__table__), [
+                {"seq": self._next_seq(), "entity": entity, "entity_id": row_id, "op": op, "fields": fields,
+                 "at": self._at} for row_id, op, fields in events])
+        for row in rows:
+            row.dirty, row.links, row.events = set(), None, []
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def save_raw(self, raws: list[RawRecordIn]) -> None:
         """Keep the payloads as received, so a new mapping re-normalises without refetching."""
         if not raws:
             return
+        table = RawRecord.__table__
         latest = {(r.record_type, r.external_id): r for r in raws}
-        rows = self.session.exec(select(RawRecord).where(
-            RawRecord.connection_id == self.connection_id,
-            RawRecord.external_id.in_([k[1] for k in latest]),
-        )).all()
-        stored = {(r.record_type, r.external_id): r for r in rows}
+        stored = {(row.record_type, row.external_id): row for row in self.session.execute(
+            select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash).where(
+                table.c.connection_id == self.connection_id,
+                table.c.external_id.in_({k[1] for k in latest})))}
+        inserts, updates = [], []
         for key, raw in latest.items():
             digest = payload_hash(raw.payload)
             row = stored.get(key)
             if row is None:
-                self.session.add(RawRecord(connection_id=self.connection_id, record_type=raw.record_type,
-                                           external_id=raw.external_id, payload=raw.payload,
-                                           hash=digest, fetched_at=self._at))
+                inserts.append({"connection_id": self.connection_id, "record_type": raw.record_type,
+                                "external_id": raw.external_id, "payload": raw.payload, "hash": digest,
+                                "fetched_at": self._at})
             elif row.hash != digest:
-                row.payload, row.hash, row.fetched_at = raw.payload, digest, self._at
+                updates.append({"_id": row.id, "payload": raw.payload, "hash": digest, "fetched_at": self._at})
+        if inserts:
+            self.session.execute(sa.insert(table), inserts)
+        if updates:
+            self.session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+                payload=sa.bindparam("payload"), hash=sa.bindparam("hash"), fetched_at=sa.bindparam("fetched_at")),
+                updates)
+
+
+class _Row:
+    """A record's row while a transaction works on it: its values and what is to be written."""
+
+    __slots__ = ("values", "new", "dirty", "links", "events")
+
+    def __init__(self, values: dict[str, Any], new: bool = False) -> None:
+        self.values = values
+        self.new = new
+        self.dirty: set[str] = set()
+        self.links: list[LinkRef] | None = None  # replace the row's links with these
+        self.events: list[tuple[str, dict[str, list[Any]]]] = []  # Change rows to number
+
+    def set(self, **values: Any) -> None:
+        self.values.update(values)
+        self.dirty.update(values)
 
 
 class Store:
