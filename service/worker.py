@@ -4,8 +4,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlmodel import Session
+
 from service.hub import Hub
 from service.inbox import process_batch
+from service.models import Connection
 from service.sync import sync_connection
 
 log = logging.getLogger("opsync.worker")
@@ -54,10 +57,18 @@ class Worker:
 
     async def _schedule(self, connection_id: str) -> None:
         every = self.hub.connections[connection_id].pull_every_minutes * 60
+        # A connection never pulled before backfills at once; the others wait for their turn.
+        first_wait = 0 if self._never_pulled(connection_id) else every
+        await asyncio.sleep(first_wait)
         while True:
-            await asyncio.sleep(every)
             try:
                 async with self.lock(connection_id):
                     await sync_connection(self.hub, connection_id)
             except Exception:
                 log.exception("scheduled pull of %s failed", connection_id)
+            await asyncio.sleep(every)
+
+    def _never_pulled(self, connection_id: str) -> bool:
+        with Session(self.hub.engine) as session:
+            connection = session.get(Connection, connection_id)
+            return connection is None or connection.last_sync_at is None

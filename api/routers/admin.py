@@ -54,7 +54,8 @@ async def trigger_sync(request: Request, connection_id: str, full: bool = False,
     worker = request.app.state.worker
     lock = worker.lock(connection_id) if worker else asyncio.Lock()
     if lock.locked():
-        raise Problem(409, f"a pull of {connection_id} is already running; see /api/v1/sync-runs")
+        return {"connection_id": connection_id, "mode": "full" if full else "incremental",
+                "status": "already running"}
 
     async def run() -> None:
         async with lock:
