@@ -15,7 +15,7 @@ from service.db import create_db_engine, upgrade
 from service.mapping import Mapping, load_mapping
 from service.models import Connection, MappingVersion, Product
 from service.plugins import build_connector, connector_class
-from service.portfolio import Portfolio, load_portfolio
+from service.portfolio import Portfolio, load_people, load_portfolio
 from service.settings import Settings
 from service.store import Store
 
@@ -33,6 +33,7 @@ class Hub:
     store: Store
     connections: dict[str, ConnectionSettings]
     portfolio: Portfolio
+    people: dict[str, dict[str, str]]  # connector kind -> account name -> email (people.yaml)
     mappings: dict[str, ActiveMapping] = field(default_factory=dict)  # by connector kind
     _connectors: dict[str, Connector] = field(default_factory=dict)
 
@@ -44,7 +45,8 @@ class Hub:
         upgrade(settings.database_url)
         engine = create_db_engine(settings.database_url)
         hub = cls(settings=settings, engine=engine, store=Store(engine),
-                  connections=config.connections, portfolio=load_portfolio(hub_file(settings, "portfolio.yaml")))
+                  connections=config.connections, portfolio=load_portfolio(hub_file(settings, "portfolio.yaml")),
+                  people=load_people(hub_file(settings, "people.yaml")))
         for kind in sorted({c.kind for c in config.connections.values()}):
             custom = settings.mappings_dir / f"{kind}.yaml" if settings.mappings_dir else None
             file = custom if custom and custom.exists() else connector_class(kind).default_mapping()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -185,15 +185,20 @@ class Mapping:
     def hash(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()
 
-    def apply(self, raw: RawRecord, portfolio: dict[str, str]) -> Unified:
-        """Normalise one raw record; portfolio maps container -> product key."""
+    def apply(self, raw: RawRecord, portfolio: dict[str, str], people: dict[str, str] | None = None) -> Unified:
+        """Normalise one raw record; portfolio maps container -> product key, people maps
+        account names (for tools whose payloads carry no email) -> email."""
         rule = self.records[raw.record_type]
         values: dict[str, Any] = {}
-        people: dict[str, PersonRef | None] = {}
+        persons: dict[str, PersonRef | None] = {}
+        directory = people
         for field_rule in rule.fields:
             value = field_rule.apply(raw.payload)
             if field_rule.type == PERSON:
-                people[field_rule.name] = value
+                if value is not None and value.email is None and directory:
+                    email = directory.get((value.login or value.external_id).lower())
+                    value = replace(value, email=email) if email else value
+                persons[field_rule.name] = value
             else:
                 values[field_rule.name] = value
         links = [link for link_rule in rule.links for link in link_rule.apply(raw.payload)]
@@ -204,7 +209,7 @@ class Mapping:
             version=raw.version,
             product_key=portfolio.get(str(container).lower()) if container is not None else None,
             values=values,
-            people=people,
+            people=persons,
             links=links,
         )
         unified.content_hash = content_hash(unified)

@@ -56,3 +56,30 @@ def parse_portfolio(file: Path | str, text: str) -> Portfolio:
 
 def load_portfolio(file: Path) -> Portfolio:
     return parse_portfolio(file, file.read_text())
+
+
+def parse_people(file: Path | str, text: str) -> dict[str, dict[str, str]]:
+    """people.yaml -> connector kind -> account name (lower-cased) -> email."""
+    try:
+        doc = YamlDocument(file, text)
+    except yaml.YAMLError as error:
+        raise MappingError(yaml_error_message(file, error)) from None
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("people"), list):
+        raise MappingError(f"{doc.where(())}: expected a mapping with a list under 'people'")
+    directory: dict[str, dict[str, str]] = {}
+    for index, person in enumerate(doc.data["people"]):
+        path: tuple[Any, ...] = ("people", index)
+        if not isinstance(person, dict) or not isinstance(person.get("email"), str) or "@" not in person["email"]:
+            raise MappingError(f"{doc.where(path)}: a person needs an email (and account names per kind)")
+        for kind, accounts in person.items():
+            if kind == "email":
+                continue
+            if not isinstance(accounts, list):
+                raise MappingError(f"{doc.where(path + (kind,))}: expected a list of account names")
+            for account in accounts:
+                directory.setdefault(kind, {})[str(account).lower()] = person["email"].lower()
+    return directory
+
+
+def load_people(file: Path) -> dict[str, dict[str, str]]:
+    return parse_people(file, file.read_text()) if file.exists() else {}

@@ -26,12 +26,13 @@ def map_records(hub: Hub, connection_id: str, raws: list[RawRecord]) -> tuple[li
     kind = hub.connections[connection_id].kind
     active = hub.mappings[kind].mapping
     mapped, errors = [], []
+    containers = hub.portfolio.containers(kind)
     for raw in raws:
         if raw.record_type not in active.records:
             errors.append(f"{connection_id}: no mapping for record type {raw.record_type!r} in {kind}.yaml")
             continue
         try:
-            mapped.append(active.apply(raw, hub.portfolio.containers(kind)))
+            mapped.append(active.apply(raw, containers, hub.people.get(kind)))
         except Exception as error:  # a record the mapping cannot read must not stop the page
             errors.append(f"{connection_id}: {raw.record_type} {raw.external_id}: {error}")
     return mapped, errors
@@ -48,7 +49,7 @@ def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> l
         record = None
         if deletion.payload is not None:
             raw = RawRecord(deletion.record_type, deletion.external_id, deletion.payload, None)
-            record = active.apply(raw, hub.portfolio.containers(kind))
+            record = active.apply(raw, hub.portfolio.containers(kind), hub.people.get(kind))
         result.append(Tombstone(active.records[deletion.record_type].entity, deletion.external_id,
                                 deletion.at, record))
     return result

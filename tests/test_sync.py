@@ -132,6 +132,7 @@ def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
                 _wait_for_run(hub)
             work_items = {i["key"]: i for i in hub.all("/api/v1/work-items")}
             changes = hub.all("/api/v1/code-changes")
+            people = hub.all("/api/v1/people")
     named = [c for c in changes if any(link["type"] == "implements" for link in c["links"])]
     assert named, "the simulator names Jira keys in PR titles and branches"
     for change in named:
@@ -140,6 +141,9 @@ def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
             assert link["to_id"] == work_items[link["to_key"]]["id"]
     assert {c["state"] for c in changes} <= {"open", "merged", "closed"}
     assert {i["product"] for i in work_items.values()} == {"payments", "checkout", "growth"}
+    # people.yaml names GitHub logins' emails, so a Jira user and a GitHub user are one person
+    both = [p for p in people if {i["connection_id"] for i in p["identities"]} == {"jira", "gh"}]
+    assert both and all(p["email"].endswith("@acme.example") for p in both)
 
 
 def test_a_failing_tool_marks_the_run_and_connection_failed_with_a_reason(database_url):
