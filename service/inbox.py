@@ -2,6 +2,7 @@
 then applied by workers a batch at a time. Applying a delivery twice is harmless."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ async def _content(hub: Hub, event: InboxEvent) -> WebhookContent:
 
 async def process_batch(hub: Hub, limit: int = 100) -> int:
     """Apply one claimed batch; returns how many deliveries were claimed."""
-    events = claim(hub, limit)
+    events = await asyncio.to_thread(claim, hub, limit)
     by_connection: dict[str, list[InboxEvent]] = {}
     for event in events:
         by_connection.setdefault(event.connection_id, []).append(event)
@@ -133,16 +134,23 @@ async def process_batch(hub: Hub, limit: int = 100) -> int:
                 ignored[event.id] = content.ignored_reason
             upserts += content.upserts
             deletions += content.deletions
-        mapped, errors = map_records(hub, connection_id, upserts)
-        for message in errors:
-            log.warning("webhook record not mapped: %s", message)
-        kind = hub.connections[connection_id].kind
-        with hub.store.transaction(connection_id, hub.mappings[kind].version_id) as tx:
-            tx.save_raw(upserts)
-            tx.upsert(mapped)
-            tx.delete(tombstones_for(hub, connection_id, deletions))
-            _mark(tx.session, batch, failures, retry, ignored)
+        await asyncio.to_thread(_apply, hub, connection_id, batch, upserts, deletions, failures, retry, ignored)
     return len(events)
+
+
+def _apply(hub: Hub, connection_id: str, batch: list[InboxEvent], upserts: list[RawRecord],
+           deletions: list[Deletion], failures: dict[int, str], retry: dict[int, str],
+           ignored: dict[int, str]) -> None:
+    """Write a batch's records and mark its deliveries, in one transaction."""
+    mapped, errors = map_records(hub, connection_id, upserts)
+    for message in errors:
+        log.warning("webhook record not mapped: %s", message)
+    kind = hub.connections[connection_id].kind
+    with hub.store.transaction(connection_id, hub.mappings[kind].version_id) as tx:
+        tx.save_raw(upserts)
+        tx.upsert(mapped)
+        tx.delete(tombstones_for(hub, connection_id, deletions))
+        _mark(tx.session, batch, failures, retry, ignored)
 
 
 def _mark(session: Session, batch: list[InboxEvent], failures: dict[int, str], retry: dict[int, str],

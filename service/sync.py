@@ -1,13 +1,14 @@
 """Pulls: page by page into the store, the cursor committed with each page; reconcile."""
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from sqlmodel import Session, select
 
 from service.clock import now
-from service.contract import ConnectorError, Deletion, RawRecord
+from service.contract import ConnectorError, Deletion, Page, RawRecord
 from service.hub import Hub
 from service.models import ENTITY_TABLES, Connection, SyncRun
 from service.store import Counts, Tombstone, Transaction
@@ -67,6 +68,37 @@ def _set_cursor(tx: Transaction, cursor: str | None) -> None:
     connection.cursor = cursor
 
 
+def _store_page(hub: Hub, connection_id: str, mapping_version: int, page: Page) -> tuple[Counts, list[str]]:
+    """Map and write one page with its cursor, in one transaction (runs in a worker thread)."""
+    with hub.store.transaction(connection_id, mapping_version) as tx:
+        errors = write_page(tx, hub, page.records)
+        _set_cursor(tx, page.cursor)
+    return tx.counts, errors
+
+
+async def _prefetched(pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[Page]:
+    """Read ahead while the caller stores the previous page, so fetching and writing overlap."""
+    queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=depth)
+
+    async def produce() -> None:
+        try:
+            async for page in pages:
+                await queue.put(page)
+            await queue.put(None)
+        except Exception as error:  # handed to the consumer, which raises it in its own task
+            await queue.put(error)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        producer.cancel()
+        await asyncio.gather(producer, return_exceptions=True)
+
+
 async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
                           allow_mass_delete: bool = False, progress: Progress | None = None) -> SyncRun:
     """Pull what changed since the stored cursor (everything, then reconcile, if full)."""
@@ -80,12 +112,11 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
         session.add(run)
         session.commit()
     counts, errors, fetched, failed = Counts(), [], 0, 0
+    status, error = "failed", None
     try:
-        async for page in connector.pull(cursor):
-            with hub.store.transaction(connection_id, mapping_version) as tx:
-                page_errors = write_page(tx, hub, page.records)
-                _set_cursor(tx, page.cursor)
-            counts.add(tx.counts)
+        async for page in _prefetched(connector.pull(cursor)):
+            page_counts, page_errors = await asyncio.to_thread(_store_page, hub, connection_id, mapping_version, page)
+            counts.add(page_counts)
             fetched += len(page.records)
             failed += len(page_errors)
             errors.extend(page_errors[: max(0, 20 - len(errors))])
@@ -93,22 +124,40 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
                 progress(fetched)
         if full:
             counts.deleted += await reconcile(hub, connection_id, allow_mass_delete=allow_mass_delete)
-        status, error = "succeeded", None
+        status = "succeeded"
     except ConnectorError as exc:
-        status, error = "failed", str(exc)
-        errors.append(error)
+        error = str(exc)
         log.warning("sync of %s failed: %s", connection_id, error)
-    with Session(hub.engine, expire_on_commit=False) as session:
-        run = session.get(SyncRun, run.id)
+    except asyncio.CancelledError:
+        status, error = "interrupted", "the process stopped during the pull; the next pull resumes from its cursor"
+        raise
+    except Exception as exc:  # a bug or a database fault: the run says so, the scheduler goes on
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("sync of %s failed", connection_id)
+    finally:
+        if error:
+            errors.append(error)
+        _finish_run(hub, run.id, status, error, counts, errors, fetched, failed)
+    return _load_run(hub, run.id)
+
+
+def _finish_run(hub: Hub, run_id: int, status: str, error: str | None, counts: Counts, errors: list[str],
+                fetched: int, failed: int) -> None:
+    with Session(hub.engine) as session:
+        run = session.get(SyncRun, run_id)
         run.status, run.finished_at, run.fetched, run.failed = status, now(), fetched, failed
         run.created, run.updated, run.unchanged = counts.created, counts.updated, counts.unchanged
         run.stale, run.deleted, run.errors = counts.stale, counts.deleted, errors
-        connection = session.get(Connection, connection_id)
+        connection = session.get(Connection, run.connection_id)
         connection.status = "ok" if status == "succeeded" else "failing"
         connection.last_error, connection.last_sync_at = error, now()
         session.add_all([run, connection])
         session.commit()
-    return run
+
+
+def _load_run(hub: Hub, run_id: int) -> SyncRun:
+    with Session(hub.engine, expire_on_commit=False) as session:
+        return session.get(SyncRun, run_id)
 
 
 async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = False) -> int:
@@ -139,6 +188,9 @@ async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = F
             f" max_delete_share {settings.max_delete_share:.0%}; nothing was deleted. If the tool really"
             " lost them, run `opsync sync --full --allow-mass-delete`."
         )
-    with hub.store.transaction(connection_id, hub.mappings[settings.kind].version_id) as tx:
-        tx.delete(missing)
-    return tx.counts.deleted
+    def write() -> int:
+        with hub.store.transaction(connection_id, hub.mappings[settings.kind].version_id) as tx:
+            tx.delete(missing)
+        return tx.counts.deleted
+
+    return await asyncio.to_thread(write)
