@@ -10,6 +10,7 @@ from sqlmodel import Session
 from api.problems import Problem
 from service.hub import Hub
 from service.tokens import token_scopes
+from service.views import MAX_ID
 
 
 def get_hub(request: Request) -> Hub:
@@ -46,6 +47,9 @@ def decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        position = int(base64.urlsafe_b64decode(cursor.encode()).decode())
     except (ValueError, UnicodeDecodeError):
-        raise Problem(400, f"cursor {cursor!r} is not one this API handed out; pass next_cursor unchanged") from None
+        position = -1
+    if not 0 <= position <= MAX_ID:
+        raise Problem(400, f"cursor {cursor!r} is not one this API handed out; pass next_cursor unchanged")
+    return position

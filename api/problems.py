@@ -41,3 +41,8 @@ def install(app: FastAPI) -> None:
         errors = [{"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
         detail = "; ".join(f"{e['where']}: {e['problem']}" for e in errors)
         return problem_response(request, 422, detail, "Invalid request", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still logs the exception; the client gets a problem, never a traceback.
+        return problem_response(request, 500, "an unexpected error; the server log has the details")

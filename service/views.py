@@ -1,6 +1,7 @@
 """The read side: the unified view as the API serves it, with keyset pagination."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
+
+MAX_ID = 2**63 - 1  # ids and seqs are 64-bit integers in every database we run on
 
 
 @dataclass
@@ -58,13 +61,13 @@ def work_item_json(row: WorkItem, people: dict[int, dict[str, Any]]) -> dict[str
 
 def _label_filter(session: Session, label: str) -> Any:
     if session.get_bind().dialect.name == "postgresql":
-        return col(WorkItem.labels).op("@>")(sa.cast(sa.literal(f'["{label}"]'), WorkItem.labels.type))
+        return col(WorkItem.labels).op("@>")(sa.cast(sa.literal(json.dumps([label])), WorkItem.labels.type))
     each = sa.func.json_each(WorkItem.labels).table_valued("value")
     return sa.exists(select(1).select_from(each).where(each.c.value == label))
 
 
 def _assignee_filter(session: Session, assignee: str) -> Any:
-    if assignee.isdigit():
+    if assignee.isascii() and assignee.isdigit() and int(assignee) <= MAX_ID:
         return WorkItem.assignee_id == int(assignee)
     by_email = select(Person.id).where(Person.email == assignee.lower())
     by_login = select(PersonIdentity.person_id).where(PersonIdentity.login == assignee)
@@ -88,8 +91,9 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
     if f.updated_since:
         query = query.where(WorkItem.source_updated_at >= f.updated_since)
     if f.q:
-        pattern = f"%{f.q.lower()}%"
-        query = query.where(sa.or_(sa.func.lower(WorkItem.title).like(pattern), sa.func.lower(WorkItem.key).like(pattern)))
+        text = f.q.lower()  # matched literally: % and _ are not wildcards here
+        query = query.where(sa.or_(sa.func.lower(WorkItem.title).contains(text, autoescape=True),
+                                   sa.func.lower(WorkItem.key).contains(text, autoescape=True)))
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]

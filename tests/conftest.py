@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,12 @@ def shared_fixtures() -> Path:
     return SHARED_FIXTURES
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A database of this test's own: a SQLite file, or a fresh schema in DATABASE_URL's PostgreSQL."""
+@contextmanager
+def _fresh_database(directory: Path) -> Iterator[str]:
+    """A SQLite file in directory, or a fresh schema in DATABASE_URL's PostgreSQL, dropped after."""
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgresql"):
-        yield f"sqlite:///{tmp_path / 'opsync.db'}"
+        yield f"sqlite:///{directory / 'opsync.db'}"
         return
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base, poolclass=sa.NullPool)
@@ -40,6 +41,20 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         with admin.begin() as connection:
             connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own."""
+    with _fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database shared by one test module, for data its tests only read."""
+    with _fresh_database(tmp_path_factory.mktemp("module-db")) as url:
+        yield url
 
 
 @pytest.fixture

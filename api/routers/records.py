@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from sqlmodel import Session
 
 from api import schemas
@@ -12,6 +12,7 @@ from api.deps import decode_cursor, encode_cursor, get_session, require
 from api.problems import Problem
 from service import views
 from service.summary import product_summary
+from service.views import MAX_ID
 
 router = APIRouter(dependencies=[Depends(require("read"))])
 Limit = Query(50, ge=1, le=500, description="page size")
@@ -46,7 +47,7 @@ def list_work_items(
 
 
 @router.get("/work-items/{item_id}", response_model=schemas.WorkItemDetail)
-def get_work_item(item_id: int, session: Session = Depends(get_session)) -> dict[str, Any]:
+def get_work_item(item_id: int = Path(le=MAX_ID), session: Session = Depends(get_session)) -> dict[str, Any]:
     item = views.get_work_item(session, item_id)
     if item is None:
         raise Problem(404, f"no work item with id {item_id}")
@@ -67,7 +68,7 @@ def list_code_changes(
 
 
 @router.get("/code-changes/{change_id}", response_model=schemas.CodeChangeDetail)
-def get_code_change(change_id: int, session: Session = Depends(get_session)) -> dict[str, Any]:
+def get_code_change(change_id: int = Path(le=MAX_ID), session: Session = Depends(get_session)) -> dict[str, Any]:
     item = views.get_code_change(session, change_id)
     if item is None:
         raise Problem(404, f"no code change with id {change_id}")
@@ -109,7 +110,7 @@ def list_links(
 @router.get("/changes", response_model=schemas.ChangeFeed)
 def list_changes(
     session: Session = Depends(get_session),
-    after: int = Query(0, ge=0, description="the last seq you have seen"),
+    after: int = Query(0, ge=0, le=MAX_ID, description="the last seq you have seen"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     page = views.list_changes(session, after, limit)

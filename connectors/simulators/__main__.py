@@ -1,0 +1,34 @@
+"""Run one simulator alone: `python -m connectors.simulators jira --records 20000 [--port P]`.
+
+Prints its base URL on the first line of stdout once it serves, then serves until killed;
+benchmarks use it to keep the simulator's work out of the measured process.
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+
+from connectors.simulators.github import GitHubSim
+from connectors.simulators.jira import JiraSim
+from connectors.simulators.server import serving
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m connectors.simulators")
+    parser.add_argument("tool", choices=["jira", "github"])
+    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default="bench-token")
+    args = parser.parse_args()
+    if args.tool == "jira":
+        sim = JiraSim(issues=args.records, seed=args.seed)
+    else:
+        sim = GitHubSim(items=args.records, seed=args.seed, token=args.token, rate_limit=10**9)
+    with serving(sim.app, port=args.port) as url:
+        print(url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
