@@ -9,15 +9,17 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import jmespath
+import orjson
 import yaml
 from jmespath.exceptions import JMESPathError
 
 from service.contract import RawRecord
+from service.expressions import compile_node
 from service.functions import FUNCTIONS
 from service.yamlfile import YamlDocument, yaml_error_message
 
@@ -92,31 +94,12 @@ class Expression:
         except JMESPathError as error:
             raise MappingError(f"{where}: {source!r} is not a valid JMESPath expression ({error})") from None
 
-        self._path = _plain_path(self._compiled.parsed)
+        self._fast = compile_node(self._compiled.parsed, FUNCTIONS)
 
     def __call__(self, record: Any) -> Any:
-        if self._path is not None:  # a.b.c: plain lookups, same result, far cheaper
-            for key in self._path:
-                if not isinstance(record, dict):
-                    return None
-                record = record.get(key)
-            return record
+        if self._fast is not None:
+            return self._fast(record)
         return self._compiled.search(record, options=_OPTIONS)
-
-
-def _plain_path(node: dict[str, Any]) -> tuple[str, ...] | None:
-    """The keys of an expression that is only field lookups (a.b.c), else None."""
-    if node["type"] == "field":
-        return (node["value"],)
-    if node["type"] == "subexpression":
-        keys: list[str] = []
-        for child in node["children"]:
-            part = _plain_path(child)
-            if part is None:
-                return None
-            keys.extend(part)
-        return tuple(keys)
-    return None
 
 
 @dataclass
@@ -217,11 +200,9 @@ class Mapping:
 
 
 def content_hash(unified: Unified) -> str:
-    body = json.dumps(
-        [unified.product_key, unified.values, unified.people, unified.links],
-        sort_keys=True, default=lambda o: o.isoformat() if isinstance(o, (datetime, date)) else o.__dict__,
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+    body = orjson.dumps([unified.product_key, unified.values, unified.people, unified.links],
+                        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return hashlib.sha256(body).hexdigest()
 
 
 def _convert(kind: str, value: Any) -> Any:

@@ -16,7 +16,7 @@ from connectors.simulators.jira import JiraSim
 from connectors.simulators.server import serving
 from service.config import ConfigError, HubConfig, load_config
 from service.hub import Hub
-from service.models import Change, CodeChange, Connection, WorkItem
+from service.models import Change, Connection, WorkItem
 from service.settings import Settings
 from service.sync import sync_connection
 

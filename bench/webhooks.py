@@ -1,0 +1,322 @@
+"""Webhook intake and apply throughput: N signed GitHub `issues` deliveries posted to
+`opsync serve` by C concurrent clients, against a ceiling measured in the same run (a bare
+FastAPI endpoint that reads the body and answers 202, driven with the same client and bodies).
+
+    python bench/webhooks.py --deliveries 5000 --concurrency 32
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test python bench/webhooks.py
+
+Each server runs in a process of its own on 127.0.0.1. opsync serves from a fresh database
+(a SQLite file, or a fresh schema of DATABASE_URL's PostgreSQL, dropped after) with its
+embedded worker, as `opsync serve` runs by default. Its one GitHub connection is recorded as
+pulled just now, so no scheduled pull runs during the measurement.
+
+intake: every answer must be 202, and each is durable (committed before it is sent).
+apply:  from the first delivery sent until no delivery is pending and every issue is a
+        work item; `drain` is the part of it after the last 202.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import hashlib
+import hmac
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import yaml
+from fastapi import FastAPI, Request, Response
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from backfill import empty_database  # noqa: E402  (one way to make a fresh database)
+
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "github" / "webhooks" / "issues" / "opened.payload.json"
+SECRET = "bench-webhook-secret"
+CONNECTION = "gh"
+READY_SECONDS = 60
+REQUEST_TIMEOUT = 30.0
+APPLY_TIMEOUT = 600.0
+
+
+# -- the deliveries ------------------------------------------------------------------------
+
+def template() -> dict[str, Any]:
+    """The published `issues opened` example if it is here, else one of the same shape."""
+    if FIXTURE.is_file():
+        return json.loads(FIXTURE.read_text())
+    user = {"login": "adal", "id": 1000, "type": "User", "site_admin": False}
+    return {"action": "opened", "issue": {
+        "url": "https://api.github.com/repos/acme/payments/issues/1", "id": 1, "number": 1,
+        "html_url": "https://github.com/acme/payments/issues/1",
+        "repository_url": "https://api.github.com/repos/acme/payments", "title": "An issue",
+        "user": user, "labels": [{"id": 1, "name": "bug", "color": "d73a4a", "default": True}],
+        "state": "open", "locked": False, "assignee": user, "assignees": [user], "milestone": None,
+        "comments": 0, "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-01T10:00:00Z",
+        "closed_at": None, "author_association": "OWNER", "body": "Steps to reproduce: " + "x " * 200},
+        "repository": {"id": 42, "name": "payments", "full_name": "acme/payments", "private": False,
+                       "owner": user, "html_url": "https://github.com/acme/payments"},
+        "sender": user}
+
+
+def deliveries(count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """count signed deliveries, each of a distinct issue and delivery id."""
+    base = template()
+    repo = base["issue"]["repository_url"].split("/repos/", 1)[1]
+    result = []
+    for n in range(count):
+        payload = copy.deepcopy(base)
+        issue = payload["issue"]
+        issue["id"], issue["number"] = 7_000_000_000 + n, n + 1
+        issue["title"] = f"Bench issue {n}"
+        issue["html_url"] = f"https://github.com/{repo}/issues/{n + 1}"
+        issue["url"] = f"https://api.github.com/repos/{repo}/issues/{n + 1}"
+        body = json.dumps(payload).encode()
+        signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        result.append((body, {"Content-Type": "application/json", "X-GitHub-Event": "issues",
+                              "X-GitHub-Delivery": f"bench-{n:08d}", "X-Hub-Signature-256": signature}))
+    return result
+
+
+# -- the servers ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(process: subprocess.Popen, url: str) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server at {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer within {READY_SECONDS} s")
+
+
+@contextmanager
+def serving(command: list[str], ready_url: str, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(command, env=env, cwd=cwd)
+    try:
+        wait_ready(process, ready_url)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def bare_app() -> FastAPI:
+    """The ceiling: read the body, answer 202, nothing else."""
+    app = FastAPI()
+
+    @app.post("/api/v1/webhooks/{connection_id}", status_code=202)
+    async def receive(connection_id: str, request: Request) -> Response:
+        await request.body()
+        return Response(status_code=202)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning")
+
+
+def prepare_database(database_url: str) -> None:
+    """Schema, and the connection recorded as pulled just now: no pull runs during the bench."""
+    from sqlmodel import Session
+
+    from service.clock import now
+    from service.db import create_db_engine, upgrade
+    from service.models import Connection
+
+    upgrade(database_url)
+    engine = create_db_engine(database_url)
+    with Session(engine) as session:
+        session.add(Connection(id=CONNECTION, kind="github", status="ok", last_sync_at=now()))
+        session.commit()
+    engine.dispose()
+
+
+def write_config(directory: Path) -> Path:
+    config = directory / "connections.yaml"
+    config.write_text(yaml.safe_dump({"connections": [{
+        "id": CONNECTION, "kind": "github", "base_url": "http://127.0.0.1:9", "token": "${BENCH_GH_TOKEN}",
+        "webhook_secret": "${BENCH_GH_SECRET}", "repos": ["acme/payments"], "pull_every_minutes": 100000}]}))
+    return config
+
+
+# -- the client ----------------------------------------------------------------------------
+
+@dataclass
+class Phase:
+    name: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+
+    def row(self) -> str:
+        rate = self.requests / self.seconds if self.seconds else 0.0
+        if self.latencies:
+            cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+            p50, p99 = f"{cuts[49] * 1000:.1f}", f"{cuts[98] * 1000:.1f}"
+        else:
+            p50 = p99 = "-"
+        return f"{self.name:<34}{self.requests:>9}{self.seconds:>9.2f}{rate:>9.0f}{p50:>9}{p99:>9}"
+
+
+async def drive(url: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int) -> tuple[float, list[float]]:
+    """Post every body with `concurrency` workers; returns (seconds, latencies); all must be 202."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    pending = iter(bodies)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=REQUEST_TIMEOUT) as client:
+        # open the connections first, so connection set-up is not in the figures
+        await asyncio.gather(*(client.get("/healthz") for _ in range(concurrency)))
+
+        async def worker() -> None:
+            for body, headers in pending:
+                started = time.perf_counter()
+                try:
+                    response = await client.post(f"/api/v1/webhooks/{CONNECTION}", content=body, headers=headers)
+                except httpx.HTTPError as error:
+                    failures.append(f"{type(error).__name__}: {error}")
+                    continue
+                latencies.append(time.perf_counter() - started)
+                if response.status_code != 202:
+                    failures.append(f"{response.status_code}: {response.text[:200]}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    if failures:
+        raise SystemExit(f"{len(failures)} of {len(bodies)} deliveries were not answered 202; first: {failures[0]}")
+    return seconds, latencies
+
+
+def wait_applied(database_url: str, expected: int) -> None:
+    """Until no delivery is pending and every issue is a work item."""
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    deadline = time.monotonic() + APPLY_TIMEOUT
+    try:
+        while True:
+            with engine.connect() as connection:
+                pending = connection.execute(sa.text(
+                    "SELECT count(*) FROM inbox_event WHERE status = 'pending'")).scalar_one()
+                items = connection.execute(sa.text("SELECT count(*) FROM work_item")).scalar_one()
+            if pending == 0 and items >= expected:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not applied after {APPLY_TIMEOUT:.0f} s: {pending} pending, {items} work items")
+            time.sleep(0.02)
+    finally:
+        engine.dispose()
+
+
+def check_durable(database_url: str, expected: int) -> None:
+    engine = sa.create_engine(database_url, poolclass=sa.NullPool)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(sa.text(
+            "SELECT status, count(*) FROM inbox_event GROUP BY status")).all())
+    engine.dispose()
+    if rows != {"done": expected}:
+        raise SystemExit(f"expected {expected} deliveries done, the inbox holds {rows}")
+
+
+# -- the run -------------------------------------------------------------------------------
+
+def run(count: int, concurrency: int, profile: Path | None) -> None:
+    bodies = deliveries(count)
+    size = sum(len(body) for body, _ in bodies) // count
+    database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
+    print(f"{count} signed GitHub issues deliveries ({size} bytes each), concurrency {concurrency}, on {database}")
+    phases: list[Phase] = []
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving([sys.executable, __file__, "--serve-bare", str(port)], f"{url}/healthz",
+                 dict(os.environ), ROOT):
+        seconds, latencies = asyncio.run(drive(url, bodies, concurrency))
+    bare = Phase("bare FastAPI 202 (ceiling)", count, seconds, latencies)
+    phases.append(bare)
+
+    with tempfile.TemporaryDirectory() as directory, empty_database() as database_url:
+        prepare_database(database_url)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_DATABASE_URL": database_url,
+               "BENCH_GH_TOKEN": "t", "BENCH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
+        command = [sys.executable, "-m", "service.cli", "serve", "--config", str(write_config(Path(directory))),
+                   "--port", str(port)]
+        with serving(command, f"{url}/readyz", env, Path(directory)) as server:
+            spy = None
+            if profile:
+                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                        str(server.pid), "--output", str(profile), "--format", "speedscope",
+                                        "--rate", "200", "--nonblocking"], stdout=subprocess.DEVNULL)
+                time.sleep(1)
+            started = time.perf_counter()
+            seconds, latencies = asyncio.run(drive(url, bodies, concurrency))
+            intake_done = time.perf_counter()
+            wait_applied(database_url, count)
+            applied = time.perf_counter()
+            if spy:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+        check_durable(database_url, count)
+    intake = Phase("opsync intake (202, durable)", count, seconds, latencies)
+    phases.append(intake)
+    phases.append(Phase("opsync apply (first send to applied)", count, applied - started, []))
+    phases.append(Phase("  of which drain after last 202", count, applied - intake_done, []))
+
+    print(f"{'phase':<34}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for phase in phases:
+        print(phase.row())
+    print(f"ratio intake/bare = {bare.seconds / intake.seconds:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deliveries", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--profile", type=Path, help="record the opsync server with py-spy into this file")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return
+    if not 1 <= args.concurrency <= 256 or not 1 <= args.deliveries <= 200_000:
+        parser.error("keep the load bounded: 1..256 concurrent clients, 1..200000 deliveries")
+    run(args.deliveries, args.concurrency, args.profile)
+
+
+if __name__ == "__main__":
+    main()
