@@ -15,6 +15,7 @@ from api.problems import Problem
 from api.routers import admin, records, webhooks
 from service.config import HubConfig
 from service.hub import Hub
+from service.inbox import Intake
 from service.models import InboxEvent, SyncRun
 from service.settings import Settings
 from service.worker import Worker
@@ -25,6 +26,7 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub.open(settings, config)
         app.state.hub = hub
+        app.state.intake = Intake(hub)
         app.state.background = set()
         app.state.worker = Worker(hub) if settings.run_workers else None
         if app.state.worker:

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ scripts share
 from backfill import empty_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "bench-query-token"
 LIST_TARGET_MS, SUMMARY_TARGET_MS = 50, 200
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 SPAN = timedelta(days=3 * 365)  # how far back the portfolio's history goes
@@ -58,6 +57,13 @@ PLACES = ["in checkout", "for EU merchants", "on mobile", "in the admin UI", "in
 STATUS = {"todo": "To Do", "in_progress": "In Progress", "done": "Done", "cancelled": "Won't Do"}
 
 
+BLOCK = 100_000  # on PostgreSQL, work items made in Python; the rest are copies made by SQL
+
+
+def people_for(work_items: int) -> int:
+    return max(50, work_items // 400)
+
+
 # -- seeding --------------------------------------------------------------------------------
 
 def _json(value: Any) -> Any:
@@ -71,9 +77,9 @@ def _hash() -> str:
 class Seed:
     """Rows as the store writes them, generated in the order a backfill would create them."""
 
-    def __init__(self, work_items: int) -> None:
+    def __init__(self, work_items: int, people: int) -> None:
         self.n = work_items
-        self.people = max(50, work_items // 400)
+        self.people = people
         self.seq = 0
         self.code_changes = 0
 
@@ -221,19 +227,18 @@ class Seed:
                                      created)
 
 
-def seed(database_url: str, work_items: int) -> dict[str, int]:
-    """Migrate, then bulk-load; returns row counts per table."""
-    import sqlalchemy as sa
-
+def seed(database_url: str, work_items: int) -> tuple[dict[str, int], str]:
+    """Migrate, then bulk-load; returns row counts per table and a read token."""
     from service.db import create_db_engine, upgrade
     from service.models import SQLModel
 
     upgrade(database_url)
     engine = create_db_engine(database_url)
     tables = SQLModel.metadata.tables
-    data = Seed(work_items)
-    counts: dict[str, int] = {}
     postgres = engine.dialect.name == "postgresql"
+    block = min(work_items, BLOCK) if postgres else work_items
+    data = Seed(block, people_for(work_items))
+    counts: dict[str, int] = {}
     with engine.begin() as connection:
         connection.execute(tables["product"].delete())
         for name, rows in (("product", data.product_rows()), ("mapping_version", data.mapping_rows())):
@@ -255,7 +260,13 @@ def seed(database_url: str, work_items: int) -> dict[str, int]:
             if len(batch) >= 5000:
                 flush()
         flush()
-        connection.execute(tables["change_counter"].update().values(value=data.seq))
+        copies = -(-work_items // block)
+        for copy in range(1, copies):
+            size = min(block, work_items - copy * block)
+            _replicate(connection, copy, block, size, data.code_changes, data.seq)
+        for table in ("work_item", "code_change", "link", "change"):
+            counts[table] = connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+        connection.execute(tables["change_counter"].update().values(value=counts["change"]))
         if postgres:  # ids were given explicitly; the store's next insert takes the next one
             for table in ("person", "person_identity", "work_item", "code_change", "link",
                           "mapping_version", "product"):
@@ -264,8 +275,40 @@ def seed(database_url: str, work_items: int) -> dict[str, int]:
     if postgres:  # what autovacuum does after a bulk load: statistics and the visibility map
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM ANALYZE")
+    from service.tokens import create_token
+    token = create_token(engine, ["read"], "bench")  # a stored token, checked as users' are
     engine.dispose()
-    return counts
+    return counts, token
+
+
+def _replicate(connection: Any, copy: int, block: int, size: int, code_changes: int, seq: int) -> None:
+    """Copy the first block of work items (and their pull requests, links, history) under new
+    ids, keys and seqs: Python makes 100,000 realistic rows a minute, PostgreSQL copies millions."""
+    shift_key = f"regexp_replace({{0}}, '[0-9]+$', '') || (substring({{0}} from '[0-9]+$')::bigint + {copy * block})"
+    wi = f"id <= {size}"
+    sql = [
+        f"""INSERT INTO work_item SELECT id + {copy * block}, connection_id, (external_id::bigint + {copy * block})::text,
+            product_key, {shift_key.format('key')}, {shift_key.format('url')}, title, source_updated_at, deleted_at,
+            md5(content_hash || '{copy}'), mapping_version_id, updated_at, kind, description, status,
+            status_category, priority, assignee_id, reporter_id, labels,
+            (parent_external_id::bigint + {copy * block})::text, estimate, iteration, release, due_at,
+            created_at, started_at, completed_at, extra FROM work_item WHERE {wi}""",
+        f"""INSERT INTO code_change SELECT id + {copy * code_changes}, connection_id,
+            (external_id::bigint + {copy * code_changes})::text, product_key, {shift_key.format('key')},
+            {shift_key.format('url')}, title, source_updated_at, deleted_at, md5(content_hash || '{copy}'),
+            mapping_version_id, updated_at, state, author_id, reviewers, head_branch, base_branch, created_at,
+            merged_at, closed_at, additions, deletions FROM code_change WHERE id <= {code_changes}""",
+        f"""INSERT INTO link (from_entity, from_id, to_entity, to_key, type, origin, evidence)
+            SELECT from_entity, from_id + CASE from_entity WHEN 'work_item' THEN {copy * block}
+            ELSE {copy * code_changes} END, to_entity, {shift_key.format('to_key')}, type, origin, evidence
+            FROM link WHERE (from_entity = 'code_change' AND from_id <= {code_changes})
+            OR (from_entity = 'work_item' AND from_id <= {size}) ORDER BY id""",
+        f"""INSERT INTO change SELECT seq + {copy * seq}, entity, entity_id + CASE entity WHEN 'work_item'
+            THEN {copy * block} ELSE {copy * code_changes} END, op, fields, at FROM change WHERE seq <= {seq}
+            AND (entity <> 'work_item' OR entity_id <= {size})""",
+    ]
+    for statement in sql:
+        connection.exec_driver_sql(statement)
 
 
 def _insert_writer(connection: Any, tables: dict[str, Any]) -> Callable[[str, list[dict[str, Any]]], None]:
@@ -299,7 +342,7 @@ def serve(database_url: str, port: int) -> None:
     from service.config import HubConfig
     from service.settings import Settings
 
-    app = create_app(Settings(database_url=database_url, bootstrap_token=TOKEN, run_workers=False),
+    app = create_app(Settings(database_url=database_url, run_workers=False),
                      HubConfig(connections={}))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
@@ -402,14 +445,14 @@ def main() -> None:
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
     with empty_database() as database_url:
         started = time.perf_counter()
-        counts = seed(database_url, args.work_items)
+        counts, token = seed(database_url, args.work_items)
         print(f"seeded {database} in {time.perf_counter() - started:.0f} s: "
               + ", ".join(f"{t} {c}" for t, c in counts.items()), flush=True)
         port = free_port()
         server = subprocess.Popen([sys.executable, __file__, "--serve", database_url, "--port", str(port)], cwd=ROOT)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                              headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                              headers={"Authorization": f"Bearer {token}"}) as client:
                 for _ in range(600):
                     try:
                         if client.get("/readyz").status_code == 200:
@@ -418,7 +461,7 @@ def main() -> None:
                         time.sleep(0.1)
                 else:
                     raise SystemExit("the API did not start")
-                results = measure(client, args.work_items, max(50, args.work_items // 400), counts["change"],
+                results = measure(client, args.work_items, people_for(args.work_items), counts["change"],
                                   counts.get("code_change", 0), args.requests)
             if args.keep:
                 input(f"database {database_url} kept; Enter drops it ")

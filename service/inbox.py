@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from service.clock import now
@@ -44,8 +44,9 @@ class Receipt:
     duplicate: bool
 
 
-def receive(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes) -> Receipt:
-    """Verify and store one delivery. Raises UnknownConnection, WebhookRejected, BadDelivery."""
+def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """Verify one delivery and make its inbox row. Raises UnknownConnection, WebhookRejected,
+    BadDelivery. CPU only (an HMAC and a JSON parse), so it runs on the event loop."""
     if connection_id not in hub.connections:
         raise UnknownConnection(f"no connection {connection_id!r}")
     connector = hub.connector(connection_id)
@@ -55,20 +56,63 @@ def receive(hub: Hub, connection_id: str, headers: Mapping[str, str], body: byte
         connector.decode_webhook(lowered, body)
     except ValueError as error:
         raise BadDelivery(f"the body is not a JSON document ({error})") from None
-    delivery_id = connector.delivery_id(lowered, body)
-    event = InboxEvent(connection_id=connection_id, delivery_id=delivery_id, received_at=now(),
-                       headers={k: lowered[k] for k in KEPT_HEADERS if k in lowered},
-                       body=body.decode("utf-8", errors="replace"), available_at=now())
-    with Session(hub.engine) as session:
-        session.add(event)
+    at = now()
+    return {"connection_id": connection_id, "delivery_id": connector.delivery_id(lowered, body),
+            "received_at": at, "headers": {k: lowered[k] for k in KEPT_HEADERS if k in lowered},
+            "body": body.decode("utf-8", errors="replace"), "status": "pending", "attempts": 0,
+            "available_at": at}
+
+
+def store(hub: Hub, rows: list[dict[str, Any]]) -> list[Receipt]:
+    """Insert accepted deliveries in one transaction; a redelivery keeps the first one's row."""
+    table = InboxEvent.__table__
+    insert = (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+    insert = insert.on_conflict_do_nothing(index_elements=["connection_id", "delivery_id"]).returning(table.c.id)
+    receipts = []
+    with hub.engine.begin() as connection:
+        for row in rows:
+            event_id = connection.execute(insert, row).scalar()
+            duplicate = event_id is None  # the tool redelivered: we have it already
+            if duplicate:
+                event_id = connection.execute(sa.select(table.c.id).where(
+                    table.c.connection_id == row["connection_id"],
+                    table.c.delivery_id == row["delivery_id"])).scalar_one()
+            receipts.append(Receipt(event_id, row["delivery_id"], duplicate))
+    return receipts
+
+
+class Intake:
+    """Stores the deliveries that arrive together in one transaction: one commit (one fsync,
+    one SQLite write lock) for many requests, each answered only after that commit."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[Receipt]]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def store(self, row: dict[str, Any]) -> Receipt:
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
         try:
-            session.commit()
-        except IntegrityError:  # the tool redelivered: we have it already
-            session.rollback()
-            existing = session.exec(select(InboxEvent.id).where(
-                InboxEvent.connection_id == connection_id, InboxEvent.delivery_id == delivery_id)).one()
-            return Receipt(existing, delivery_id, duplicate=True)
-        return Receipt(event.id, delivery_id, duplicate=False)
+            while self._waiting:
+                group, self._waiting = self._waiting, []
+                try:
+                    receipts = await asyncio.to_thread(store, self.hub, [row for row, _ in group])
+                except Exception as error:  # nothing of this group was stored: each request fails
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), receipt in zip(group, receipts):
+                    if not future.done():
+                        future.set_result(receipt)
+        finally:
+            self._writer = None
 
 
 def claim(hub: Hub, limit: int) -> list[InboxEvent]:
@@ -156,7 +200,14 @@ def _apply(hub: Hub, connection_id: str, batch: list[InboxEvent], upserts: list[
 def _mark(session: Session, batch: list[InboxEvent], failures: dict[int, str], retry: dict[int, str],
           ignored: dict[int, str]) -> None:
     at = now()
+    # the usual case, applied, is one UPDATE for the whole batch; the others go row by row
+    done = [e.id for e in batch if e.id not in failures and e.id not in retry and e.id not in ignored]
+    if done:
+        session.execute(sa.update(InboxEvent).where(InboxEvent.id.in_(done))
+                        .values(status="done", last_error=None, processed_at=at))
     for event in batch:
+        if event.id in done:
+            continue
         row = session.get(InboxEvent, event.id)
         if event.id in retry and row.attempts < MAX_ATTEMPTS:
             # back off, then another claim retries it
@@ -164,7 +215,7 @@ def _mark(session: Session, batch: list[InboxEvent], failures: dict[int, str], r
             row.last_error = retry[event.id]
             continue
         error = failures.get(event.id) or retry.get(event.id)
-        row.status = "failed" if error else "ignored" if event.id in ignored else "done"
+        row.status = "failed" if error else "ignored"
         row.last_error = error or ignored.get(event.id)
         row.processed_at = at
 

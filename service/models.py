@@ -92,9 +92,23 @@ class SyncedRecord(SQLModel):
     updated_at: datetime | None = _time(index=True)  # when the hub last changed it
 
 
+_LIVE = sa.text("deleted_at IS NULL")
+
+
 class WorkItem(SyncedRecord, table=True):
     __tablename__ = "work_item"
-    __table_args__ = (sa.UniqueConstraint("connection_id", "external_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "external_id"),
+        # The read side (migration 0002): filters in keyset order, the product summary, children.
+        sa.Index("ix_work_item_live_product_status", "product_key", "status_category", "id",
+                 postgresql_where=_LIVE, sqlite_where=_LIVE),
+        sa.Index("ix_work_item_live_product_kind", "product_key", "kind", "id",
+                 postgresql_where=_LIVE, sqlite_where=_LIVE),
+        sa.Index("ix_work_item_live_product_completed", "product_key", "status_category", "completed_at",
+                 postgresql_where=_LIVE, sqlite_where=_LIVE),
+        sa.Index("ix_work_item_source_updated_at", "source_updated_at"),
+        sa.Index("ix_work_item_parent", "connection_id", "parent_external_id"),
+    )
     kind: str | None = Field(default=None, index=True)
     description: str | None = None
     status: str | None = None

@@ -13,6 +13,9 @@ from service.sync import sync_connection
 
 log = logging.getLogger("opsync.worker")
 IDLE_POLL_SECONDS = 0.5
+# After a batch that was not full, let deliveries gather this long before the next claim:
+# a claim and a store transaction per few deliveries cost more than the wait.
+GATHER_SECONDS = 0.05
 
 
 class Worker:
@@ -54,6 +57,8 @@ class Worker:
                     await asyncio.wait_for(self.wake.wait(), IDLE_POLL_SECONDS)
                 except TimeoutError:
                     pass
+            elif claimed < self.hub.settings.worker_batch:
+                await asyncio.sleep(GATHER_SECONDS)
 
     async def _schedule(self, connection_id: str) -> None:
         every = self.hub.connections[connection_id].pull_every_minutes * 60

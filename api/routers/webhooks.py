@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 
 from api import schemas
 from api.deps import get_hub
@@ -34,11 +33,12 @@ async def receive_webhook(connection_id: str, request: Request, hub: Hub = Depen
         raise Problem(404, f"no connection {connection_id!r}")
     body = await _body(request, hub.settings.max_webhook_bytes)
     try:
-        receipt = await run_in_threadpool(inbox.receive, hub, connection_id, dict(request.headers), body)
+        row = inbox.accept(hub, connection_id, request.headers, body)
     except WebhookRejected as error:
         raise Problem(401, str(error)) from None
     except inbox.BadDelivery as error:
         raise Problem(400, str(error)) from None
+    receipt = await request.app.state.intake.store(row)  # committed before the 202
     worker = request.app.state.worker
     if worker:
         worker.wake.set()
