@@ -33,7 +33,10 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **codecs)
+    # No server-side prepared statements: a plan cached while a table was empty (a first
+    # backfill) would stay a sequential scan as the table grows.
+    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                            connect_args={"prepare_threshold": None}, **codecs)
 
 
 def alembic_config(url: str) -> Config:

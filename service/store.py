@@ -261,10 +261,12 @@ class Transaction:
             return
         table = RawRecord.__table__
         latest = {(r.record_type, r.external_id): r for r in raws}
-        stored = {(row.record_type, row.external_id): row for row in self.session.execute(
-            select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash).where(
-                table.c.connection_id == self.connection_id,
-                table.c.external_id.in_({k[1] for k in latest})))}
+        stored = {}
+        for record_type in {k[0] for k in latest}:  # the unique index is (connection, type, id)
+            stored |= {(row.record_type, row.external_id): row for row in self.session.execute(
+                select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash).where(
+                    table.c.connection_id == self.connection_id, table.c.record_type == record_type,
+                    table.c.external_id.in_({k[1] for k in latest if k[0] == record_type})))}
         inserts, updates = [], []
         for key, raw in latest.items():
             digest = payload_hash(raw.payload)
