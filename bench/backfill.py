@@ -19,12 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+
+from service.db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -88,23 +89,8 @@ def raw_github(url: str) -> int:
 
 @contextmanager
 def empty_database() -> Iterator[str]:
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgresql"):
-        with tempfile.TemporaryDirectory() as directory:
-            yield f"sqlite:///{directory}/bench.db"
-        return
-    import sqlalchemy as sa
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, poolclass=sa.NullPool)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with tempfile.TemporaryDirectory() as directory, scratch_database(Path(directory), "bench") as url:
+        yield url
 
 
 def sync(source: str, url: str) -> tuple[int, float]:

@@ -1,6 +1,10 @@
 """Database engines and schema migrations (Alembic), the same code on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -49,3 +53,23 @@ def alembic_config(url: str) -> Config:
 def upgrade(url: str) -> None:
     """Bring the schema to the newest migration (idempotent)."""
     command.upgrade(alembic_config(url), "head")
+
+
+@contextmanager
+def scratch_database(directory: Path, prefix: str = "scratch") -> Iterator[str]:
+    """A throwaway database for tests and benchmarks: a SQLite file in directory, or, when
+    DATABASE_URL names a PostgreSQL server, a fresh schema there, dropped afterwards."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith("postgresql"):
+        yield f"sqlite:///{directory / 'opsync.db'}"
+        return
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, poolclass=sa.NullPool)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

@@ -21,7 +21,7 @@ from service.models import RawRecord as StoredRaw
 from service.sync import map_records, tombstones_for
 
 log = logging.getLogger("opsync.inbox")
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=15)  # a worker that died mid-batch: its claims return to the queue then
 MAX_ATTEMPTS = 8
 # Headers worth keeping with a delivery (never Authorization or cookies).
 KEPT_HEADERS = ("content-type", "x-github-event", "x-github-delivery", "x-github-hook-id",

@@ -14,6 +14,8 @@ import httpx
 import yaml
 from hub_harness import github_delivery
 
+from service.inbox import LEASE
+
 SECRET = "crash-secret"
 TOKEN = "crash-admin-token"
 DELIVERIES = 60
@@ -69,7 +71,8 @@ def test_deliveries_acknowledged_before_a_sigkill_are_all_applied_after_restart(
 
         process = _start(tmp_path, database_url, port)
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        deadline = time.monotonic() + 30
+        # deliveries the killed worker had claimed come back when their lease ends
+        deadline = time.monotonic() + LEASE.total_seconds() + 30
         titles: set[str] = set()
         while time.monotonic() < deadline:
             page = httpx.get(f"{url}/api/v1/work-items", params={"limit": 500}, headers=headers).json()
