@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -30,6 +32,17 @@ def jira_config(url: str, **extra) -> HubConfig:
         webhook_secret=SECRET, projects=["PAY", "CHK", "GRO"], **extra)})
 
 
+@contextmanager
+def opened_hub(database_url: str, sim: JiraSim) -> Iterator[Hub]:
+    """A hub on its own database with one connection to the served Jira simulator."""
+    with serving(sim.app) as url:
+        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
+        try:
+            yield hub
+        finally:
+            asyncio.run(hub.close())
+
+
 def count(hub: Hub, table, **where) -> int:
     with Session(hub.engine) as session:
         query = select(func.count()).select_from(table)
@@ -40,40 +53,32 @@ def count(hub: Hub, table, **where) -> int:
 
 def test_a_full_sync_of_n_issues_yields_n_work_items_and_a_second_sync_writes_no_change(database_url):
     sim = JiraSim(issues=230, seed=3)
-    with serving(sim.app) as url:
-        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
-        try:
-            first = asyncio.run(sync_connection(hub, "jira"))
-            changes_after_first = count(hub, Change)
-            second = asyncio.run(sync_connection(hub, "jira"))
-            full = asyncio.run(sync_connection(hub, "jira", full=True))
-            assert (first.status, first.fetched, first.created) == ("succeeded", 230, 230)
-            assert count(hub, WorkItem, connection_id="jira") == 230
-            assert (second.status, second.created, second.updated) == ("succeeded", 0, 0)
-            assert (full.status, full.created, full.updated, full.deleted) == ("succeeded", 0, 0, 0)
-            assert count(hub, Change) == changes_after_first
-        finally:
-            asyncio.run(hub.close())
+    with opened_hub(database_url, sim) as hub:
+        first = asyncio.run(sync_connection(hub, "jira"))
+        changes_after_first = count(hub, Change)
+        second = asyncio.run(sync_connection(hub, "jira"))
+        full = asyncio.run(sync_connection(hub, "jira", full=True))
+        assert (first.status, first.fetched, first.created) == ("succeeded", 230, 230)
+        assert count(hub, WorkItem, connection_id="jira") == 230
+        assert (second.status, second.created, second.updated) == ("succeeded", 0, 0)
+        assert (full.status, full.created, full.updated, full.deleted) == ("succeeded", 0, 0, 0)
+        assert count(hub, Change) == changes_after_first
 
 
 def test_updating_ten_issues_and_syncing_yields_exactly_ten_updates(database_url):
     sim = JiraSim(issues=120, seed=4)
-    with serving(sim.app) as url:
-        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
-        try:
-            asyncio.run(sync_connection(hub, "jira"))
-            before = count(hub, Change)
-            ids = sorted(sim.ids())[:10]
-            for n, issue_id in enumerate(ids):
-                sim.update_issue(issue_id, summary=f"Renamed {n}")
-            run = asyncio.run(sync_connection(hub, "jira"))
-            assert (run.updated, run.created) == (10, 0)
-            assert count(hub, Change) - before == 10
-            with Session(hub.engine) as session:
-                titles = session.exec(select(WorkItem.title).where(WorkItem.external_id.in_(ids))).all()
-            assert sorted(titles) == sorted(f"Renamed {n}" for n in range(10))
-        finally:
-            asyncio.run(hub.close())
+    with opened_hub(database_url, sim) as hub:
+        asyncio.run(sync_connection(hub, "jira"))
+        before = count(hub, Change)
+        ids = sorted(sim.ids())[:10]
+        for n, issue_id in enumerate(ids):
+            sim.update_issue(issue_id, summary=f"Renamed {n}")
+        run = asyncio.run(sync_connection(hub, "jira"))
+        assert (run.updated, run.created) == (10, 0)
+        assert count(hub, Change) - before == 10
+        with Session(hub.engine) as session:
+            titles = session.exec(select(WorkItem.title).where(WorkItem.external_id.in_(ids))).all()
+        assert sorted(titles) == sorted(f"Renamed {n}" for n in range(10))
 
 
 def test_deleting_an_issue_in_jira_tombstones_it_through_the_webhook(database_url):
@@ -148,35 +153,27 @@ def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
 
 def test_a_failing_tool_marks_the_run_and_connection_failed_with_a_reason(database_url):
     sim = JiraSim(issues=5, credentials=("ops@acme.example", "right"))
-    with serving(sim.app) as url:
-        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
-        try:
-            run = asyncio.run(sync_connection(hub, "jira"))
-            assert run.status == "failed"
-            assert any("credentials" in e or "401" in e for e in run.errors), run.errors
-            with Session(hub.engine) as session:
-                assert session.get(Connection, "jira").status == "failing"
-        finally:
-            asyncio.run(hub.close())
+    with opened_hub(database_url, sim) as hub:
+        run = asyncio.run(sync_connection(hub, "jira"))
+        assert run.status == "failed"
+        assert any("credentials" in e or "401" in e for e in run.errors), run.errors
+        with Session(hub.engine) as session:
+            assert session.get(Connection, "jira").status == "failing"
 
 
 def test_reconcile_tombstones_records_gone_upstream_but_refuses_a_mass_deletion(database_url):
     sim = JiraSim(issues=30, seed=8)
-    with serving(sim.app) as url:
-        hub = Hub.open(Settings(database_url=database_url), jira_config(url))
-        try:
-            asyncio.run(sync_connection(hub, "jira"))
-            ids = sorted(sim.ids())
-            sim.delete_issue(ids[0])
-            run = asyncio.run(sync_connection(hub, "jira", full=True))
-            assert (run.status, run.deleted) == ("succeeded", 1)
-            for issue_id in ids[1:20]:
-                sim.delete_issue(issue_id)
-            refused = asyncio.run(sync_connection(hub, "jira", full=True))
-            assert refused.status == "failed" and "max_delete_share" in refused.errors[-1]
-            assert count(hub, WorkItem, connection_id="jira") - _deleted(hub) == 29
-        finally:
-            asyncio.run(hub.close())
+    with opened_hub(database_url, sim) as hub:
+        asyncio.run(sync_connection(hub, "jira"))
+        ids = sorted(sim.ids())
+        sim.delete_issue(ids[0])
+        run = asyncio.run(sync_connection(hub, "jira", full=True))
+        assert (run.status, run.deleted) == ("succeeded", 1)
+        for issue_id in ids[1:20]:
+            sim.delete_issue(issue_id)
+        refused = asyncio.run(sync_connection(hub, "jira", full=True))
+        assert refused.status == "failed" and "max_delete_share" in refused.errors[-1]
+        assert count(hub, WorkItem, connection_id="jira") - _deleted(hub) == 29
 
 
 def _deleted(hub: Hub) -> int:
