@@ -13,7 +13,7 @@ from service.tokens import token_scopes
 from service.views import MAX_ID
 
 
-def get_hub(request: Request) -> Hub:
+async def get_hub(request: Request) -> Hub:  # async: no trip to the thread pool
     return request.app.state.hub
 
 

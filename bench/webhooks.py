@@ -202,65 +202,80 @@ class Phase:
         else:
             p50 = p99 = "-"
         cpu = f"{self.cpu / self.requests * 1000:.2f}" if self.cpu is not None else "-"
-        return f"{self.name:<34}{self.requests:>9}{self.seconds:>9.2f}{rate:>9.0f}{p50:>9}{p99:>9}{cpu:>12}"
+        return f"{self.name:<38}{self.requests:>9}{self.seconds:>9.2f}{rate:>9.0f}{p50:>9}{p99:>9}{cpu:>12}"
 
 
-async def drive(url: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int) -> tuple[float, list[float]]:
-    """Post every body with `concurrency` workers; returns (seconds, latencies); all must be 202."""
+def request_bytes(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on a kept-alive connection; (status, body)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return int(head[9:12]), (await reader.readexactly(length) if length else b"")
+
+
+async def drive(port: int, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int) -> tuple[float, list[float]]:
+    """Post every body from `concurrency` kept-alive connections; returns (seconds, latencies);
+    every answer must be 202. The client speaks HTTP/1.1 on plain sockets: a full HTTP client
+    library costs more CPU per request than the bare endpoint, and would be the bottleneck."""
+    host = f"127.0.0.1:{port}"
+    requests = [request_bytes(host, f"/api/v1/webhooks/{CONNECTION}", body, headers) for body, headers in bodies]
     latencies: list[float] = []
     failures: list[str] = []
-    retried: list[int] = []
-    pending = iter(bodies)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=REQUEST_TIMEOUT) as client:
-        # open the connections first, so connection set-up is not in the figures
-        await asyncio.gather(*(client.get("/healthz") for _ in range(concurrency)))
+    pending = iter(requests)
+    # open the connections first, so connection set-up is not in the figures
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
 
-        async def post(body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for request in pending:
+            started = time.perf_counter()
             try:
-                return await client.post(f"/api/v1/webhooks/{CONNECTION}", content=body, headers=headers)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                # the server closed an idle kept-alive connection as we reused it (a race
-                # of HTTP/1.1 keep-alive); a tool redelivers, and so do we, once
-                retried.append(1)
-                return await client.post(f"/api/v1/webhooks/{CONNECTION}", content=body, headers=headers)
+                status, body = await asyncio.wait_for(exchange(reader, writer, request), REQUEST_TIMEOUT)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError) as error:
+                failures.append(f"{type(error).__name__}: {error}")
+                return
+            latencies.append(time.perf_counter() - started)
+            if status != 202:
+                failures.append(f"{status}: {body[:200]!r}")
 
-        async def worker() -> None:
-            for body, headers in pending:
-                started = time.perf_counter()
-                try:
-                    response = await post(body, headers)
-                except httpx.HTTPError as error:
-                    failures.append(f"{type(error).__name__}: {error!r}")
-                    continue
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != 202:
-                    failures.append(f"{response.status_code}: {response.text[:200]}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(reader, writer) for reader, writer in connections))
+    seconds = time.perf_counter() - started
+    for _, writer in connections:
+        writer.close()
     if failures:
         raise SystemExit(f"{len(failures)} of {len(bodies)} deliveries were not answered 202; first: {failures[0]}")
-    if retried:
-        print(f"  {len(retried)} requests retried after the server closed a kept-alive connection")
     return seconds, latencies
 
 
-def wait_applied(database_url: str, expected: int) -> None:
-    """Until no delivery is pending and every issue is a work item."""
+def wait_applied(database_url: str, expected: int, pid: int | None = None) -> tuple[float, int, float | None]:
+    """Until no delivery is pending and every issue is a work item; returns when the first
+    deliveries were seen applied (perf_counter), how many were by then, and the CPU time of
+    process pid then."""
     engine = sa.create_engine(database_url, poolclass=sa.NullPool)
     deadline = time.monotonic() + APPLY_TIMEOUT
+    first: tuple[float, int, float | None] | None = None
     try:
         while True:
             with engine.connect() as connection:
-                pending = connection.execute(sa.text(
-                    "SELECT count(*) FROM inbox_event WHERE status = 'pending'")).scalar_one()
+                done = connection.execute(sa.text(
+                    "SELECT count(*) FROM inbox_event WHERE status <> 'pending'")).scalar_one()
                 items = connection.execute(sa.text("SELECT count(*) FROM work_item")).scalar_one()
-            if pending == 0 and items >= expected:
-                return
+            if done and first is None:
+                first = (time.perf_counter(), done, cpu_seconds(pid) if pid else None)
+            if done == expected and items >= expected:
+                return first
             if time.monotonic() > deadline:
-                raise SystemExit(f"not applied after {APPLY_TIMEOUT:.0f} s: {pending} pending, {items} work items")
+                raise SystemExit(f"not applied after {APPLY_TIMEOUT:.0f} s: {done} of {expected} done, {items} work items")
             time.sleep(0.02)
     finally:
         engine.dispose()
@@ -278,61 +293,95 @@ def check_durable(database_url: str, expected: int) -> None:
 
 # -- the run -------------------------------------------------------------------------------
 
+@contextmanager
+def spying(pid: int, profile: Path | None) -> Iterator[None]:
+    """Record a process with py-spy into profile (speedscope format), if asked."""
+    if profile is None:
+        yield
+        return
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                            "--output", str(profile), "--format", "speedscope", "--rate", "200",
+                            "--nonblocking"], stdout=subprocess.DEVNULL)
+    time.sleep(1)
+    try:
+        yield
+    finally:
+        spy.send_signal(2)
+        spy.wait(timeout=60)
+
+
+def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, embedded: bool,
+                  profile: Path | None) -> list[Phase]:
+    """Post every delivery to `opsync serve` on a fresh database and wait until all are applied.
+    embedded: the server applies them itself as they arrive (the default deployment);
+    otherwise the server only takes them in (`--no-workers`), and `opsync worker` is started
+    after the last 202, so that intake and apply are each measured alone."""
+    count = len(bodies)
+    label = "embedded worker" if embedded else "separate worker"
+    with tempfile.TemporaryDirectory() as directory, empty_database() as database_url:
+        prepare_database(database_url)
+        config = str(write_config(Path(directory)))
+        port = free_port()
+        env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_DATABASE_URL": database_url,
+               "BENCH_GH_TOKEN": "t", "BENCH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
+        command = [sys.executable, "-m", "service.cli", "serve", "--config", config, "--port", str(port)]
+        if not embedded:
+            command.append("--no-workers")
+        with serving(command, f"http://127.0.0.1:{port}/readyz", env, Path(directory)) as server:
+            with spying(server.pid, profile and profile.with_suffix(f".{'embedded' if embedded else 'intake'}.json")):
+                cpu = cpu_seconds(server.pid)
+                started = time.perf_counter()
+                seconds, latencies = asyncio.run(drive(port, bodies, concurrency))
+                intake_done = time.perf_counter()
+                intake_cpu = cpu_seconds(server.pid)
+                phases = [Phase(f"opsync intake, {label}", count, seconds, latencies,
+                                intake_cpu - cpu if cpu is not None else None)]
+                if embedded:
+                    wait_applied(database_url, count)
+                    applied = time.perf_counter()
+                    applied_cpu = cpu_seconds(server.pid)
+                    phases.append(Phase("  applied (first send to last)", count, applied - started, [],
+                                        applied_cpu - cpu if cpu is not None else None))
+                    phases.append(Phase("  of which after the last 202", count, applied - intake_done, []))
+            if not embedded:
+                worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--config", config],
+                                          env=env, cwd=directory)
+                try:
+                    with spying(worker.pid, profile and profile.with_suffix(".apply.json")):
+                        first, done, cpu = wait_applied(database_url, count, worker.pid)
+                        applied = time.perf_counter()
+                        applied_cpu = cpu_seconds(worker.pid)
+                finally:
+                    worker.terminate()
+                    worker.wait(timeout=15)
+                # timed from the first deliveries seen applied: the worker's start-up is not in it
+                phases.append(Phase("opsync apply alone (opsync worker)", count - done, applied - first, [],
+                                    applied_cpu - cpu if cpu is not None else None))
+        check_durable(database_url, count)
+    return phases
+
+
 def run(count: int, concurrency: int, profile: Path | None) -> None:
     bodies = deliveries(count)
     size = sum(len(body) for body, _ in bodies) // count
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
     print(f"{count} signed GitHub issues deliveries ({size} bytes each), concurrency {concurrency}, on {database}")
-    phases: list[Phase] = []
 
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with serving([sys.executable, __file__, "--serve-bare", str(port)], f"{url}/healthz",
+    with serving([sys.executable, __file__, "--serve-bare", str(port)], f"http://127.0.0.1:{port}/healthz",
                  dict(os.environ), ROOT) as server:
         cpu = cpu_seconds(server.pid)
-        seconds, latencies = asyncio.run(drive(url, bodies, concurrency))
+        seconds, latencies = asyncio.run(drive(port, bodies, concurrency))
         cpu = cpu_seconds(server.pid) - cpu if cpu is not None else None
     bare = Phase("bare FastAPI 202 (ceiling)", count, seconds, latencies, cpu)
-    phases.append(bare)
+    alone = opsync_phases(bodies, concurrency, embedded=False, profile=profile)
+    embedded = opsync_phases(bodies, concurrency, embedded=True, profile=profile)
 
-    with tempfile.TemporaryDirectory() as directory, empty_database() as database_url:
-        prepare_database(database_url)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_DATABASE_URL": database_url,
-               "BENCH_GH_TOKEN": "t", "BENCH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
-        command = [sys.executable, "-m", "service.cli", "serve", "--config", str(write_config(Path(directory))),
-                   "--port", str(port)]
-        with serving(command, f"{url}/readyz", env, Path(directory)) as server:
-            spy = None
-            if profile:
-                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
-                                        str(server.pid), "--output", str(profile), "--format", "speedscope",
-                                        "--rate", "200", "--nonblocking"], stdout=subprocess.DEVNULL)
-                time.sleep(1)
-            cpu = cpu_seconds(server.pid)
-            started = time.perf_counter()
-            seconds, latencies = asyncio.run(drive(url, bodies, concurrency))
-            intake_done = time.perf_counter()
-            intake_cpu = cpu_seconds(server.pid)
-            wait_applied(database_url, count)
-            applied = time.perf_counter()
-            applied_cpu = cpu_seconds(server.pid)
-            if spy:
-                spy.send_signal(2)
-                spy.wait(timeout=60)
-        check_durable(database_url, count)
-    intake = Phase("opsync intake (202, durable)", count, seconds, latencies,
-                   intake_cpu - cpu if cpu is not None else None)
-    phases.append(intake)
-    phases.append(Phase("opsync apply (first send to applied)", count, applied - started, [],
-                        applied_cpu - cpu if cpu is not None else None))
-    phases.append(Phase("  of which drain after last 202", count, applied - intake_done, []))
-
-    print(f"{'phase':<34}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
-    for phase in phases:
+    print(f"{'phase':<38}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}")
+    for phase in [bare, *alone, *embedded]:
         print(phase.row())
-    print(f"ratio intake/bare = {bare.seconds / intake.seconds:.2f}")
+    print(f"ratio intake/bare with the embedded worker applying meanwhile = {bare.seconds / embedded[0].seconds:.2f}")
+    print(f"ratio intake/bare = {bare.seconds / alone[0].seconds:.2f}")
 
 
 def main() -> None:

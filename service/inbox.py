@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -37,13 +36,6 @@ class BadDelivery(ValueError):
     """The body is not what the tool sends (not JSON): 400, nothing stored."""
 
 
-@dataclass(frozen=True)
-class Receipt:
-    event_id: int
-    delivery_id: str
-    duplicate: bool
-
-
 def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """Verify one delivery and make its inbox row. Raises UnknownConnection, WebhookRejected,
     BadDelivery. CPU only (an HMAC and a JSON parse), so it runs on the event loop."""
@@ -63,22 +55,28 @@ def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes
             "available_at": at}
 
 
-def store(hub: Hub, rows: list[dict[str, Any]]) -> list[Receipt]:
-    """Insert accepted deliveries in one transaction; a redelivery keeps the first one's row."""
+def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
+    """Insert accepted deliveries in one transaction; for each, whether it is a duplicate: a
+    redelivery (also one within rows) keeps the first one's row."""
     table = InboxEvent.__table__
-    insert = (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(table)
-    insert = insert.on_conflict_do_nothing(index_elements=["connection_id", "delivery_id"]).returning(table.c.id)
-    receipts = []
+    keys = [(row["connection_id"], row["delivery_id"]) for row in rows]
     with hub.engine.begin() as connection:
-        for row in rows:
-            event_id = connection.execute(insert, row).scalar()
-            duplicate = event_id is None  # the tool redelivered: we have it already
-            if duplicate:
-                event_id = connection.execute(sa.select(table.c.id).where(
-                    table.c.connection_id == row["connection_id"],
-                    table.c.delivery_id == row["delivery_id"])).scalar_one()
-            receipts.append(Receipt(event_id, row["delivery_id"], duplicate))
-    return receipts
+        seen = set(connection.execute(sa.select(table.c.connection_id, table.c.delivery_id)
+                                      .where(sa.tuple_(table.c.connection_id, table.c.delivery_id).in_(keys))).all())
+        duplicates, fresh = [], []
+        for key, row in zip(keys, rows):
+            duplicates.append(key in seen)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(row)
+        if fresh:  # a row another process stored meanwhile stays as it is
+            connection.execute(_insert(hub).on_conflict_do_nothing(index_elements=["connection_id", "delivery_id"]),
+                               fresh)
+    return duplicates
+
+
+def _insert(hub: Hub):  # noqa: ANN202  (the dialect's INSERT, which knows ON CONFLICT)
+    return (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(InboxEvent.__table__)
 
 
 class Intake:
@@ -87,11 +85,12 @@ class Intake:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[Receipt]]] = []
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
         self._writer: asyncio.Task | None = None
 
-    async def store(self, row: dict[str, Any]) -> Receipt:
-        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+    async def store(self, row: dict[str, Any]) -> bool:
+        """Store row, committed when this returns; whether it was a duplicate."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((row, future))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
@@ -102,15 +101,15 @@ class Intake:
             while self._waiting:
                 group, self._waiting = self._waiting, []
                 try:
-                    receipts = await asyncio.to_thread(store, self.hub, [row for row, _ in group])
+                    duplicates = await asyncio.to_thread(store, self.hub, [row for row, _ in group])
                 except Exception as error:  # nothing of this group was stored: each request fails
                     for _, future in group:
                         if not future.done():
                             future.set_exception(error)
                     continue
-                for (_, future), receipt in zip(group, receipts):
+                for (_, future), duplicate in zip(group, duplicates):
                     if not future.done():
-                        future.set_result(receipt)
+                        future.set_result(duplicate)
         finally:
             self._writer = None
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from hub_harness import github_delivery, jira_delivery, running_hub, sign
@@ -213,5 +215,22 @@ def test_a_form_encoded_github_delivery_is_accepted(database_url):
         headers = {"Content-Type": "application/x-www-form-urlencoded", "X-GitHub-Event": "issues",
                    "X-GitHub-Delivery": "form-1", "X-Hub-Signature-256": sign(SECRET, body)}
         assert hub.client.post(hub.webhook_url("gh"), content=body, headers=headers).status_code == 202
+        hub.wait_for_inbox()
+        assert [i["title"] for i in hub.all("/api/v1/work-items")] == ["Refunds fail"]
+
+
+def test_copies_of_a_delivery_sent_at_once_are_stored_once_and_all_but_one_are_duplicates(database_url):
+    with running_hub(database_url, _config()) as hub:
+        body, headers = github_delivery("issues", _issue_payload(), SECRET, "burst-guid")
+
+        def post(_: int) -> httpx.Response:
+            with httpx.Client(timeout=30) as client:
+                return client.post(hub.webhook_url("gh"), content=body, headers=headers)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(post, range(16)))
+        assert [a.status_code for a in answers] == [202] * 16
+        assert sorted(a.json()["duplicate"] for a in answers) == [False] + [True] * 15
+        assert _stored_deliveries(database_url) == 1
         hub.wait_for_inbox()
         assert [i["title"] for i in hub.all("/api/v1/work-items")] == ["Refunds fail"]

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
+
+import orjson
 
 from connectors.github.records import issue_record, pull_record
 from service.contract import Deletion, WebhookContent, WebhookRejected
@@ -43,13 +44,12 @@ def decode_body(headers: Mapping[str, str], body: bytes) -> Any:
     Raises ValueError when the body holds no JSON.
     """
     content_type = (header(headers, "Content-Type") or "application/json").lower()
-    text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError
     if content_type.startswith("application/x-www-form-urlencoded"):
-        fields = parse_qs(text, keep_blank_values=True)
+        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)  # UnicodeDecodeError is a ValueError
         if "payload" not in fields:
             raise ValueError("form-encoded GitHub delivery without a payload field")
-        text = fields["payload"][0]
-    return json.loads(text)  # json.JSONDecodeError is a ValueError
+        body = fields["payload"][0]
+    return orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
 
 
 def parse(headers: Mapping[str, str], payload: Any, received_at: datetime) -> WebhookContent:
