@@ -117,11 +117,15 @@ def sync(source: str, url: str) -> tuple[int, float]:
     return run.created, seconds
 
 
-def measure(phase: str, source: str, url: str) -> dict[str, float]:
-    """Run one phase in a fresh process; its own time and peak RSS come back as JSON."""
-    output = subprocess.run([sys.executable, __file__, "--phase", phase, "--source", source, "--url", url],
-                            capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+def measure(phase: str, source: str, url: str, profile: Path | None = None) -> dict[str, float]:
+    """Run one phase in a fresh process; its own time and peak RSS come back as JSON.
+    With profile, the process runs under py-spy, which writes a speedscope file there."""
+    command = [sys.executable, __file__, "--phase", phase, "--source", source, "--url", url]
+    if profile:
+        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--output", str(profile),
+                   "--format", "speedscope", "--rate", "200", "--threads", "--", *command]
+    output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
 
 
 def run_phase(phase: str, source: str, url: str) -> None:
@@ -138,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=["jira", "github"], default="jira")
     parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--profile", type=Path, help="record the sync phase with py-spy into this file")
     parser.add_argument("--phase", choices=["raw", "sync"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -148,7 +153,7 @@ def main() -> None:
     print(f"backfill of {args.records} {args.source} records into an empty store on {database}")
     with simulator(args.source, args.records) as url:
         raw = measure("raw", args.source, url)
-        synced = measure("sync", args.source, url)
+        synced = measure("sync", args.source, url, args.profile)
     print(f"{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}")
     for name, figures in (("raw fetch + parse (httpx)", raw), ("opsync sync", synced)):
         rate = figures["records"] / figures["seconds"]

@@ -126,6 +126,29 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
             return order(a, b) if _is_number(a) and _is_number(b) else None
         return compare
     if kind == "function_expression":
-        name = node["value"]
-        return lambda v: library.call_function(name, [k(v) for k in kids])
+        return _function(node["value"], kids, library)
     return None
+
+
+def _function(name: str, kids: list[Evaluate], library: functions.Functions) -> Evaluate:
+    """A call: straight to the function when every argument has an allowed type; otherwise
+    through jmespath, which checks arity, array element types, and raises its errors."""
+    def checked(v: Any) -> Any:
+        return library.call_function(name, [k(v) for k in kids])
+
+    spec = library.FUNCTION_TABLE.get(name)
+    if spec is None or any(a.get("variadic") or any("-" in t for t in a["types"]) for a in spec["signature"]):
+        return checked
+    allowed = [frozenset(library._get_allowed_pytypes(a["types"])[0]) if a["types"] else None
+               for a in spec["signature"]]
+    function = spec["function"]
+    if len(allowed) != len(kids):
+        return checked
+
+    def call(v: Any) -> Any:
+        args = [k(v) for k in kids]
+        for arg, types in zip(args, allowed):
+            if types is not None and type(arg).__name__ not in types:
+                return library.call_function(name, args)
+        return function(library, *args)
+    return call

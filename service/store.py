@@ -65,24 +65,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def payload_hash(payload: Any) -> str:
-    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)).hexdigest()
+def canonical_json(payload: Any) -> tuple[orjson.Fragment, str]:
+    """A payload serialised once, with sorted keys, and its hash: the JSON column writes
+    the fragment as it is instead of serialising the payload (often 10 KB) again."""
+    serialized = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return orjson.Fragment(serialized), hashlib.sha256(serialized).hexdigest()
 
 
 class Transaction:
     """One write transaction; see Store.transaction."""
 
     def __init__(self, session: Session, connection_id: str, mapping_version_id: int | None) -> None:
-        self.session = session
+        self.session = session  # for the rare ORM writes (new people)
+        self.db = session.connection()  # for the bulk statements: Core, no ORM bookkeeping
         self.connection_id = connection_id
         self.mapping_version_id = mapping_version_id
         self.counts = Counts()
-        self._seq = session.exec(select(ChangeCounter.value).where(ChangeCounter.id == 1)).one()
+        # The first statement takes the writers' lock (row lock on PostgreSQL, the database
+        # write lock on SQLite), so seqs are handed out in commit order.
+        counter = ChangeCounter.__table__
+        self._seq = self.db.execute(sa.update(counter).where(counter.c.id == 1).values(value=counter.c.value)
+                                    .returning(counter.c.value)).scalar_one()
         self._at = now()
 
     # -- changes -----------------------------------------------------------------------
     def finish(self) -> None:
-        self.session.execute(sa.update(ChangeCounter).where(ChangeCounter.id == 1).values(value=self._seq))
+        counter = ChangeCounter.__table__
+        self.db.execute(sa.update(counter).where(counter.c.id == 1).values(value=self._seq))
 
     # -- people ------------------------------------------------------------------------
     def _people(self, refs: list[PersonRef]) -> dict[str, int]:
@@ -90,11 +99,11 @@ class Transaction:
         wanted = {r.external_id: r for r in refs}
         if not wanted:
             return {}
-        rows = self.session.exec(select(PersonIdentity).where(
-            PersonIdentity.connection_id == self.connection_id,
-            PersonIdentity.external_id.in_(list(wanted)),
-        )).all()
-        found = {row.external_id: row.person_id for row in rows}
+        identity = PersonIdentity.__table__
+        found = dict(self.db.execute(sa.select(identity.c.external_id, identity.c.person_id).where(
+            identity.c.connection_id == self.connection_id, identity.c.external_id.in_(list(wanted)))).all())
+        if len(found) == len(wanted):
+            return found
         for external_id, ref in wanted.items():
             if external_id in found:
                 continue
@@ -108,6 +117,7 @@ class Transaction:
                                             external_id=external_id, login=ref.login,
                                             display_name=ref.display_name))
             found[external_id] = person.id
+        self.session.flush()  # the statements that follow go around the session
         return found
 
     # -- records -----------------------------------------------------------------------
@@ -115,7 +125,7 @@ class Transaction:
     # per record costs more than the tool's own API does.
 
     def _existing(self, table: sa.Table, external_ids: set[str]) -> dict[str, _Row]:
-        rows = self.session.execute(select(table).where(
+        rows = self.db.execute(sa.select(table).where(
             table.c.connection_id == self.connection_id, table.c.external_id.in_(external_ids)))
         return {row.external_id: _Row(dict(row._mapping)) for row in rows}
 
@@ -223,29 +233,33 @@ class Transaction:
         rows = list(rows)
         new = [r for r in rows if r.new]
         if new:
-            inserted = self.session.execute(
-                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True), [r.values for r in new])
-            for row, (row_id,) in zip(new, inserted):
+            # rows are told apart by external_id (unique per connection), so the database
+            # may insert them many per statement, in any order
+            by_external_id = {r.values["external_id"]: r for r in new}
+            inserted = self.db.execute(sa.insert(table).returning(table.c.external_id, table.c.id),
+                                       [r.values for r in new])
+            for external_id, row_id in inserted:
+                row = by_external_id[external_id]
                 row.values["id"], row.new = row_id, False
         dirty = [r for r in rows if r.dirty and r not in new]
         if dirty:
             names = sorted({name for r in dirty for name in r.dirty})
             statement = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
                 {name: sa.bindparam(name) for name in names})
-            self.session.execute(statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
+            self.db.execute(statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
         relinked = [r for r in rows if r.links is not None]
         if relinked:
             link_table = Link.__table__
-            self.session.execute(sa.delete(link_table).where(
+            self.db.execute(sa.delete(link_table).where(
                 link_table.c.from_entity == entity, link_table.c.from_id.in_([r.values["id"] for r in relinked])))
             links = [{"from_entity": entity, "from_id": r.values["id"], "to_entity": l.to_entity, "to_key": l.to_key,
                       "type": l.type, "origin": l.origin, "evidence": l.evidence}
                      for r in relinked for l in {(l.type, l.to_entity, l.to_key): l for l in r.links}.values()]
             if links:
-                self.session.execute(sa.insert(link_table), links)
+                self.db.execute(sa.insert(link_table), links)
         events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
         if events:
-            self.session.execute(sa.insert(Change.__table__), [
+            self.db.execute(sa.insert(Change.__table__), [
                 {"seq": self._next_seq(), "entity": entity, "entity_id": row_id, "op": op, "fields": fields,
                  "at": self._at} for row_id, op, fields in events])
         for row in rows:
@@ -263,24 +277,24 @@ class Transaction:
         latest = {(r.record_type, r.external_id): r for r in raws}
         stored = {}
         for record_type in {k[0] for k in latest}:  # the unique index is (connection, type, id)
-            stored |= {(row.record_type, row.external_id): row for row in self.session.execute(
-                select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash).where(
+            stored |= {(row.record_type, row.external_id): row for row in self.db.execute(
+                sa.select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash).where(
                     table.c.connection_id == self.connection_id, table.c.record_type == record_type,
                     table.c.external_id.in_({k[1] for k in latest if k[0] == record_type})))}
         inserts, updates = [], []
         for key, raw in latest.items():
-            digest = payload_hash(raw.payload)
+            payload, digest = canonical_json(raw.payload)
             row = stored.get(key)
             if row is None:
                 inserts.append({"connection_id": self.connection_id, "record_type": raw.record_type,
-                                "external_id": raw.external_id, "payload": raw.payload, "hash": digest,
+                                "external_id": raw.external_id, "payload": payload, "hash": digest,
                                 "fetched_at": self._at})
             elif row.hash != digest:
-                updates.append({"_id": row.id, "payload": raw.payload, "hash": digest, "fetched_at": self._at})
+                updates.append({"_id": row.id, "payload": payload, "hash": digest, "fetched_at": self._at})
         if inserts:
-            self.session.execute(sa.insert(table), inserts)
+            self.db.execute(sa.insert(table), inserts)
         if updates:
-            self.session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
+            self.db.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
                 payload=sa.bindparam("payload"), hash=sa.bindparam("hash"), fetched_at=sa.bindparam("fetched_at")),
                 updates)
 
@@ -310,10 +324,6 @@ class Store:
     def transaction(self, connection_id: str, mapping_version_id: int | None = None) -> Iterator[Transaction]:
         """A write transaction: everything in it commits together or not at all."""
         with Session(self.engine, expire_on_commit=False) as session:
-            # The first statement takes the writers' lock (row lock on PostgreSQL, the
-            # database write lock on SQLite) so seqs are handed out in commit order.
-            session.execute(sa.update(ChangeCounter).where(ChangeCounter.id == 1)
-                            .values(value=ChangeCounter.value))
             tx = Transaction(session, connection_id, mapping_version_id)
             yield tx
             tx.finish()

@@ -5,6 +5,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from service.clock import now
@@ -64,8 +65,8 @@ def write_page(tx: Transaction, hub: Hub, raws: list[RawRecord]) -> list[str]:
 
 
 def _set_cursor(tx: Transaction, cursor: str | None) -> None:
-    connection = tx.session.get(Connection, tx.connection_id)
-    connection.cursor = cursor
+    table = Connection.__table__
+    tx.db.execute(sa.update(table).where(table.c.id == tx.connection_id).values(cursor=cursor))
 
 
 def _store_page(hub: Hub, connection_id: str, mapping_version: int, page: Page) -> tuple[Counts, list[str]]:

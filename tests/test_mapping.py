@@ -56,7 +56,17 @@ json_values = st.recursive(
     max_leaves=8,
 )
 EXPRESSIONS = ["a", "a.b", "a[0]", "a[-1].name", "a || b", "a && b || 'x'", "!a", "a[].name", "a[?name == 'a'].b",
-               "a == b", "a != `1`", "a.b | [0]", "[a, b]", "state == 'closed' && (a && 'c' || 'd') || 'e'"]
+               "a == b", "a != `1`", "a.b | [0]", "[a, b]", "state == 'closed' && (a && 'c' || 'd') || 'e'",
+               # functions, which raise on arguments of the wrong type
+               "lower(name)", "regex(name, '(b+)')", "contains(a, 'x')", "starts_with(name, 'a')",
+               "length(a)", "join(',', a)", "concat(name, '-', state)", "adf_text(a)", "to_string(b)"]
+
+
+def _outcome(evaluate, document):  # noqa: ANN001, ANN202
+    try:
+        return evaluate(document)
+    except jmespath.exceptions.JMESPathError as error:
+        return type(error).__name__
 
 
 @given(document=json_values)
@@ -64,7 +74,8 @@ def test_compiled_expressions_agree_with_jmespath_on_any_document(document):
     for source in EXPRESSIONS:
         parsed = jmespath.compile(source)
         compiled = compile_node(parsed.parsed, FUNCTIONS)
-        assert compiled(document) == parsed.search(document, options=_OPTIONS), source
+        expected = _outcome(lambda d: parsed.search(d, options=_OPTIONS), document)
+        assert _outcome(compiled, document) == expected, source
 
 
 def _error(text: str) -> str:
