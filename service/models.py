@@ -99,13 +99,14 @@ class WorkItem(SyncedRecord, table=True):
     __tablename__ = "work_item"
     __table_args__ = (
         sa.UniqueConstraint("connection_id", "external_id"),
-        # The read side (migration 0002): filters in keyset order, the product summary, children.
+        # The read side (migrations 0002, 0003): filters in keyset order, the product summary, children.
+        # On PostgreSQL, 0003 also adds trigram indexes on lower(title) and lower(key) for ?q=.
         sa.Index("ix_work_item_live_product_status", "product_key", "status_category", "id",
                  postgresql_where=_LIVE, sqlite_where=_LIVE),
         sa.Index("ix_work_item_live_product_kind", "product_key", "kind", "id",
                  postgresql_where=_LIVE, sqlite_where=_LIVE),
-        sa.Index("ix_work_item_live_product_completed", "product_key", "status_category", "completed_at",
-                 postgresql_where=_LIVE, sqlite_where=_LIVE),
+        sa.Index("ix_work_item_live_product_summary", "product_key", "status_category", "completed_at", "kind",
+                 "created_at", "started_at", postgresql_where=_LIVE, sqlite_where=_LIVE),
         sa.Index("ix_work_item_source_updated_at", "source_updated_at"),
         sa.Index("ix_work_item_parent", "connection_id", "parent_external_id"),
     )
@@ -130,7 +131,11 @@ class WorkItem(SyncedRecord, table=True):
 
 class CodeChange(SyncedRecord, table=True):
     __tablename__ = "code_change"
-    __table_args__ = (sa.UniqueConstraint("connection_id", "external_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "external_id"),
+        sa.Index("ix_code_change_live_product_state", "product_key", "state", "id",
+                 postgresql_where=_LIVE, sqlite_where=_LIVE),
+    )
     state: str | None = Field(default=None, index=True)
     author_id: int | None = None
     reviewers: list[str] | None = _json(list)

@@ -91,9 +91,12 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
     if f.updated_since:
         query = query.where(WorkItem.source_updated_at >= f.updated_since)
     if f.q:
-        text = f.q.lower()  # matched literally: % and _ are not wildcards here
-        query = query.where(sa.or_(sa.func.lower(WorkItem.title).contains(text, autoescape=True),
-                                   sa.func.lower(WorkItem.key).contains(text, autoescape=True)))
+        # Matched literally (% and _ are not wildcards). One bound pattern, not '%' || q || '%',
+        # so that PostgreSQL plans with the text itself and can use its trigram indexes.
+        text = f.q.lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
+        pattern = f"%{text}%"
+        query = query.where(sa.or_(sa.func.lower(WorkItem.title).like(pattern, escape="/"),
+                                   sa.func.lower(WorkItem.key).like(pattern, escape="/")))
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from statistics import quantiles
 from typing import Any
 
 import httpx
@@ -607,6 +608,30 @@ def test_work_finished_now_shows_in_this_weeks_throughput_and_lead_time(own_acme
     assert summary["throughput_per_week"] == [{"week_of": monday, "done": 1}]
     created = datetime.fromisoformat(item["created_at"].replace("Z", "+00:00"))
     assert summary["lead_time_days"]["p50"] == round((completed - created).total_seconds() / 86400, 2)
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_product_summary_shows_the_percentiles_of_recent_done_work(own_acme):
+    started = [i for i in own_acme.jira_issues() if i.project == "PAY" and i.status in ("To Do", "In Progress")]
+    assert len(started) >= 5
+    for issue in started:
+        own_acme.jira.update_issue(issue.key, status="Done")
+    assert sync_and_wait(own_acme, "jira-acme")["updated"] == len(started)
+
+    summary = own_acme.get("/api/v1/products/payments/summary")
+    since = datetime.now(timezone.utc) - timedelta(weeks=12)
+    done = [i for i in own_acme.work_items(product="payments", status_category="done")
+            if _when(i["completed_at"]) >= since]
+    assert len(done) == len(started)
+    assert sum(week["done"] for week in summary["throughput_per_week"]) == len(done)
+    for field, start in (("lead_time_days", "created_at"), ("cycle_time_days", "started_at")):
+        days = [(_when(i["completed_at"]) - _when(i[start])).total_seconds() / 86400 for i in done if i[start]]
+        cuts = quantiles(days, n=100, method="inclusive") if len(days) > 1 else days * 99
+        expected = {p: round(cuts[n - 1], 2) if days else None for p, n in (("p50", 50), ("p85", 85), ("p95", 95))}
+        assert summary[field] == expected, field
 
 
 def test_the_links_listing_filters_by_type(acme):
