@@ -350,11 +350,13 @@ def serve(database_url: str, port: int) -> None:
     import uvicorn
 
     from api.app import create_app
+    from service.cli import long_lived
     from service.config import HubConfig
     from service.settings import Settings
 
     app = create_app(Settings(database_url=database_url, run_workers=False),
                      HubConfig(connections={}))
+    long_lived()  # as `opsync serve` does
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

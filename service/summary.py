@@ -15,7 +15,7 @@ from service.clock import now
 from service.models import CodeChange, Product, WorkItem
 
 WEEKS = 12
-PERCENTILES = {"p50": 0.50, "p85": 0.85, "p95": 0.95}
+PERCENTILES = {"p50": 50, "p85": 85, "p95": 95}
 
 
 def _days_between(session: Session, earlier: Any, later: Any) -> Any:
@@ -37,7 +37,7 @@ def _percentiles(session: Session, days: Any, where: tuple[Any, ...]) -> dict[st
     ranked = select(days.label("days"), sa.func.row_number().over(order_by=days).label("rank"),
                     sa.func.count().over().label("n")).where(*where, days.is_not(None)).subquery()
     position = ranked.c.rank - 1  # 0-based
-    wanted = [sa.cast((ranked.c.n - 1) * p, sa.Integer) for p in PERCENTILES.values()]
+    wanted = [(ranked.c.n - 1) * p // 100 for p in PERCENTILES.values()]  # integer division, both here and in SQL
     near = sa.or_(*(position == w for w in wanted), *(position == w + 1 for w in wanted))
     rows = session.exec(select(position, ranked.c.days, ranked.c.n).where(near)).all()
     if not rows:
@@ -46,10 +46,9 @@ def _percentiles(session: Session, days: Any, where: tuple[Any, ...]) -> dict[st
     last = int(rows[0][2]) - 1
     result = {}
     for name, p in PERCENTILES.items():
-        exact = last * p
-        below = int(exact)
+        below, weight = divmod(last * p, 100)
         above = values.get(below + 1, values[below])
-        result[name] = round(values[below] + (above - values[below]) * (exact - below), 2)
+        result[name] = round(values[below] + (above - values[below]) * weight / 100, 2)
     return result
 
 

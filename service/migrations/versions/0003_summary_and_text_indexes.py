@@ -29,10 +29,13 @@ def upgrade() -> None:
     if op.get_context().dialect.name == 'postgresql':
         # ?q= is a substring match: trigram indexes find the few rows a rare text is in
         # instead of reading every title. pg_trgm ships with PostgreSQL and is a trusted
-        # extension: the database's owner may create it.
-        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
-        op.execute('CREATE INDEX ix_work_item_title_trgm ON work_item USING gin (lower(title) gin_trgm_ops)')
-        op.execute('CREATE INDEX ix_work_item_key_trgm ON work_item USING gin (lower(key) gin_trgm_ops)')
+        # extension: the database's owner may create it. It lives in one schema per database,
+        # public unless it was there already, so its operator class is named with its schema.
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public')
+        schema = op.get_bind().exec_driver_sql(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'").scalar()
+        for column in ('title', 'key'):
+            op.execute(f'CREATE INDEX ix_work_item_{column}_trgm ON work_item USING gin (lower({column}) {schema}.gin_trgm_ops)')
 
 
 def downgrade() -> None:
