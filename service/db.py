@@ -37,10 +37,19 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    # No server-side prepared statements: a plan cached while a table was empty (a first
-    # backfill) would stay a sequential scan as the table grows.
-    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
-                            connect_args={"prepare_threshold": None}, **codecs)
+    # executemany as psycopg does it (pipelined, one short statement prepared once), not
+    # SQLAlchemy's multi-row INSERTs: psycopg re-parses every long statement it is given.
+    engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
+                              use_insertmanyvalues=False, **codecs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _custom_plans(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Prepared statements are planned for their parameters every time: a generic plan
+        # made while a table was empty (a first backfill) would stay a sequential scan.
+        dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_connection.commit()
+
+    return engine
 
 
 def alembic_config(url: str) -> Config:
