@@ -43,9 +43,9 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
     app = FastAPI(title="opsync", version="0.1.0", lifespan=lifespan,
                   description="One product-work model over Jira, GitHub and more.")
     problems.install(app)
-    # Routes are matched in order, one by one: webhooks, the busiest, come first.
-    for router in (webhooks.router, records.router, admin.router):
+    for router in (records.router, admin.router):
         app.include_router(router, prefix="/api/v1")
+    webhooks.install(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -234,3 +234,13 @@ def test_copies_of_a_delivery_sent_at_once_are_stored_once_and_all_but_one_are_d
         assert _stored_deliveries(database_url) == 1
         hub.wait_for_inbox()
         assert [i["title"] for i in hub.all("/api/v1/work-items")] == ["Refunds fail"]
+
+
+def test_the_webhook_route_is_described_in_the_openapi_document(database_url):
+    with running_hub(database_url, _config()) as hub:
+        document = hub.client.get("/openapi.json").json()
+        operation = document["paths"]["/api/v1/webhooks/{connection_id}"]["post"]
+        assert set(operation["responses"]) == {"202", "400", "401", "404", "413"}
+        accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        assert set(document["components"]["schemas"][accepted]["properties"]) == {"delivery_id", "duplicate"}
+        assert "/api/v1/work-items" in document["paths"]  # the rest of the API is still there
