@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 import requests
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException
@@ -55,8 +56,14 @@ class GitHubClient:
         return await in_thread(self._get_blocking, path, params, what)
 
     def _get_blocking(self, path: str, params: dict[str, Any] | None, what: str) -> tuple[Headers, Any]:
+        requester = self._github.requester
         try:
-            headers, data = self._github.requester.requestJsonAndCheck("GET", path, parameters=params)
+            # The body is parsed here, with orjson: a page of 100 pull requests is ~1 MB of
+            # JSON, and the standard library's parser took a tenth of a backfill's CPU.
+            status, headers, body = requester.requestJson("GET", path, parameters=params)
+            if status >= 400:
+                raise requester.createException(status, headers, _error_body(body))
+            data = orjson.loads(body)
         except BadCredentialsException as exc:
             raise FatalError(
                 f"bad credentials for connection {self.connection_id}: GitHub rejected the token "
@@ -75,6 +82,14 @@ class GitHubClient:
 
     def close(self) -> None:
         self._github.close()
+
+
+def _error_body(body: str) -> Any:
+    """An error answer's body: GitHub's JSON message, or the text of a proxy's error page."""
+    try:
+        return orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return {"data": body}
 
 
 def _retry_after(headers: Headers) -> float | None:
