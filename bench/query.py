@@ -244,7 +244,7 @@ def seed(database_url: str, work_items: int) -> tuple[dict[str, int], str]:
         # ones above all): secondary indexes go before the load and come back after it.
         indexes = connection.exec_driver_sql(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-            "AND indexname LIKE 'ix_%'").all() if postgres else []
+            "AND indexname LIKE 'ix%%'").all() if postgres else []
         for name, _ in indexes:
             connection.exec_driver_sql(f"DROP INDEX {name}")
         connection.execute(tables["product"].delete())
