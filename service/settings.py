@@ -19,5 +19,6 @@ class Settings(BaseSettings):
     bootstrap_token: SecretStr | None = None  # accepted as an admin token, for automation
     max_webhook_bytes: int = 5 * 1024 * 1024
     worker_batch: int = 100
+    inbox_concurrency: int | None = None  # batches applied at once; default 2 on PostgreSQL, 1 on SQLite
     run_workers: bool = True  # the API process applies the inbox and runs schedules itself
     log_level: str = "INFO"

@@ -18,6 +18,13 @@ IDLE_POLL_SECONDS = 0.5
 GATHER_SECONDS = 0.05
 
 
+def _default_concurrency(hub: Hub) -> int:
+    """Batches applied at once. On PostgreSQL one batch is mapped while another is written
+    (their transactions still commit one at a time, on the change counter); SQLite has one
+    writer, and a second would only wait for the lock."""
+    return 2 if hub.engine.dialect.name == "postgresql" else 1
+
+
 class Worker:
     """Runs in the API process (embedded default) or alone (`opsync worker`)."""
 
@@ -29,7 +36,8 @@ class Worker:
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._apply_inbox(), name="inbox"))
+        for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
+            self._tasks.append(asyncio.create_task(self._apply_inbox(), name=f"inbox-{n}"))
         if self.schedules:
             for connection_id in self.hub.connections:
                 self._tasks.append(asyncio.create_task(self._schedule(connection_id), name=f"pull:{connection_id}"))
