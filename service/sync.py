@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -12,6 +13,7 @@ from service.clock import now
 from service.contract import ConnectorError, Deletion, Page, RawRecord
 from service.hub import Hub
 from service.models import ENTITY_TABLES, Connection, SyncRun
+from service.mapping import Unified
 from service.store import Counts, Tombstone, Transaction
 
 log = logging.getLogger("opsync.sync")
@@ -57,11 +59,20 @@ def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> l
     return result
 
 
-def write_page(tx: Transaction, hub: Hub, raws: list[RawRecord]) -> list[str]:
-    mapped, errors = map_records(hub, tx.connection_id, raws)
-    tx.save_raw(raws)
-    tx.upsert(mapped)
-    return errors
+@dataclass
+class _Mapped:
+    page: Page
+    records: list[Unified]
+    errors: list[str]
+
+
+def _store_page(hub: Hub, connection_id: str, mapping_version: int, mapped: _Mapped) -> Counts:
+    """Write one mapped page with its cursor, in one transaction (runs in a worker thread)."""
+    with hub.store.transaction(connection_id, mapping_version) as tx:
+        tx.save_raw(mapped.page.records)
+        tx.upsert(mapped.records)
+        _set_cursor(tx, mapped.page.cursor)
+    return tx.counts
 
 
 def _set_cursor(tx: Transaction, cursor: str | None) -> None:
@@ -69,22 +80,16 @@ def _set_cursor(tx: Transaction, cursor: str | None) -> None:
     tx.db.execute(sa.update(table).where(table.c.id == tx.connection_id).values(cursor=cursor))
 
 
-def _store_page(hub: Hub, connection_id: str, mapping_version: int, page: Page) -> tuple[Counts, list[str]]:
-    """Map and write one page with its cursor, in one transaction (runs in a worker thread)."""
-    with hub.store.transaction(connection_id, mapping_version) as tx:
-        errors = write_page(tx, hub, page.records)
-        _set_cursor(tx, page.cursor)
-    return tx.counts, errors
-
-
-async def _prefetched(pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[Page]:
-    """Read ahead while the caller stores the previous page, so fetching and writing overlap."""
-    queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=depth)
+async def _prepared(hub: Hub, connection_id: str, pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[_Mapped]:
+    """Fetch and map ahead while the caller writes the previous page: fetching, mapping and
+    writing overlap (mapping runs while the writer waits on the database)."""
+    queue: asyncio.Queue[_Mapped | BaseException | None] = asyncio.Queue(maxsize=depth)
 
     async def produce() -> None:
         try:
             async for page in pages:
-                await queue.put(page)
+                records, errors = await asyncio.to_thread(map_records, hub, connection_id, page.records)
+                await queue.put(_Mapped(page, records, errors))
             await queue.put(None)
         except Exception as error:  # handed to the consumer, which raises it in its own task
             await queue.put(error)
@@ -115,12 +120,11 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
     counts, errors, fetched, failed = Counts(), [], 0, 0
     status, error = "failed", None
     try:
-        async for page in _prefetched(connector.pull(cursor)):
-            page_counts, page_errors = await asyncio.to_thread(_store_page, hub, connection_id, mapping_version, page)
-            counts.add(page_counts)
-            fetched += len(page.records)
-            failed += len(page_errors)
-            errors.extend(page_errors[: max(0, 20 - len(errors))])
+        async for mapped in _prepared(hub, connection_id, connector.pull(cursor)):
+            counts.add(await asyncio.to_thread(_store_page, hub, connection_id, mapping_version, mapped))
+            fetched += len(mapped.page.records)
+            failed += len(mapped.errors)
+            errors.extend(mapped.errors[: max(0, 20 - len(errors))])
             if progress:
                 progress(fetched)
         if full:
