@@ -114,25 +114,21 @@ class Intake:
             self._writer = None
 
 
-def claim(hub: Hub, limit: int) -> list[InboxEvent]:
-    """Lease a batch of pending deliveries; another worker skips them until the lease ends."""
+def claim(hub: Hub, limit: int) -> list[sa.Row]:
+    """Lease a batch of pending deliveries, in one statement; another worker skips them
+    (SKIP LOCKED on PostgreSQL) until the lease ends."""
     at = now()
-    with Session(hub.engine, expire_on_commit=False) as session:
-        pending = (select(InboxEvent.id)
-                   .where(InboxEvent.status == "pending", InboxEvent.available_at <= at)
-                   .order_by(InboxEvent.id).limit(limit).with_for_update(skip_locked=True))
-        ids = list(session.exec(pending).all())
-        if not ids:
-            session.rollback()
-            return []
-        session.execute(sa.update(InboxEvent).where(InboxEvent.id.in_(ids))
-                        .values(available_at=at + LEASE, attempts=InboxEvent.attempts + 1))
-        events = list(session.exec(select(InboxEvent).where(InboxEvent.id.in_(ids)).order_by(InboxEvent.id)).all())
-        session.commit()
-        return events
+    table = InboxEvent.__table__
+    pending = (sa.select(table.c.id).where(table.c.status == "pending", table.c.available_at <= at)
+               .order_by(table.c.id).limit(limit).with_for_update(skip_locked=True))
+    lease = (sa.update(table).where(table.c.id.in_(pending))
+             .values(available_at=at + LEASE, attempts=table.c.attempts + 1)
+             .returning(table.c.id, table.c.connection_id, table.c.headers, table.c.body, table.c.received_at))
+    with hub.engine.begin() as connection:
+        return sorted(connection.execute(lease).all(), key=lambda event: event.id)
 
 
-async def _content(hub: Hub, event: InboxEvent) -> WebhookContent:
+async def _content(hub: Hub, event: sa.Row) -> WebhookContent:
     connector = hub.connector(event.connection_id)
     payload = connector.decode_webhook(event.headers, event.body.encode())
     content = connector.parse_webhook(event.headers, payload, event.received_at)
@@ -152,7 +148,7 @@ async def _content(hub: Hub, event: InboxEvent) -> WebhookContent:
 async def process_batch(hub: Hub, limit: int = 100) -> int:
     """Apply one claimed batch; returns how many deliveries were claimed."""
     events = await asyncio.to_thread(claim, hub, limit)
-    by_connection: dict[str, list[InboxEvent]] = {}
+    by_connection: dict[str, list[sa.Row]] = {}
     for event in events:
         by_connection.setdefault(event.connection_id, []).append(event)
     for connection_id, batch in by_connection.items():
@@ -181,7 +177,7 @@ async def process_batch(hub: Hub, limit: int = 100) -> int:
     return len(events)
 
 
-def _apply(hub: Hub, connection_id: str, batch: list[InboxEvent], upserts: list[RawRecord],
+def _apply(hub: Hub, connection_id: str, batch: list[sa.Row], upserts: list[RawRecord],
            deletions: list[Deletion], failures: dict[int, str], retry: dict[int, str],
            ignored: dict[int, str]) -> None:
     """Write a batch's records and mark its deliveries, in one transaction."""
@@ -196,7 +192,7 @@ def _apply(hub: Hub, connection_id: str, batch: list[InboxEvent], upserts: list[
         _mark(tx.session, batch, failures, retry, ignored)
 
 
-def _mark(session: Session, batch: list[InboxEvent], failures: dict[int, str], retry: dict[int, str],
+def _mark(session: Session, batch: list[sa.Row], failures: dict[int, str], retry: dict[int, str],
           ignored: dict[int, str]) -> None:
     at = now()
     # the usual case, applied, is one UPDATE for the whole batch; the others go row by row
@@ -219,7 +215,7 @@ def _mark(session: Session, batch: list[InboxEvent], failures: dict[int, str], r
         row.processed_at = at
 
 
-def _finish(hub: Hub, batch: list[InboxEvent], failures: dict[int, str], ignored: dict[int, str]) -> None:
+def _finish(hub: Hub, batch: list[sa.Row], failures: dict[int, str], ignored: dict[int, str]) -> None:
     with Session(hub.engine) as session:
         _mark(session, batch, failures, {}, ignored)
         session.commit()

@@ -1,6 +1,7 @@
 """Webhook intake over HTTP: real payloads from ../shared/fixtures, signatures, bad input."""
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -16,7 +17,9 @@ from connectors.github.connector import GitHubSettings
 from connectors.jira.connector import JiraSettings
 from connectors.simulators.jira import JiraSim
 from connectors.simulators.server import serving
+from service import inbox
 from service.config import HubConfig
+from service.hub import Hub
 
 SECRET = "It's a Secret to Everybody"
 
@@ -244,3 +247,20 @@ def test_the_webhook_route_is_described_in_the_openapi_document(database_url):
         accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         assert set(document["components"]["schemas"][accepted]["properties"]) == {"delivery_id", "duplicate"}
         assert "/api/v1/work-items" in document["paths"]  # the rest of the API is still there
+
+
+def test_a_claimed_delivery_is_not_handed_to_another_worker_until_its_lease_ends(database_url):
+    with running_hub(database_url, _config(), run_workers=False) as running:
+        for n in range(5):
+            payload = _issue_payload()
+            payload["issue"]["id"] = 7100 + n
+            body, headers = github_delivery("issues", payload, SECRET, f"lease-{n}")
+            assert running.client.post(running.webhook_url("gh"), content=body, headers=headers).status_code == 202
+        hub = Hub.open(running.settings, _config())
+        try:
+            first, second, rest = inbox.claim(hub, 2), inbox.claim(hub, 2), inbox.claim(hub, 10)
+            delivered = [[json.loads(event.body)["issue"]["id"] for event in batch] for batch in (first, second, rest)]
+            assert delivered == [[7100, 7101], [7102, 7103], [7104]]
+            assert inbox.claim(hub, 10) == []  # all are leased
+        finally:
+            asyncio.run(hub.close())
