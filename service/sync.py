@@ -66,12 +66,12 @@ class _Mapped:
     errors: list[str]
 
 
-def _store_page(hub: Hub, connection_id: str, mapping_version: int, mapped: _Mapped) -> Counts:
-    """Write one mapped page with its cursor, in one transaction (runs in a worker thread)."""
+def _store_pages(hub: Hub, connection_id: str, mapping_version: int, pages: list[_Mapped]) -> Counts:
+    """Write mapped pages with the last one's cursor, in one transaction (runs in a worker thread)."""
     with hub.store.transaction(connection_id, mapping_version) as tx:
-        tx.save_raw(mapped.page.records)
-        tx.upsert(mapped.records)
-        _set_cursor(tx, mapped.page.cursor)
+        tx.save_raw([raw for mapped in pages for raw in mapped.page.records])
+        tx.upsert([record for mapped in pages for record in mapped.records])
+        _set_cursor(tx, pages[-1].page.cursor)
     return tx.counts
 
 
@@ -80,9 +80,11 @@ def _set_cursor(tx: Transaction, cursor: str | None) -> None:
     tx.db.execute(sa.update(table).where(table.c.id == tx.connection_id).values(cursor=cursor))
 
 
-async def _prepared(hub: Hub, connection_id: str, pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[_Mapped]:
-    """Fetch and map ahead while the caller writes the previous page: fetching, mapping and
-    writing overlap (mapping runs while the writer waits on the database)."""
+async def _prepared(hub: Hub, connection_id: str, pages: AsyncIterator[Page],
+                    depth: int = 4) -> AsyncIterator[list[_Mapped]]:
+    """Fetch and map ahead while the caller writes: fetching, mapping and writing overlap
+    (mapping runs while the writer waits on the database). Yields the pages that are ready,
+    up to depth: when the writer falls behind, it writes several in one transaction."""
     queue: asyncio.Queue[_Mapped | BaseException | None] = asyncio.Queue(maxsize=depth)
 
     async def produce() -> None:
@@ -96,10 +98,22 @@ async def _prepared(hub: Hub, connection_id: str, pages: AsyncIterator[Page], de
 
     producer = asyncio.create_task(produce())
     try:
-        while (item := await queue.get()) is not None:
+        finished = False
+        while not finished:
+            ready: list[_Mapped] = []
+            item = await queue.get()
+            while True:
+                if item is None or isinstance(item, BaseException):
+                    finished = True
+                    break
+                ready.append(item)
+                if len(ready) == depth or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if ready:
+                yield ready  # the pages before a failure are still written
             if isinstance(item, BaseException):
                 raise item
-            yield item
     finally:
         producer.cancel()
         await asyncio.gather(producer, return_exceptions=True)
@@ -120,11 +134,12 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
     counts, errors, fetched, failed = Counts(), [], 0, 0
     status, error = "failed", None
     try:
-        async for mapped in _prepared(hub, connection_id, connector.pull(cursor)):
-            counts.add(await asyncio.to_thread(_store_page, hub, connection_id, mapping_version, mapped))
-            fetched += len(mapped.page.records)
-            failed += len(mapped.errors)
-            errors.extend(mapped.errors[: max(0, 20 - len(errors))])
+        async for ready in _prepared(hub, connection_id, connector.pull(cursor)):
+            counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, mapping_version, ready))
+            for mapped in ready:
+                fetched += len(mapped.page.records)
+                failed += len(mapped.errors)
+                errors.extend(mapped.errors[: max(0, 20 - len(errors))])
             if progress:
                 progress(fetched)
         if full:
