@@ -17,6 +17,9 @@ from service.contract import Deletion, WebhookContent, WebhookRejected
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """A header's value, whatever the case of its name (HTTP names are case-insensitive)."""
     wanted = name.lower()
+    value = headers.get(wanted)  # stored and parsed headers are lower-case already
+    if value is not None:
+        return value
     return next((value for key, value in headers.items() if key.lower() == wanted), None)
 
 
