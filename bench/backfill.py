@@ -7,6 +7,8 @@ the same pages from the same simulator).
 
 The simulator runs in a process of its own, and each measured phase in a fresh process,
 so neither phase's figures (time, peak RSS) include the other's or the simulator's work.
+Raw and sync are measured in turn, three rounds by default; the summary line is the
+median round's ratio.
 """
 from __future__ import annotations
 
@@ -142,23 +144,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=["jira", "github"], default="jira")
     parser.add_argument("--records", type=int, default=20000)
-    parser.add_argument("--profile", type=Path, help="record the sync phase with py-spy into this file")
+    parser.add_argument("--rounds", type=int, default=3, help="raw and sync measured this many times")
+    parser.add_argument("--profile", type=Path, help="record the first sync phase with py-spy into this file")
     parser.add_argument("--phase", choices=["raw", "sync"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 1 <= args.rounds <= 9 or not 1 <= args.records <= 200_000:
+        parser.error("keep the run bounded: 1..9 rounds, 1..200000 records")
     if args.phase:
         run_phase(args.phase, args.source, args.url)
         return
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
-    print(f"backfill of {args.records} {args.source} records into an empty store on {database}")
+    print(f"backfill of {args.records} {args.source} records into an empty store on {database}, "
+          f"{args.rounds} rounds")
+    rounds = []
     with simulator(args.source, args.records) as url:
-        raw = measure("raw", args.source, url)
-        synced = measure("sync", args.source, url, args.profile)
-    print(f"{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}")
+        for n in range(args.rounds):
+            # raw and sync one after the other: the machine's speed drifts less between neighbours
+            raw = measure("raw", args.source, url)
+            synced = measure("sync", args.source, url, args.profile if n == 0 else None)
+            ratio = (synced["records"] / synced["seconds"]) / (raw["records"] / raw["seconds"])
+            print(f"  round {n + 1}: ratio sync/raw {ratio:.2f}", flush=True)
+            rounds.append((ratio, raw, synced))
+    ratio, raw, synced = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+    print(f"the median round:\n{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}")
     for name, figures in (("raw fetch + parse (httpx)", raw), ("opsync sync", synced)):
         rate = figures["records"] / figures["seconds"]
         print(f"{name:<28}{figures['records']:>9}{figures['seconds']:>10.2f}{rate:>11.0f}{figures['peak_rss_mb']:>13.0f}")
-    ratio = (synced["records"] / synced["seconds"]) / (raw["records"] / raw["seconds"])
+    print(f"peak RSS of sync over all rounds: {max(r[2]['peak_rss_mb'] for r in rounds):.0f} MB")
     print(f"ratio sync/raw = {ratio:.2f}")
 
 
