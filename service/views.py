@@ -100,6 +100,11 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
         query = query.where(_label_filter(session, f.label))
     if f.updated_since:
         query = query.where(WorkItem.source_updated_at >= f.updated_since)
+        if _few_updated_since(session, f.updated_since):
+            # Recent changes cluster at high ids, which walking ids in order reaches last
+            # (PostgreSQL at 1M: 95,000 rows read for a page of a 15-day window, 40 ms). The
+            # matches found through the source_updated_at index and sorted take 18 ms.
+            query = query.order_by(None).order_by(WorkItem.id + 0)
     if f.q:
         # Matched literally (% and _ are not wildcards). One bound pattern, not '%' || q || '%',
         # so that PostgreSQL plans with the text itself and can use its trigram indexes.
@@ -112,6 +117,17 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
     rows = rows[:limit]
     people = {p.id: _person_json(p) for _, *named in rows for p in named if p is not None}
     return PageOf([work_item_json(r, people) for r, _, _ in rows], rows[-1][0].id if more else None)
+
+
+FEW_UPDATES = 50_000  # up to this many matches, sorting them beats walking the id order
+
+
+def _few_updated_since(session: Session, since: datetime) -> bool:
+    """Whether at most FEW_UPDATES work items changed since then: a count that stops there,
+    read from the source_updated_at index alone."""
+    recent = (sa.select(sa.literal(1)).select_from(WorkItem.__table__)
+              .where(WorkItem.source_updated_at >= since).limit(FEW_UPDATES + 1).subquery())
+    return session.exec(select(sa.func.count()).select_from(recent)).one() <= FEW_UPDATES
 
 
 def _work_item_ids_by_key(session: Session, keys: set[str]) -> dict[str, int]:

@@ -24,6 +24,7 @@ from connectors.jira.connector import JiraSettings
 from connectors.simulators.github import GitHubSim
 from connectors.simulators.jira import JiraSim
 from connectors.simulators.server import serving
+from service import views
 from service.config import HubConfig
 from service.db import create_db_engine
 from service.tokens import create_token
@@ -393,6 +394,15 @@ def test_the_assignee_filter_takes_the_hub_person_id(acme):
 
 def test_updated_since_means_the_same_moment_whatever_its_offset(acme):
     assert acme.keys(updated_since="2025-01-01T02:00:00+02:00") == acme.keys(updated_since="2025-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("few_updates", [views.FEW_UPDATES, 0])  # matches sorted, or ids walked
+def test_updated_since_pages_in_id_order_whichever_way_the_matches_are_found(acme, monkeypatch, few_updates):
+    monkeypatch.setattr(views, "FEW_UPDATES", few_updates)
+    everything = acme.work_items()
+    moment = sorted(i["updated_at"] for i in everything)[len(everything) // 3]
+    expected = sorted(i["id"] for i in everything if i["updated_at"] >= moment)
+    assert [i["id"] for i in acme.work_items(updated_since=moment, limit=7)] == expected
 
 
 def test_updated_since_returns_items_the_tool_changed_at_or_after_that_moment(acme):
