@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 from service.clock import now
 from service.contract import ConnectorError, Deletion, Page, RawRecord
 from service.hub import Hub
-from service.models import ENTITY_TABLES, Connection, SyncRun
 from service.mapping import Unified
+from service.models import ENTITY_TABLES, Connection, SyncRun
 from service.store import Counts, Tombstone, Transaction
 
 log = logging.getLogger("opsync.sync")
