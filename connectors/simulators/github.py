@@ -20,8 +20,11 @@ import httpx
 from fastapi import FastAPI
 
 from connectors.simulators import github_data as data
+from connectors.simulators.faults import Fault, Faults
 from connectors.simulators.github_app import create_app
 from connectors.simulators.github_data import Bases, SimItem
+from connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
+from connectors.simulators.truth import Truth, TruthRecord
 from connectors.simulators.world import PRODUCTS, people
 
 ALL_REPOS = tuple(repo for product in PRODUCTS for repo in product.github_repos)
@@ -54,7 +57,10 @@ class GitHubSim:
         self.rate_used, self.rate_reset = 0, time.time() + rate_window_seconds
         self.requests: Counter[str] = Counter()  # path -> count, admin routes excluded
         self.deliveries: list[dict[str, Any]] = []
-        self.faults: list[dict[str, Any]] = []
+        self.faults = Faults()
+        self.outbox = Outbox(self._renew_delivery)
+        self.archived_repos: set[str] = set()
+        self.hidden_repos: set[str] = set()  # invisible to the token: 404, absent from listings
         # The root URL clients reached us at; webhook payloads' URLs are built from it.
         self.public_url = "http://127.0.0.1"
         keys = jira_keys if jira_keys is not None else {p.jira_project: 50 for p in PRODUCTS}
@@ -85,7 +91,35 @@ class GitHubSim:
         return Bases(api=api_root or root, web=root)
 
     def repo_json(self, repo: str, b: Bases) -> dict[str, Any]:
-        return data.repo_json(repo, self.repo_ids[repo], b)
+        rendered = data.repo_json(repo, self.repo_ids[repo], b)
+        return {**rendered, "archived": True} if repo in self.archived_repos else rendered
+
+    def visible_repos(self) -> list[str]:
+        with self.lock:
+            return sorted(repo for repo in self.repos if repo not in self.hidden_repos)
+
+    def truth(self, include_hidden: bool = False) -> Truth:
+        """Every live issue and pull request as GitHub lists them, and the ids of deleted
+        issues; records of hidden repositories only if include_hidden."""
+        records: dict[tuple[str, str], TruthRecord] = {}
+        deleted: set[tuple[str, str]] = set()
+        with self.lock:
+            for repo, items in self.items.items():
+                if repo in self.hidden_repos and not include_hidden:
+                    continue
+                for item in items.values():
+                    if item.is_pull:
+                        record_type, record_id = "pull_request", str(item.pull_id)
+                        state = "merged" if item.merged_at else item.state
+                    else:
+                        record_type, record_id, state = "issue", str(item.issue_id), item.state
+                    if item.deleted:
+                        deleted.add((record_type, record_id))
+                        continue
+                    records[(record_type, record_id)] = TruthRecord(
+                        record_type, record_id, f"{repo}#{item.number}", repo, item.title, state,
+                        item.updated_at)
+        return Truth(records, frozenset(deleted))
 
     def issue_json(self, item: SimItem, b: Bases) -> dict[str, Any]:
         return data.issue_json(item, self.people, b)
@@ -98,24 +132,19 @@ class GitHubSim:
 
     # --- faults and accounting --------------------------------------------------------
 
-    def inject(self, fault: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def inject(self, fault: dict[str, Any] | Fault | None = None, **kwargs: Any) -> None:
         """Queue a fault for the next requests, e.g. inject(status=429, count=2, retry_after=1).
 
-        Keys: status (+ retry_after), delay_seconds, drop_connection, malformed; count (default 1).
+        Keys: status (+ retry_after), delay_seconds, drop_connection, malformed, pause; count
+        (default 1); match (only requests whose path and query contain it), after (spare that
+        many matching requests first). See faults.Fault.
         """
-        fault = {**(fault or {}), **kwargs}
-        with self.lock:
-            self.faults.append({**fault, "count": int(fault.get("count", 1))})
+        if not isinstance(fault, Fault):
+            fault = Fault(**{**(fault or {}), **kwargs})
+        self.faults.inject(fault)
 
-    def take_fault(self) -> dict[str, Any] | None:
-        with self.lock:
-            if not self.faults:
-                return None
-            fault = self.faults[0]
-            fault["count"] -= 1
-            if fault["count"] <= 0:
-                self.faults.pop(0)
-            return fault
+    def take_fault(self, target: str = "") -> Fault | None:
+        return self.faults.take(target)
 
     def spend_rate(self) -> tuple[bool, dict[str, str]]:
         """Count one request against the hourly budget; (allowed, rate-limit headers)."""
@@ -202,14 +231,32 @@ class GitHubSim:
             self._deliver("issues", payload)
         return result
 
-    def delete_issue(self, repo: str, number: int) -> None:
+    def delete_issue(self, repo: str, number: int, silent: bool = False) -> None:
+        """Delete an issue; silent: send no webhook (one that was lost on the way)."""
         with self.lock:
             item = self.item(repo, number)
             if item.is_pull:
                 raise SimError(f"{repo}#{number} is a pull request; GitHub cannot delete those")
             payload = self._issue_event("deleted", item)
             item.deleted = True
-        self._deliver("issues", payload)
+        if not silent:
+            self._deliver("issues", payload)
+
+    def archive_repo(self, repo: str, archived: bool = True) -> None:
+        """Archive a repository: still readable, flagged archived in every listing."""
+        with self.lock:
+            self._repo(repo)
+            (self.archived_repos.add if archived else self.archived_repos.discard)(repo)
+
+    def hide_repo(self, repo: str, hidden: bool = True) -> None:
+        """Make a repository invisible, as when the token loses access: 404, absent from listings."""
+        with self.lock:
+            self._repo(repo)
+            (self.hidden_repos.add if hidden else self.hidden_repos.discard)(repo)
+
+    def _repo(self, repo: str) -> None:
+        if repo not in self.items:
+            raise SimError(f"repository {repo} does not exist")
 
     def create_pull(self, repo: str, title: str, head: str, base: str = "main",
                     body: str | None = None, draft: bool = False, author: str | None = None) -> dict[str, Any]:
@@ -344,17 +391,39 @@ class GitHubSim:
             headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
         return headers
 
+    def set_webhook_faults(self, faults: WebhookFaults | None = None, **shares: Any) -> None:
+        """From the next delivery on, drop, duplicate, replay or reorder a seeded share of
+        webhooks, e.g. set_webhook_faults(drop=0.3, reorder=0.2, seed=4). None of them: off."""
+        self.outbox.configure(faults or WebhookFaults(**shares))
+
+    def flush_webhooks(self) -> None:
+        """Send the deliveries held back for reordering now."""
+        for message, fault in self.outbox.flush():
+            self._post(message, fault)
+
     def _deliver(self, event: str, payload: dict[str, Any]) -> None:
-        """POST one delivery to webhook_url (if any) and record how it went."""
+        """Hand one delivery to the outbox and send what it says (see outbox.Outbox)."""
         body = json.dumps(payload).encode()
-        headers = self.signed_headers(event, body)
-        record: dict[str, Any] = {"event": event, "action": payload.get("action"),
+        message = Outgoing(event, body, self.signed_headers(event, body), {"action": payload.get("action")})
+        for step, fault in self.outbox.submit(message):
+            self._post(step, fault)
+
+    def _renew_delivery(self, message: Outgoing) -> Outgoing:
+        return Outgoing(message.event, message.body, self.signed_headers(message.event, message.body),
+                        message.about)
+
+    def _post(self, message: Outgoing, fault: str | None) -> None:
+        """POST one delivery to webhook_url (if any, and unless dropped) and record how it went."""
+        headers = message.headers
+        record: dict[str, Any] = {"event": message.event, "action": message.about.get("action"),
                                   "delivery": headers["X-GitHub-Delivery"], "headers": headers,
-                                  "body": body, "status": None, "error": None}
-        if self.webhook_url:
+                                  "body": message.body, "status": None, "error": None, "fault": fault}
+        if fault == "dropped":
+            record["error"] = "dropped by the simulator's webhook faults"
+        elif self.webhook_url:
             try:
                 record["status"] = self._hook_client().post(
-                    self.webhook_url, content=body, headers=headers).status_code
+                    self.webhook_url, content=message.body, headers=headers).status_code
             except httpx.HTTPError as error:
                 record["error"] = f"{type(error).__name__}: {error}"
         with self.lock:

@@ -14,7 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from connectors.simulators import github_data as data
+from connectors.simulators.faults import Fault
 from connectors.simulators.github_data import Bases, SimItem
+from connectors.simulators.outbox import WebhookFaults
 
 if TYPE_CHECKING:
     from connectors.simulators.github import GitHubSim
@@ -49,10 +51,13 @@ class Gate:
         self.sequence += 1
         extra = {"X-GitHub-Request-Id": f"C0DE:{random.getrandbits(16):04X}:{self.sequence:07X}",
                  "X-GitHub-Media-Type": "github.v3; format=json"}
-        fault = sim.take_fault()
-        if fault and fault.get("delay_seconds"):
-            await asyncio.sleep(float(fault["delay_seconds"]))
-        if fault and fault.get("drop_connection"):
+        query = scope.get("query_string", b"").decode()
+        fault = sim.take_fault(scope["path"] + (f"?{query}" if query else ""))
+        if fault and fault.pause:
+            await sim.faults.hold()
+        if fault and fault.delay_seconds:
+            await asyncio.sleep(float(fault.delay_seconds))
+        if fault and fault.drop_connection:
             # Promise a body, send part of it, stop: the client sees a broken connection.
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
@@ -71,9 +76,9 @@ class Gate:
         if not allowed:
             response = error(403, "API rate limit exceeded for user ID 1000. (But here's the good news: "
                              "Authenticated requests get a higher rate limit.)", extra)
-        elif fault and fault.get("status"):
+        elif fault and fault.status:
             response = self._fault_response(fault, extra)
-        elif fault and fault.get("malformed"):
+        elif fault and fault.malformed:
             response = Response(b'[{"id": 1, "title": "trunc', media_type="application/json",
                                 headers=extra)
         if response is not None:
@@ -95,10 +100,10 @@ class Gate:
         return token.strip() if scheme.lower() in ("token", "bearer") else None
 
     @staticmethod
-    def _fault_response(fault: dict[str, Any], headers: dict[str, str]) -> Response:
-        status = int(fault["status"])
-        if fault.get("retry_after") is not None:
-            headers = {**headers, "Retry-After": str(fault["retry_after"])}
+    def _fault_response(fault: Fault, headers: dict[str, str]) -> Response:
+        status = int(fault.status or 500)
+        if fault.retry_after is not None:
+            headers = {**headers, "Retry-After": str(fault.retry_after)}
         if status in (403, 429):
             return error(status, "You have exceeded a secondary rate limit. Please wait a few "
                          "minutes before you try again.", headers)
@@ -157,7 +162,7 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
 
     def repo_or_404(owner: str, name: str) -> str | None:
         full = f"{owner}/{name}"
-        return full if full in sim.items else None
+        return full if full in sim.items and full not in sim.hidden_repos else None
 
     @router.get("/user")
     def me(request: Request) -> Any:
@@ -183,7 +188,7 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
 
     def repo_list(request: Request, per_page: int, page: int) -> Any:
         b = _bases(sim, request)
-        rows, headers = _page(request, sorted(sim.repos), per_page, page)
+        rows, headers = _page(request, sim.visible_repos(), per_page, page)
         return JSONResponse([sim.repo_json(r, b) for r in rows], headers=headers)
 
     @router.get("/orgs/{org}/repos")
@@ -290,6 +295,12 @@ class PullChange(BaseModel):
     push: bool = False
 
 
+class FaultRate(BaseModel):
+    share: float
+    faults: list[dict[str, Any]] = []
+    seed: int = 0
+
+
 class NewPull(BaseModel):
     title: str
     head: str
@@ -309,16 +320,65 @@ def _admin_routes(sim: GitHubSim) -> APIRouter:
         except SimError as exc:
             return error(404, str(exc))
 
+    def queued() -> dict[str, Any]:
+        return {"queued": [fault.as_json() for fault in sim.faults.pending()],
+                "paused": sim.faults.paused()}
+
     @router.post("/faults", status_code=201)
     def faults(fault: dict[str, Any]) -> Any:
-        sim.inject(fault)
-        return {"queued": sim.faults}
+        try:
+            sim.inject(fault)
+        except TypeError as exc:
+            return error(400, f"bad fault: {exc}")
+        return queued()
+
+    @router.get("/faults")
+    def list_faults() -> Any:
+        return queued()
 
     @router.delete("/faults")
     def clear_faults() -> Any:
-        with sim.lock:
-            sim.faults.clear()
-        return {"queued": []}
+        sim.faults.clear()
+        return queued()
+
+    @router.put("/fault-rate")
+    def fault_rate(body: FaultRate) -> Any:
+        try:
+            sim.faults.set_rate(body.share, [Fault(**kind) for kind in body.faults], body.seed)
+        except (TypeError, ValueError) as exc:
+            return error(400, f"bad fault rate: {exc}")
+        return {"share": body.share, "faults": body.faults, "seed": body.seed}
+
+    @router.post("/faults/resume")
+    def resume() -> Any:
+        sim.faults.resume()
+        return queued()
+
+    @router.put("/webhook-faults")
+    def webhook_faults(body: dict[str, Any]) -> Any:
+        try:
+            sim.set_webhook_faults(WebhookFaults(**body))
+        except (TypeError, ValueError) as exc:
+            return error(400, f"bad webhook faults: {exc}")
+        return {**body, "held": sim.outbox.held()}
+
+    @router.post("/webhook-faults/flush")
+    def flush_webhooks() -> Any:
+        held = sim.outbox.held()
+        sim.flush_webhooks()
+        return {"sent": held}
+
+    @router.get("/truth")
+    def truth(include_hidden: bool = False) -> Any:
+        return sim.truth(include_hidden).as_json()
+
+    @router.post("/repos/{owner}/{name}/archive")
+    def archive(owner: str, name: str, archived: bool = True) -> Any:
+        return run(lambda: sim.archive_repo(f"{owner}/{name}", archived) or {"archived": archived})
+
+    @router.post("/repos/{owner}/{name}/hide")
+    def hide(owner: str, name: str, hidden: bool = True) -> Any:
+        return run(lambda: sim.hide_repo(f"{owner}/{name}", hidden) or {"hidden": hidden})
 
     @router.get("/requests")
     def requests() -> Any:
@@ -328,7 +388,7 @@ def _admin_routes(sim: GitHubSim) -> APIRouter:
     @router.get("/deliveries")
     def deliveries() -> Any:
         with sim.lock:
-            return [{k: d[k] for k in ("event", "action", "delivery", "status", "error")}
+            return [{k: d[k] for k in ("event", "action", "delivery", "status", "error", "fault")}
                     for d in sim.deliveries]
 
     @router.post("/repos/{owner}/{name}/issues", status_code=201)
@@ -343,8 +403,8 @@ def _admin_routes(sim: GitHubSim) -> APIRouter:
                                             **change.model_dump(exclude_none=True)))
 
     @router.delete("/repos/{owner}/{name}/issues/{number}")
-    def delete_issue(owner: str, name: str, number: int) -> Any:
-        return run(lambda: sim.delete_issue(f"{owner}/{name}", number) or {"deleted": number})
+    def delete_issue(owner: str, name: str, number: int, silent: bool = False) -> Any:
+        return run(lambda: sim.delete_issue(f"{owner}/{name}", number, silent) or {"deleted": number})
 
     @router.post("/repos/{owner}/{name}/pulls", status_code=201)
     def create_pull(owner: str, name: str, new: NewPull) -> Any:

@@ -13,7 +13,6 @@ import json
 import random
 import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,24 +20,15 @@ from typing import Any
 import httpx
 
 from connectors.simulators import jira_data as data
+from connectors.simulators.faults import Fault, Faults
 from connectors.simulators.jira_data import UTC, SimIssue
 from connectors.simulators.jira_jql import JqlError, parse, sort_key
+from connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
+from connectors.simulators.truth import Truth, TruthRecord
 from connectors.simulators.world import SimPerson, people
 
 EDITABLE = {"summary", "status", "priority", "assignee", "labels", "description", "story_points",
             "duedate", "issuetype"}
-
-
-@dataclass
-class Fault:
-    """What the next `count` API requests suffer (one kind per fault)."""
-
-    status: int | None = None
-    retry_after: float | None = None
-    delay_seconds: float = 0.0
-    drop_connection: bool = False
-    malformed: bool = False
-    count: int = 1
 
 
 @dataclass
@@ -52,6 +42,7 @@ class Delivery:
     headers: dict[str, str]
     status_code: int | None = None
     error: str | None = None
+    fault: str | None = None  # what the webhook faults did to it (outbox.Outbox), if anything
 
 
 class NotFound(LookupError):
@@ -78,7 +69,9 @@ class JiraSim:
             self._numbers[issue.project] = max(self._numbers[issue.project], issue.number)
         self._next_id = data.FIRST_ISSUE_ID + issues
         self._last_time = max((issue.updated for issue in generated), default=data.START)
-        self._faults: deque[Fault] = deque()
+        self._deleted: dict[int, SimIssue] = {}
+        self.faults = Faults()
+        self.outbox = Outbox(self._renew_delivery)
         self.deliveries: list[Delivery] = []
         self.api_requests = 0  # counted by the app; lets tests assert request economy
         self._app: Any = None
@@ -119,6 +112,14 @@ class JiraSim:
         with self._lock:
             return {str(issue_id) for issue_id in self._issues}
 
+    def truth(self) -> Truth:
+        """Every live issue as Jira lists it, and the ids of the issues deleted."""
+        with self._lock:
+            records = {("issue", str(issue.id)): TruthRecord(
+                "issue", str(issue.id), issue.key, issue.project, issue.summary, issue.status, issue.updated)
+                for issue in self._issues.values()}
+            return Truth(records, frozenset(("issue", str(issue_id)) for issue_id in self._deleted))
+
     def render(self, issue: SimIssue, version: str = "3", base: str | None = None,
                fields: set[str] | None = None, expand: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
         with self._lock:
@@ -146,19 +147,12 @@ class JiraSim:
     # --- faults --------------------------------------------------------------------------
 
     def inject(self, fault: Fault | None = None, **kwargs: Any) -> None:
-        """Make the next API requests fail: sim.inject(status=429, retry_after=1, count=2)."""
-        with self._lock:
-            self._faults.append(fault or Fault(**kwargs))
+        """Make the next API requests fail: sim.inject(status=429, retry_after=1, count=2);
+        match and after aim at some requests only (see faults.Fault)."""
+        self.faults.inject(fault or Fault(**kwargs))
 
-    def take_fault(self) -> Fault | None:
-        with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault.count -= 1
-            if fault.count <= 0:
-                self._faults.popleft()
-            return fault
+    def take_fault(self, target: str = "") -> Fault | None:
+        return self.faults.take(target)
 
     # --- mutations -----------------------------------------------------------------------
 
@@ -206,12 +200,15 @@ class JiraSim:
         self._send(body, "jira:issue_updated", issue.id)
         return self.render(issue)
 
-    def delete_issue(self, id_or_key: str | int) -> None:
+    def delete_issue(self, id_or_key: str | int, silent: bool = False) -> None:
+        """Delete an issue; silent: send no webhook (one that was lost on the way)."""
         with self._lock:
             issue = self.find(id_or_key)
             del self._issues[issue.id]
+            self._deleted[issue.id] = issue
             body = self._webhook_body("jira:issue_deleted", "issue_deleted", issue, self.now())
-        self._send(body, "jira:issue_deleted", issue.id)
+        if not silent:
+            self._send(body, "jira:issue_deleted", issue.id)
 
     def mutate_random(self, n: int, rng: random.Random) -> list[str]:
         """n realistic changes (mostly workflow moves and reassignments, some new issues)."""
@@ -325,9 +322,24 @@ class JiraSim:
             body["changelog"] = changelog
         return json.dumps(body).encode()
 
+    def set_webhook_faults(self, faults: WebhookFaults | None = None, **shares: Any) -> None:
+        """From the next delivery on, drop, duplicate, replay or reorder a seeded share of
+        webhooks, e.g. set_webhook_faults(drop=0.3, reorder=0.2, seed=4). None of them: off."""
+        self.outbox.configure(faults or WebhookFaults(**shares))
+
+    def flush_webhooks(self) -> None:
+        """Send the deliveries held back for reordering now."""
+        for message, fault in self.outbox.flush():
+            self._post(message, fault)
+
     def _send(self, body: bytes, event: str, issue_id: int) -> None:
         if self.webhook_url is None:
             return
+        message = Outgoing(event, body, self._headers(body), {"issue_id": str(issue_id)})
+        for step, fault in self.outbox.submit(message):
+            self._post(step, fault)
+
+    def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json",
                    "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
                    "X-Atlassian-Webhook-Flow": "Primary", "X-Atlassian-Webhook-Retry": "0",
@@ -335,12 +347,23 @@ class JiraSim:
         if self.webhook_secret:
             digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Hub-Signature"] = f"sha256={digest}"
-        delivery = Delivery(headers["X-Atlassian-Webhook-Identifier"], event, str(issue_id), body, headers)
-        try:
-            delivery.status_code = httpx.post(self.webhook_url, content=body, headers=headers,
-                                              timeout=10).status_code
-        except httpx.HTTPError as error:
-            delivery.error = repr(error)
+        return headers
+
+    def _renew_delivery(self, message: Outgoing) -> Outgoing:
+        return Outgoing(message.event, message.body, self._headers(message.body), message.about)
+
+    def _post(self, message: Outgoing, fault: str | None) -> None:
+        headers = message.headers
+        delivery = Delivery(headers["X-Atlassian-Webhook-Identifier"], message.event,
+                            message.about["issue_id"], message.body, headers, fault=fault)
+        if fault == "dropped":
+            delivery.error = "dropped by the simulator's webhook faults"
+        elif self.webhook_url is not None:
+            try:
+                delivery.status_code = httpx.post(self.webhook_url, content=message.body, headers=headers,
+                                                  timeout=10).status_code
+            except httpx.HTTPError as error:
+                delivery.error = repr(error)
         with self._lock:
             self.deliveries.append(delivery)
 

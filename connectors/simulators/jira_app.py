@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from connectors.simulators import jira_data as data
 from connectors.simulators.jira import Fault, JiraSim, NotFound
 from connectors.simulators.jira_jql import JqlError
+from connectors.simulators.outbox import WebhookFaults
 
 VERSIONS = ("2", "3", "latest")
 ID_ONLY = {"id", "key", "issuekey"}
@@ -43,9 +44,12 @@ class FaultInjection:
         if scope["type"] != "http" or scope["path"].startswith("/_sim"):
             return await self.app(scope, receive, send)
         self.sim.api_requests += 1
-        fault = self.sim.take_fault()
+        query = scope.get("query_string", b"").decode()
+        fault = self.sim.take_fault(scope["path"] + (f"?{query}" if query else ""))
         if fault is None:
             return await self.app(scope, receive, send)
+        if fault.pause:
+            await self.sim.faults.hold()
         if fault.delay_seconds:
             await asyncio.sleep(fault.delay_seconds)
         if fault.drop_connection:
@@ -216,6 +220,47 @@ def create_app(sim: JiraSim) -> FastAPI:
             raise JiraError(400, f"bad fault: {error}") from None
         return Response(status_code=204)
 
+    @app.get("/_sim/faults")
+    def list_faults() -> dict[str, Any]:
+        return {"queued": [fault.as_json() for fault in sim.faults.pending()], "paused": sim.faults.paused()}
+
+    @app.delete("/_sim/faults", status_code=204)
+    def clear_faults() -> Response:
+        sim.faults.clear()
+        return Response(status_code=204)
+
+    @app.put("/_sim/fault-rate")
+    def fault_rate(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        try:
+            kinds = [Fault(**kind) for kind in body.get("faults", [])]
+            sim.faults.set_rate(float(body["share"]), kinds, int(body.get("seed", 0)))
+        except (KeyError, TypeError, ValueError) as error:
+            raise JiraError(400, f"bad fault rate (share, faults, seed): {error}") from None
+        return body
+
+    @app.post("/_sim/faults/resume", status_code=204)
+    def resume() -> Response:
+        sim.faults.resume()
+        return Response(status_code=204)
+
+    @app.put("/_sim/webhook-faults")
+    def webhook_faults(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        try:
+            sim.set_webhook_faults(WebhookFaults(**body))
+        except (TypeError, ValueError) as error:
+            raise JiraError(400, f"bad webhook faults: {error}") from None
+        return {**body, "held": sim.outbox.held()}
+
+    @app.post("/_sim/webhook-faults/flush")
+    def flush_webhooks() -> dict[str, Any]:
+        held = sim.outbox.held()
+        sim.flush_webhooks()
+        return {"sent": held}
+
+    @app.get("/_sim/truth")
+    def truth() -> dict[str, Any]:
+        return sim.truth().as_json()
+
     @app.post("/_sim/issues", status_code=201)
     def admin_create(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         try:
@@ -231,14 +276,15 @@ def create_app(sim: JiraSim) -> FastAPI:
             raise JiraError(400, str(error)) from None
 
     @app.delete("/_sim/issues/{id_or_key}", status_code=204)
-    def admin_delete(id_or_key: str) -> Response:
-        sim.delete_issue(id_or_key)
+    def admin_delete(id_or_key: str, silent: bool = False) -> Response:
+        sim.delete_issue(id_or_key, silent)
         return Response(status_code=204)
 
     @app.get("/_sim/deliveries")
     def admin_deliveries() -> list[dict[str, Any]]:
         return [{"identifier": d.identifier, "event": d.event, "issue_id": d.issue_id,
-                 "status_code": d.status_code, "error": d.error, "body": json.loads(d.body)}
+                 "status_code": d.status_code, "error": d.error, "fault": d.fault,
+                 "body": json.loads(d.body)}
                 for d in sim.deliveries]
 
     return app
