@@ -27,7 +27,9 @@ class ConnectionSettings(BaseModel):
     base_url: str = Field(pattern=r"^https?://")
     webhook_secret: SecretStr | None = None
     pull_every_minutes: float = Field(default=5.0, gt=0)
-    max_delete_share: float = Field(default=0.5, ge=0, le=1)
+    full_every_hours: float = Field(default=24.0, gt=0)  # a full pull and reconcile, this often
+    max_delete_share: float = Field(default=0.5, ge=0, le=1)  # per record type and container
+    delete_vanished_containers: bool = False  # a container gone from the listing is reported, not emptied
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,21 @@ class Page:
 
     records: list[RawRecord]
     cursor: str | None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Every id that exists upstream, by record type, for reconcile.
+
+    containers names the containers (projects, repositories) that were listed completely,
+    lower-case; None when the tool has no containers. A stored record whose container is not
+    among them is not deleted: its container vanished (archived, no access) or failed to list,
+    and unlisted says why, by container.
+    """
+
+    ids: dict[str, set[str]]
+    containers: set[str] | None = None
+    unlisted: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,8 +113,6 @@ class Connector(ABC):
 
     kind: ClassVar[str]
     settings_model: ClassVar[type[ConnectionSettings]]
-    # record_type -> entity of the product-work model it maps to
-    record_types: ClassVar[dict[str, str]]
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
@@ -107,8 +122,8 @@ class Connector(ABC):
         """Records changed since cursor (None: everything), a page at a time."""
 
     @abstractmethod
-    async def list_ids(self) -> dict[str, set[str]]:
-        """Every id that exists upstream, by record type (for reconcile)."""
+    async def list_ids(self) -> Listing:
+        """Every id that exists upstream (for reconcile)."""
 
     @abstractmethod
     async def fetch_one(
@@ -127,6 +142,10 @@ class Connector(ABC):
     @abstractmethod
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         """The tool's id of this delivery, stable across its retries."""
+
+    def signed_at(self, headers: Mapping[str, str], payload: Any) -> datetime | None:
+        """When the tool sent the delivery, if the signed body says so (None: it does not)."""
+        return None
 
     def decode_webhook(self, headers: Mapping[str, str], body: bytes) -> Any:
         """The delivery's JSON document; ValueError if the body is not one."""

@@ -12,6 +12,7 @@ from service.clock import now
 from service.config import HubConfig, load_config
 from service.contract import Connector, ConnectionSettings
 from service.db import create_db_engine, upgrade
+from service.leases import interrupt_orphaned_runs
 from service.mapping import Mapping, load_mapping
 from service.models import Connection, MappingVersion, Product
 from service.plugins import build_connector, connector_class
@@ -52,6 +53,7 @@ class Hub:
             file = custom if custom and custom.exists() else connector_class(kind).default_mapping()
             hub.activate_mapping(load_mapping(file))
         hub._record_connections_and_products()
+        interrupt_orphaned_runs(engine)  # runs a dead process left `running`
         return hub
 
     def activate_mapping(self, mapping: Mapping) -> int:

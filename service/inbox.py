@@ -1,82 +1,121 @@
 """The durable webhook inbox: verified deliveries are stored before they are acknowledged,
-then applied by workers a batch at a time. Applying a delivery twice is harmless."""
+then applied by workers. Applying a delivery twice is harmless.
+
+Two lanes. A delivery that carries its records is applied in a batch and never waits on a
+tool. One that needs the tool's API (it names a record by id only, or two bodies of one
+version disagree) moves to the fetch lane, where it is fetched under a deadline and, when
+the tool is away, rescheduled with backoff. A delivery whose content, mapping or write fails
+is parked as failed alone: the rest of its batch is applied. Every claim is an attempt, and
+a delivery is parked once it has had its attempts, whatever the error.
+"""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
 
 from service.clock import now
-from service.contract import ConnectorError, Deletion, RawRecord, TransientError, WebhookContent
+from service.contract import Deletion, RawRecord, TransientError, WebhookContent
 from service.hub import Hub
-from service.models import InboxEvent
-from service.models import RawRecord as StoredRaw
-from service.sync import map_records, tombstones_for
+from service.mapping import Unified
+from service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin
+from service.normalise import map_records, tombstones_for
+from service.store import Tombstone
 
 log = logging.getLogger("opsync.inbox")
 LEASE = timedelta(seconds=15)  # a worker that died mid-batch: its claims return to the queue then
-MAX_ATTEMPTS = 8
+FETCH_BATCH = 20
+FETCH_CONCURRENCY = 4  # fetches in flight at once, per worker
+CLOCK_SKEW = timedelta(hours=1)  # between a tool's signing clock and ours
+PRUNE_BATCH = 5000
 # Headers worth keeping with a delivery (never Authorization or cookies).
 KEPT_HEADERS = ("content-type", "x-github-event", "x-github-delivery", "x-github-hook-id",
                 "x-atlassian-webhook-identifier", "x-atlassian-webhook-flow",
                 "x-atlassian-webhook-retry", "user-agent")
-
-
-class UnknownConnection(LookupError):
-    pass
+_TABLE = InboxEvent.__table__
+# Errors of the database itself (gone, locked): the batch is retried after its lease, not parked.
+_DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
 
 class BadDelivery(ValueError):
     """The body is not what the tool sends (not JSON): 400, nothing stored."""
 
 
+class StaleDelivery(ValueError):
+    """The body was signed before deliveries this inbox has already pruned: it may be one of
+    them, so it is refused rather than applied again (400, nothing stored)."""
+
+
 def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    """Verify one delivery and make its inbox row. Raises UnknownConnection, WebhookRejected,
-    BadDelivery. CPU only (an HMAC and a JSON parse), so it runs on the event loop."""
-    if connection_id not in hub.connections:
-        raise UnknownConnection(f"no connection {connection_id!r}")
+    """Verify one delivery and make its inbox row. Raises WebhookRejected, BadDelivery,
+    StaleDelivery. CPU only in the usual case (an HMAC and a JSON parse), so it runs on the
+    event loop."""
     connector = hub.connector(connection_id)
     lowered = {k.lower(): v for k, v in headers.items()}
     connector.verify_webhook(lowered, body)
     try:
-        connector.decode_webhook(lowered, body)
+        payload = connector.decode_webhook(lowered, body)
     except ValueError as error:
         raise BadDelivery(f"the body is not a JSON document ({error})") from None
     at = now()
+    signed = connector.signed_at(lowered, payload)
+    if signed is not None and signed < at - timedelta(days=hub.settings.inbox_retention_days):
+        _refuse_if_pruned(hub, connection_id, signed)
     return {"connection_id": connection_id, "delivery_id": connector.delivery_id(lowered, body),
-            "received_at": at, "headers": {k: lowered[k] for k in KEPT_HEADERS if k in lowered},
-            "body": body.decode("utf-8", errors="replace"), "status": "pending", "attempts": 0,
-            "available_at": at}
+            "body_hash": hashlib.sha256(body).hexdigest(), "received_at": at,
+            "headers": {k: lowered[k] for k in KEPT_HEADERS if k in lowered},
+            "body": body.decode("utf-8", errors="replace"), "status": DeliveryStatus.PENDING,
+            "lane": Lane.APPLY, "attempts": 0, "available_at": at}
+
+
+def _refuse_if_pruned(hub: Hub, connection_id: str, signed: datetime) -> None:
+    """A body signed before the newest pruned delivery may have been pruned: its duplicate
+    could no longer be recognised. (Read only for old bodies: never on the usual path.)"""
+    with hub.engine.connect() as connection:
+        pruned = connection.execute(sa.select(Connection.__table__.c.pruned_through).where(
+            Connection.__table__.c.id == connection_id)).scalar()
+    if pruned is not None and signed <= pruned + CLOCK_SKEW:
+        raise StaleDelivery(
+            f"the delivery was signed at {signed:%Y-%m-%d %H:%M:%S} UTC, before deliveries this hub has already"
+            f" pruned (kept {hub.settings.inbox_retention_days:g} days): it may be one of them, so it is not"
+            " applied again")
 
 
 def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
     """Insert accepted deliveries in one transaction; for each, whether it is a duplicate: a
-    redelivery (also one within rows) keeps the first one's row."""
-    table = InboxEvent.__table__
-    keys = [(row["connection_id"], row["delivery_id"]) for row in rows]
+    redelivery (same delivery id) or a replay (same body), also one within rows, keeps the
+    first one's row."""
+    ids = {(row["connection_id"], row["delivery_id"]) for row in rows}
+    hashes = {(row["connection_id"], row["body_hash"]) for row in rows}
     with hub.engine.begin() as connection:
-        seen = set(connection.execute(sa.select(table.c.connection_id, table.c.delivery_id)
-                                      .where(sa.tuple_(table.c.connection_id, table.c.delivery_id).in_(keys))).all())
+        seen_ids = set(connection.execute(sa.select(_TABLE.c.connection_id, _TABLE.c.delivery_id).where(
+            sa.tuple_(_TABLE.c.connection_id, _TABLE.c.delivery_id).in_(ids))).all())
+        seen_hashes = set(connection.execute(sa.select(_TABLE.c.connection_id, _TABLE.c.body_hash).where(
+            sa.tuple_(_TABLE.c.connection_id, _TABLE.c.body_hash).in_(hashes))).all())
         duplicates, fresh = [], []
-        for key, row in zip(keys, rows):
-            duplicates.append(key in seen)
-            if key not in seen:
-                seen.add(key)
+        for row in rows:
+            key, body = (row["connection_id"], row["delivery_id"]), (row["connection_id"], row["body_hash"])
+            duplicate = key in seen_ids or body in seen_hashes
+            duplicates.append(duplicate)
+            if not duplicate:
+                seen_ids.add(key)
+                seen_hashes.add(body)
                 fresh.append(row)
         if fresh:  # a row another process stored meanwhile stays as it is
-            connection.execute(_insert(hub).on_conflict_do_nothing(index_elements=["connection_id", "delivery_id"]),
-                               fresh)
+            connection.execute(_insert(hub).on_conflict_do_nothing(), fresh)
     return duplicates
 
 
 def _insert(hub: Hub):  # noqa: ANN202  (the dialect's INSERT, which knows ON CONFLICT)
-    return (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(InboxEvent.__table__)
+    return (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(_TABLE)
 
 
 class Intake:
@@ -114,130 +153,261 @@ class Intake:
             self._writer = None
 
 
-def claim(hub: Hub, limit: int) -> list[sa.Row]:
-    """Lease a batch of pending deliveries, in one statement; another worker skips them
-    (SKIP LOCKED on PostgreSQL) until the lease ends."""
-    at = now()
-    table = InboxEvent.__table__
-    pending = (sa.select(table.c.id).where(table.c.status == "pending", table.c.available_at <= at)
-               .order_by(table.c.id).limit(limit).with_for_update(skip_locked=True))
-    lease = (sa.update(table).where(table.c.id.in_(pending))
-             .values(available_at=at + LEASE, attempts=table.c.attempts + 1)
-             .returning(table.c.id, table.c.connection_id, table.c.headers, table.c.body, table.c.received_at))
+# -- claiming and marking ----------------------------------------------------------------
+
+@dataclass
+class Claim:
+    """Deliveries leased to one worker; its marks count only while its token still holds them."""
+
+    token: str
+    events: list[sa.Row]
+
+
+def claim(hub: Hub, lane: Lane, limit: int, lease: timedelta = LEASE) -> Claim:
+    """Lease a batch of pending deliveries of a lane, in one statement; another worker skips
+    them (SKIP LOCKED on PostgreSQL) until the lease ends. Each claim counts as an attempt."""
+    at, token = now(), uuid.uuid4().hex
+    pending = (sa.select(_TABLE.c.id).where(_TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lane == lane,
+                                            _TABLE.c.available_at <= at)
+               .order_by(_TABLE.c.id).limit(limit).with_for_update(skip_locked=True))
+    lease_them = (sa.update(_TABLE).where(_TABLE.c.id.in_(pending))
+                  .values(available_at=at + lease, attempts=_TABLE.c.attempts + 1, claim=token)
+                  .returning(_TABLE.c.id, _TABLE.c.connection_id, _TABLE.c.delivery_id, _TABLE.c.headers,
+                             _TABLE.c.body, _TABLE.c.received_at, _TABLE.c.attempts, _TABLE.c.last_error))
     with hub.engine.begin() as connection:
-        return sorted(connection.execute(lease).all(), key=lambda event: event.id)
+        return Claim(token, sorted(connection.execute(lease_them).all(), key=lambda event: event.id))
 
 
-async def _content(hub: Hub, event: sa.Row) -> WebhookContent:
+@dataclass
+class Marks:
+    """What became of a claim's deliveries; written only where the claim still holds them."""
+
+    done: list[int] = field(default_factory=list)
+    ignored: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    to_fetch: list[int] = field(default_factory=list)
+    retry: dict[int, tuple[str, float]] = field(default_factory=dict)  # error, seconds to wait
+
+    def write(self, db: sa.Connection, token: str) -> None:
+        at = now()
+        held = _TABLE.c.claim == token
+        if self.done:  # the usual case, one statement for the batch
+            db.execute(sa.update(_TABLE).where(_TABLE.c.id.in_(self.done), held).values(
+                status=DeliveryStatus.DONE, last_error=None, processed_at=at, claim=None))
+        if self.to_fetch:
+            db.execute(sa.update(_TABLE).where(_TABLE.c.id.in_(self.to_fetch), held).values(
+                lane=Lane.FETCH, available_at=at, claim=None))
+        one = sa.update(_TABLE).where(_TABLE.c.id == sa.bindparam("_id"), held)
+        finished = [{"_id": i, "_status": DeliveryStatus.IGNORED, "_error": reason} for i, reason in self.ignored.items()]
+        finished += [{"_id": i, "_status": DeliveryStatus.FAILED, "_error": error} for i, error in self.failed.items()]
+        if finished:
+            db.execute(one.values(status=sa.bindparam("_status"), last_error=sa.bindparam("_error"),
+                                  processed_at=at, claim=None), finished)
+        if self.retry:
+            db.execute(one.values(available_at=sa.bindparam("_at"), last_error=sa.bindparam("_error"), claim=None),
+                       [{"_id": i, "_at": at + timedelta(seconds=wait), "_error": error}
+                        for i, (error, wait) in self.retry.items()])
+
+    def count(self) -> int:
+        return len(self.done) + len(self.ignored) + len(self.failed) + len(self.to_fetch) + len(self.retry)
+
+
+def _mark(hub: Hub, token: str, marks: Marks) -> None:
+    if marks.count():
+        with hub.engine.begin() as connection:
+            marks.write(connection, token)
+
+
+def backoff(attempts: int) -> float:
+    return float(min(300, 2 ** attempts))
+
+
+# -- applying ----------------------------------------------------------------------------
+
+@dataclass
+class _Ready:
+    """One delivery's records, mapped and ready to write."""
+
+    event: sa.Row
+    raws: list[RawRecord]
+    records: list[Unified]
+    tombstones: list[Tombstone]
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _content(hub: Hub, event: sa.Row) -> WebhookContent:
     connector = hub.connector(event.connection_id)
     payload = connector.decode_webhook(event.headers, event.body.encode())
-    content = connector.parse_webhook(event.headers, payload, event.received_at)
-    for record_type, external_id in content.refetch:
-        with Session(hub.engine) as session:
-            known = session.exec(select(StoredRaw.payload).where(
-                StoredRaw.connection_id == event.connection_id, StoredRaw.record_type == record_type,
-                StoredRaw.external_id == external_id)).first()
+    return connector.parse_webhook(event.headers, payload, event.received_at)
+
+
+def _prepare(hub: Hub, event: sa.Row, upserts: list[RawRecord], deletions: list[Deletion]) -> _Ready:
+    """Map a delivery's records; a record the mapping cannot read fails the delivery."""
+    records, errors = map_records(hub, event.connection_id, upserts)
+    if errors:
+        raise ValueError("; ".join(errors[:3]) + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""))
+    return _Ready(event, upserts, records, tombstones_for(hub, event.connection_id, deletions))
+
+
+def _screen(hub: Hub, event: sa.Row, marks: Marks) -> bool:
+    """Whether the delivery may be worked on; otherwise it is marked."""
+    if event.connection_id not in hub.connections:
+        marks.failed[event.id] = f"connection {event.connection_id!r} is no longer configured"
+        return False
+    limit = hub.settings.inbox_max_attempts
+    if event.attempts > limit:
+        marks.failed[event.id] = f"gave up after {limit} attempts; last error: {event.last_error or 'none (the worker stopped)'}"
+        return False
+    return True
+
+
+async def apply_batch(hub: Hub, limit: int = 100) -> int:
+    """Apply one claimed batch of the apply lane; how many deliveries were claimed."""
+    claimed = await asyncio.to_thread(claim, hub, Lane.APPLY, limit)
+    if claimed.events:
+        await asyncio.to_thread(_apply_claimed, hub, claimed)
+    return len(claimed.events)
+
+
+def _apply_claimed(hub: Hub, claimed: Claim) -> None:
+    marks = Marks()
+    ready: list[_Ready] = []
+    for event in claimed.events:
+        if not _screen(hub, event, marks):
+            continue
+        try:
+            content = _content(hub, event)
+            if content.refetch:
+                marks.to_fetch.append(event.id)
+            elif content.ignored_reason and not (content.upserts or content.deletions):
+                marks.ignored[event.id] = content.ignored_reason
+            else:
+                ready.append(_prepare(hub, event, content.upserts, content.deletions))
+        except Exception as error:  # this delivery's content or mapping: it alone is parked
+            marks.failed[event.id] = _describe(error)
+    _mark(hub, claimed.token, marks)
+    _write_by_connection(hub, claimed.token, ready, Origin.WEBHOOK)
+
+
+def _write_by_connection(hub: Hub, token: str, ready: list[_Ready], origin: Origin) -> None:
+    by_connection: dict[str, list[_Ready]] = {}
+    for item in ready:
+        by_connection.setdefault(item.event.connection_id, []).append(item)
+    for connection_id, items in by_connection.items():
+        _write(hub, connection_id, token, items, origin)
+
+
+def _write(hub: Hub, connection_id: str, token: str, items: list[_Ready], origin: Origin) -> None:
+    """Write deliveries' records and mark them, in one transaction. When that fails, halves
+    are written apart until the offending delivery is alone, and parked."""
+    kind = hub.connections[connection_id].kind
+    try:
+        with hub.store.transaction(connection_id, hub.mappings[kind].version_id) as tx:
+            tx.save_raw([raw for item in items for raw in item.raws], origin)
+            tx.upsert([record for item in items for record in item.records], origin)
+            tx.delete([tombstone for item in items for tombstone in item.tombstones], Origin.WEBHOOK)
+            marks = Marks()
+            for item in items:
+                tied = any((r.entity, r.external_id) in tx.ties for r in item.records)
+                (marks.to_fetch if tied else marks.done).append(item.event.id)
+            marks.write(tx.db, token)
+    except _DATABASE_DOWN:
+        raise
+    except Exception as error:
+        if len(items) == 1:
+            log.warning("delivery %s of %s parked as failed: %s", items[0].event.delivery_id, connection_id, error)
+            _mark(hub, token, Marks(failed={items[0].event.id: _describe(error)}))
+            return
+        half = len(items) // 2
+        _write(hub, connection_id, token, items[:half], origin)
+        _write(hub, connection_id, token, items[half:], origin)
+
+
+# -- the fetch lane ----------------------------------------------------------------------
+
+async def fetch_batch(hub: Hub, limit: int = FETCH_BATCH) -> int:
+    """Fetch and apply one claimed batch of the fetch lane; how many were claimed."""
+    deadline = hub.settings.fetch_deadline_seconds
+    claimed = await asyncio.to_thread(claim, hub, Lane.FETCH, limit, LEASE + timedelta(seconds=deadline))
+    if not claimed.events:
+        return 0
+    marks = Marks()
+    gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def one(event: sa.Row) -> _Ready | None:
+        async with gate:
+            try:
+                return await asyncio.wait_for(_fetched(hub, event), deadline)
+            except (TransientError, TimeoutError) as error:
+                reason = _describe(error) if str(error) else f"the tool did not answer within {deadline:g} s"
+                if event.attempts >= hub.settings.inbox_max_attempts:
+                    marks.failed[event.id] = f"gave up after {event.attempts} attempts; last error: {reason}"
+                else:
+                    marks.retry[event.id] = (reason, backoff(event.attempts))
+            except Exception as error:
+                marks.failed[event.id] = _describe(error)
+            return None
+
+    screened = [event for event in claimed.events if _screen(hub, event, marks)]
+    ready = [item for item in await asyncio.gather(*(one(event) for event in screened)) if item is not None]
+    await asyncio.to_thread(_mark, hub, claimed.token, marks)
+    await asyncio.to_thread(_write_by_connection, hub, claimed.token, ready, Origin.FETCH)
+    return len(claimed.events)
+
+
+async def _fetched(hub: Hub, event: sa.Row) -> _Ready:
+    """The delivery's records as the tool has them now: every record it names is fetched."""
+    content = await asyncio.to_thread(_content, hub, event)
+    connector = hub.connector(event.connection_id)
+    wanted = list(dict.fromkeys([*content.refetch, *((raw.record_type, raw.external_id) for raw in content.upserts)]))
+    upserts: list[RawRecord] = []
+    deletions = list(content.deletions)
+    for record_type, external_id in wanted:
+        known = await asyncio.to_thread(hub.store.raw_payload, event.connection_id, record_type, external_id)
         fetched = await connector.fetch_one(record_type, external_id, known)
         if fetched is None:
-            content.deletions.append(Deletion(record_type, external_id, event.received_at))
+            deletions.append(Deletion(record_type, external_id, event.received_at))
         else:
-            content.upserts.append(fetched)
-    return content
+            upserts.append(fetched)
+    return await asyncio.to_thread(_prepare, hub, event, upserts, deletions)
 
 
-async def process_batch(hub: Hub, limit: int = 100) -> int:
-    """Apply one claimed batch; returns how many deliveries were claimed."""
-    events = await asyncio.to_thread(claim, hub, limit)
-    by_connection: dict[str, list[sa.Row]] = {}
-    for event in events:
-        by_connection.setdefault(event.connection_id, []).append(event)
-    for connection_id, batch in by_connection.items():
-        if connection_id not in hub.connections:
-            _finish(hub, batch, {e.id: "connection no longer configured" for e in batch}, {})
-            continue
-        upserts: list[RawRecord] = []
-        deletions: list[Deletion] = []
-        failures: dict[int, str] = {}
-        retry: dict[int, str] = {}
-        ignored: dict[int, str] = {}
-        for event in batch:
-            try:
-                content = await _content(hub, event)
-            except TransientError as error:
-                retry[event.id] = str(error)
-                continue
-            except (ConnectorError, ValueError, KeyError, TypeError) as error:
-                failures[event.id] = f"{type(error).__name__}: {error}"
-                continue
-            if content.ignored_reason and not (content.upserts or content.deletions):
-                ignored[event.id] = content.ignored_reason
-            upserts += content.upserts
-            deletions += content.deletions
-        await asyncio.to_thread(_apply, hub, connection_id, batch, upserts, deletions, failures, retry, ignored)
-    return len(events)
+# -- keeping the inbox -------------------------------------------------------------------
 
-
-def _apply(hub: Hub, connection_id: str, batch: list[sa.Row], upserts: list[RawRecord],
-           deletions: list[Deletion], failures: dict[int, str], retry: dict[int, str],
-           ignored: dict[int, str]) -> None:
-    """Write a batch's records and mark its deliveries, in one transaction."""
-    mapped, errors = map_records(hub, connection_id, upserts)
-    for message in errors:
-        log.warning("webhook record not mapped: %s", message)
-    kind = hub.connections[connection_id].kind
-    with hub.store.transaction(connection_id, hub.mappings[kind].version_id) as tx:
-        tx.save_raw(upserts)
-        tx.upsert(mapped)
-        tx.delete(tombstones_for(hub, connection_id, deletions))
-        _mark(tx.session, batch, failures, retry, ignored)
-
-
-def _mark(session: Session, batch: list[sa.Row], failures: dict[int, str], retry: dict[int, str],
-          ignored: dict[int, str]) -> None:
-    at = now()
-    # the usual case, applied, is one UPDATE for the whole batch; the others go row by row
-    done = [e.id for e in batch if e.id not in failures and e.id not in retry and e.id not in ignored]
-    if done:
-        session.execute(sa.update(InboxEvent).where(InboxEvent.id.in_(done))
-                        .values(status="done", last_error=None, processed_at=at))
-    for event in batch:
-        if event.id in done:
-            continue
-        row = session.get(InboxEvent, event.id)
-        if event.id in retry and row.attempts < MAX_ATTEMPTS:
-            # back off, then another claim retries it
-            row.available_at = at + timedelta(seconds=min(300, 2 ** row.attempts))
-            row.last_error = retry[event.id]
-            continue
-        error = failures.get(event.id) or retry.get(event.id)
-        row.status = "failed" if error else "ignored"
-        row.last_error = error or ignored.get(event.id)
-        row.processed_at = at
-
-
-def _finish(hub: Hub, batch: list[sa.Row], failures: dict[int, str], ignored: dict[int, str]) -> None:
-    with Session(hub.engine) as session:
-        _mark(session, batch, failures, {}, ignored)
-        session.commit()
+def prune(hub: Hub) -> int:
+    """Delete applied and ignored deliveries older than the retention period (failed ones
+    stay for a person to see), remembering per connection the newest one pruned."""
+    cutoff = now() - timedelta(days=hub.settings.inbox_retention_days)
+    finished = sa.and_(_TABLE.c.status.in_([DeliveryStatus.DONE, DeliveryStatus.IGNORED]),
+                       _TABLE.c.processed_at < cutoff)
+    connections = Connection.__table__
+    total = 0
+    while True:
+        with hub.engine.begin() as db:
+            rows = db.execute(sa.select(_TABLE.c.id, _TABLE.c.connection_id, _TABLE.c.received_at)
+                              .where(finished).order_by(_TABLE.c.id).limit(PRUNE_BATCH)).all()
+            if not rows:
+                return total
+            newest: dict[str, datetime] = {}
+            for row in rows:
+                newest[row.connection_id] = max(row.received_at, newest.get(row.connection_id, row.received_at))
+            for connection_id, received in newest.items():
+                db.execute(sa.update(connections).where(
+                    connections.c.id == connection_id,
+                    sa.or_(connections.c.pruned_through.is_(None), connections.c.pruned_through < received))
+                    .values(pruned_through=received))
+            db.execute(sa.delete(_TABLE).where(_TABLE.c.id.in_([row.id for row in rows])))
+            total += len(rows)
 
 
 def replay(hub: Hub, event_ids: list[int]) -> int:
     """Put failed deliveries back in the queue (after a fix to a mapping or a connector)."""
-    with Session(hub.engine) as session:
-        result = session.execute(sa.update(InboxEvent)
-                                 .where(InboxEvent.id.in_(event_ids), InboxEvent.status == "failed")
-                                 .values(status="pending", attempts=0, available_at=now(), last_error=None))
-        session.commit()
-        return result.rowcount
-
-
-def pending_count(hub: Hub) -> int:
-    with Session(hub.engine) as session:
-        return session.exec(select(sa.func.count()).select_from(InboxEvent)
-                            .where(InboxEvent.status == "pending")).one()
-
-
-def inbox_summary(hub: Hub) -> dict[str, Any]:
-    with Session(hub.engine) as session:
-        rows = session.exec(select(InboxEvent.status, sa.func.count()).group_by(InboxEvent.status)).all()
-    return {status: count for status, count in rows}
+    with hub.engine.begin() as connection:
+        return connection.execute(sa.update(_TABLE).where(
+            _TABLE.c.id.in_(event_ids), _TABLE.c.status == DeliveryStatus.FAILED).values(
+            status=DeliveryStatus.PENDING, lane=Lane.APPLY, attempts=0, available_at=now(), last_error=None,
+            claim=None)).rowcount

@@ -84,6 +84,7 @@ class Unified:
     people: dict[str, PersonRef | None]
     links: list[LinkRef]
     content_hash: str = ""
+    container: str | None = None  # the tool's project or repository, as the mapping names it
 
 
 class Expression:
@@ -194,6 +195,7 @@ class Mapping:
             values=values,
             people=persons,
             links=links,
+            container=str(container) if container is not None else None,
         )
         unified.content_hash = content_hash(unified)
         return unified

@@ -6,6 +6,7 @@ Every synced record has a hub id and an identity (connection_id, external_id), a
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +32,36 @@ class UTCDateTime(sa.types.TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Origin(StrEnum):
+    """Where a stored version came from. At equal versions the tool's own answer (a pull or a
+    fetch) wins over a webhook body; two webhook bodies that disagree call for a fetch."""
+
+    FETCH = "fetch"
+    WEBHOOK = "webhook"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    IGNORED = "ignored"  # verified, but nothing in it is synced (a ping, an unsynced event)
+    FAILED = "failed"  # parked with its error until a person replays it
+
+
+class Lane(StrEnum):
+    """Deliveries that carry their records are applied without waiting on any tool; those
+    that need the tool's API go to the fetch lane, which has its own worker."""
+
+    APPLY = "apply"
+    FETCH = "fetch"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process stopped or died; the next pull resumes from the cursor
 
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -90,6 +121,8 @@ class SyncedRecord(SQLModel):
     content_hash: str | None = None
     mapping_version_id: int | None = None
     updated_at: datetime | None = _time(index=True)  # when the hub last changed it
+    origin: str | None = None  # an Origin; None (rows older than origins) counts as fetched
+    container: str | None = None  # the tool's container (project, repository), for reconcile
 
 
 _LIVE = sa.text("deleted_at IS NULL")
@@ -194,6 +227,8 @@ class RawRecord(SQLModel, table=True):
     payload: dict[str, Any] = _json(dict)
     hash: str
     fetched_at: datetime = Field(sa_type=UTCDateTime)
+    version: datetime | None = _time()  # the tool's last-change time of this payload
+    origin: str | None = None  # fetch or webhook, as on the record
 
 
 class Connection(SQLModel, table=True):
@@ -206,14 +241,28 @@ class Connection(SQLModel, table=True):
     status: str = "new"  # new, ok, failing
     last_error: str | None = None
     last_sync_at: datetime | None = _time()
+    # the newest received_at of the deliveries pruned from the inbox: a body signed before
+    # then may have been pruned, so it is refused rather than applied again
+    pruned_through: datetime | None = _time()
+
+
+class PullLease(SQLModel, table=True):
+    """One pull per connection at a time, across processes: held while a pull runs, renewed
+    by its holder, taken over by another once it expires (its holder died)."""
+
+    __tablename__ = "pull_lease"
+    connection_id: str = Field(primary_key=True)
+    holder: str
+    run_id: int | None = None
+    expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_run"
     id: int | None = Field(default=None, primary_key=True)
     connection_id: str = Field(index=True)
-    mode: str  # incremental, full, webhook
-    status: str = "running"  # running, succeeded, failed
+    mode: str  # incremental, full
+    status: str = "running"  # running, succeeded, failed, interrupted
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = _time()
     fetched: int = 0
@@ -232,7 +281,9 @@ class InboxEvent(SQLModel, table=True):
     __tablename__ = "inbox_event"
     __table_args__ = (
         sa.UniqueConstraint("connection_id", "delivery_id"),
-        sa.Index("ix_inbox_pending", "status", "available_at"),
+        sa.UniqueConstraint("connection_id", "body_hash", name="uq_inbox_event_body"),
+        sa.Index("ix_inbox_pending", "status", "lane", "available_at"),
+        sa.Index("ix_inbox_processed", "status", "processed_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     connection_id: str
@@ -240,9 +291,12 @@ class InboxEvent(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime)
     headers: dict[str, str] = _json(dict)
     body: str
+    body_hash: str | None = None  # sha256 of the body: the same body again is a duplicate
     status: str = "pending"  # pending, done, ignored, failed
+    lane: str = Field(default="apply", sa_column_kwargs={"server_default": "apply"})  # apply, fetch
     attempts: int = 0
     available_at: datetime = Field(sa_type=UTCDateTime)  # a claim leases it until then
+    claim: str | None = None  # the token of the claim that holds it
     last_error: str | None = None
     processed_at: datetime | None = _time()
 

@@ -2,7 +2,10 @@
 
 Rules (order-independent, so webhooks and pulls can arrive in any order):
 - a row keeps the values of the newest version seen; an older version is stale;
-  an equal version with another content hash is decided by the higher hash;
+  at an equal version with other content, what the tool answered (a pull or a fetch) wins
+  over a webhook body; two fetched contents are decided by the higher hash; two webhook
+  bodies are a tie that the caller settles by fetching the record (Transaction.ties);
+- raw payloads follow the same rules, by their own hash;
 - a delete at T tombstones a row whose version is not newer than T; an upsert
   resurrects it only if its version is newer than the tombstone;
 - only a real change of content writes a Change row, numbered gap-free and in
@@ -15,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -30,6 +34,7 @@ from service.models import (
     Change,
     ChangeCounter,
     Link,
+    Origin,
     Person,
     PersonIdentity,
     RawRecord,
@@ -59,6 +64,33 @@ class Tombstone:
     record: Unified | None = None  # the record as it was when deleted, if the tool sent it
 
 
+class Verdict(Enum):
+    NEWER = "newer"  # the incoming content replaces the stored one
+    SAME = "same"  # the same content (its version may still move forward)
+    STALE = "stale"  # the stored content stays
+    TIE = "tie"  # two webhook bodies of one version disagree: only the tool can say which is right
+
+
+def judge(version: datetime | None, origin: Origin, digest: str, stored_version: datetime | None,
+          stored_origin: str | None, stored_digest: str | None) -> Verdict:
+    """Does incoming content win over the stored one? The versioning rules, for records and
+    raw payloads alike."""
+    if stored_digest is None:  # a tombstone that never had content
+        return Verdict.NEWER
+    if digest == stored_digest:
+        return Verdict.SAME
+    if version != stored_version:
+        if version is None or stored_version is None:
+            return Verdict.NEWER if version is not None else Verdict.STALE
+        return Verdict.NEWER if version > stored_version else Verdict.STALE
+    stored = Origin(stored_origin) if stored_origin else Origin.FETCH
+    if origin is not stored:
+        return Verdict.NEWER if origin is Origin.FETCH else Verdict.STALE
+    if origin is Origin.WEBHOOK:
+        return Verdict.TIE
+    return Verdict.NEWER if digest > stored_digest else Verdict.STALE
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -81,6 +113,7 @@ class Transaction:
         self.connection_id = connection_id
         self.mapping_version_id = mapping_version_id
         self.counts = Counts()
+        self.ties: set[tuple[str, str]] = set()  # (entity, external_id) to fetch: see judge
         # The first statement takes the writers' lock (row lock on PostgreSQL, the database
         # write lock on SQLite), so seqs are handed out in commit order.
         counter = ChangeCounter.__table__
@@ -136,24 +169,16 @@ class Transaction:
         columns["product_key"] = record.product_key
         return columns
 
-    def _newer(self, record: Unified, row: dict[str, Any]) -> bool:
-        """Does record win over the row's stored version?"""
-        if row["content_hash"] is None:  # a tombstone that never had content
-            return True
-        if record.version != row["source_updated_at"]:
-            if record.version is None or row["source_updated_at"] is None:
-                return record.version is not None
-            return record.version > row["source_updated_at"]
-        return record.content_hash > row["content_hash"]
-
-    def upsert(self, records: list[Unified]) -> None:
+    def upsert(self, records: list[Unified], origin: Origin = Origin.FETCH) -> None:
+        """Write records that came from origin, by the versioning rules."""
         people = self._people([r for u in records for r in u.people.values() if r])
         for entity in {r.entity for r in records}:
             table = ENTITY_TABLES[entity].__table__
             batch = [r for r in records if r.entity == entity]
             rows = self._existing(table, {r.external_id for r in batch})
             for record in batch:
-                rows[record.external_id] = self._upsert_one(table, record, rows.get(record.external_id), people)
+                rows[record.external_id] = self._upsert_one(table, record, origin, rows.get(record.external_id),
+                                                            people)
             self._write(entity, table, rows.values())
 
     def _new_row(self, table: sa.Table, external_id: str) -> _Row:
@@ -161,31 +186,40 @@ class Transaction:
         values.update(connection_id=self.connection_id, external_id=external_id, updated_at=self._at)
         return _Row(values, new=True)
 
-    def _upsert_one(self, table: sa.Table, record: Unified, row: _Row | None, people: dict[str, int]) -> _Row:
+    def _upsert_one(self, table: sa.Table, record: Unified, origin: Origin, row: _Row | None,
+                    people: dict[str, int]) -> _Row:
         columns = self._columns(record, people)
         if row is None:
             row = self._new_row(table, record.external_id)
-            row.set(source_updated_at=record.version, content_hash=record.content_hash,
-                    mapping_version_id=self.mapping_version_id, **columns)
+            row.set(source_updated_at=record.version, content_hash=record.content_hash, origin=origin,
+                    container=record.container, mapping_version_id=self.mapping_version_id, **columns)
             row.links = record.links
             row.events.append(("create", {k: [None, _jsonable(v)] for k, v in columns.items()
                                           if v not in (None, [], {})}))
             self.counts.created += 1
             return row
         values = row.values
-        same_content = record.content_hash == values["content_hash"]
-        if not same_content and not self._newer(record, values):
+        verdict = judge(record.version, origin, record.content_hash, values["source_updated_at"],
+                        values["origin"], values["content_hash"])
+        if verdict in (Verdict.STALE, Verdict.TIE):
+            if verdict is Verdict.TIE:
+                self.ties.add((record.entity, record.external_id))
             self.counts.stale += 1
             return row
         changed: dict[str, list[Any]] = {}
-        if not same_content:
+        if verdict is Verdict.NEWER:
             changed = {k: [_jsonable(values[k]), _jsonable(v)] for k, v in columns.items() if values[k] != v}
             row.set(content_hash=record.content_hash, mapping_version_id=self.mapping_version_id,
-                    source_updated_at=record.version, **columns)
+                    source_updated_at=record.version, origin=origin, **columns)
             row.links = record.links
-        elif record.version is not None and (values["source_updated_at"] is None
-                                             or record.version > values["source_updated_at"]):
-            row.set(source_updated_at=record.version)  # same content, newer version: no Change
+        else:  # the same content: a newer version or a fetch confirming a webhook body moves on, no Change
+            if record.version is not None and (values["source_updated_at"] is None
+                                               or record.version > values["source_updated_at"]):
+                row.set(source_updated_at=record.version)
+            if origin is Origin.FETCH and values["origin"] == Origin.WEBHOOK:
+                row.set(origin=origin)
+        if record.container is not None and values["container"] != record.container:
+            row.set(container=record.container)
         if values["deleted_at"] is not None and record.version is not None and record.version > values["deleted_at"]:
             changed["deleted_at"] = [_jsonable(values["deleted_at"]), None]
             row.set(deleted_at=None)
@@ -197,11 +231,11 @@ class Transaction:
             self.counts.unchanged += 1
         return row
 
-    def delete(self, tombstones: list[Tombstone]) -> None:
+    def delete(self, tombstones: list[Tombstone], origin: Origin = Origin.FETCH) -> None:
         with_records = [t.record for t in tombstones if t.record is not None]
         if with_records:
             counted = replace(self.counts)
-            self.upsert(with_records)  # the deleted record's last content, counted as the delete
+            self.upsert(with_records, origin)  # the deleted record's last content, counted as the delete
             self.counts = counted
         for entity in {t.entity for t in tombstones}:
             table = ENTITY_TABLES[entity].__table__
@@ -269,34 +303,45 @@ class Transaction:
         self._seq += 1
         return self._seq
 
-    def save_raw(self, raws: list[RawRecordIn]) -> None:
-        """Keep the payloads as received, so a new mapping re-normalises without refetching."""
+    def save_raw(self, raws: list[RawRecordIn], origin: Origin = Origin.FETCH) -> None:
+        """Keep the payloads as received, so a new mapping re-normalises without refetching;
+        by the same versioning rules as the records."""
         if not raws:
             return
         table = RawRecord.__table__
-        latest = {(r.record_type, r.external_id): r for r in raws}
+        latest: dict[tuple[str, str], tuple[RawRecordIn, orjson.Fragment, str]] = {}
+        for raw in raws:
+            key = (raw.record_type, raw.external_id)
+            payload, digest = canonical_json(raw.payload)
+            kept = latest.get(key)
+            if kept is None or judge(raw.version, origin, digest, kept[0].version, origin, kept[2]) is Verdict.NEWER:
+                latest[key] = (raw, payload, digest)
         stored = {}
         for record_type in {k[0] for k in latest}:  # the unique index is (connection, type, id)
             stored |= {(row.record_type, row.external_id): row for row in self.db.execute(
-                sa.select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash).where(
+                sa.select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash, table.c.version,
+                          table.c.origin).where(
                     table.c.connection_id == self.connection_id, table.c.record_type == record_type,
                     table.c.external_id.in_({k[1] for k in latest if k[0] == record_type})))}
         inserts, updates = [], []
-        for key, raw in latest.items():
-            payload, digest = canonical_json(raw.payload)
+        for key, (raw, payload, digest) in latest.items():
             row = stored.get(key)
             if row is None:
                 inserts.append({"connection_id": self.connection_id, "record_type": raw.record_type,
                                 "external_id": raw.external_id, "payload": payload, "hash": digest,
-                                "fetched_at": self._at})
-            elif row.hash != digest:
-                updates.append({"_id": row.id, "payload": payload, "hash": digest, "fetched_at": self._at})
+                                "fetched_at": self._at, "version": raw.version, "origin": origin})
+                continue
+            verdict = judge(raw.version, origin, digest, row.version, row.origin, row.hash)
+            if verdict is Verdict.NEWER or (verdict is Verdict.SAME and raw.version is not None
+                                            and (row.version is None or raw.version > row.version)):
+                updates.append({"_id": row.id, "payload": payload, "hash": digest, "fetched_at": self._at,
+                                "version": raw.version, "origin": origin})
         if inserts:
             self.db.execute(sa.insert(table), inserts)
         if updates:
             self.db.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
-                payload=sa.bindparam("payload"), hash=sa.bindparam("hash"), fetched_at=sa.bindparam("fetched_at")),
-                updates)
+                payload=sa.bindparam("payload"), hash=sa.bindparam("hash"), fetched_at=sa.bindparam("fetched_at"),
+                version=sa.bindparam("version"), origin=sa.bindparam("origin")), updates)
 
 
 class _Row:
@@ -319,6 +364,14 @@ class _Row:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def raw_payload(self, connection_id: str, record_type: str, external_id: str) -> dict[str, Any] | None:
+        """A record's last stored payload (GitHub finds a record to fetch by repository and number)."""
+        table = RawRecord.__table__
+        with self.engine.connect() as db:
+            return db.execute(sa.select(table.c.payload).where(
+                table.c.connection_id == connection_id, table.c.record_type == record_type,
+                table.c.external_id == external_id)).scalar()
 
     @contextmanager
     def transaction(self, connection_id: str, mapping_version_id: int | None = None) -> Iterator[Transaction]:

@@ -4,59 +4,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from service.clock import now
-from service.contract import ConnectorError, Deletion, Page, RawRecord
+from service.contract import ConnectorError, Page, RawRecord
 from service.hub import Hub
+from service.leases import Lease
 from service.mapping import Unified
-from service.models import ENTITY_TABLES, Connection, SyncRun
+from service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun
+from service.normalise import map_records
 from service.store import Counts, Tombstone, Transaction
 
 log = logging.getLogger("opsync.sync")
 Progress = Callable[[int], None]
-_KEEP = object()
+CONFIRM_AT_MOST = 20  # a missing set this small is confirmed record by record before deleting
+ALWAYS_DELETABLE = 2  # per record type and container, whatever max_delete_share (unless it is 0)
 
 
 class ReconcileRefused(ConnectorError):
     """A reconcile would delete more than the connection allows in one run."""
-
-
-def map_records(hub: Hub, connection_id: str, raws: list[RawRecord]) -> tuple[list, list[str]]:
-    """Normalise raw records with the active mapping; errors are collected, not raised."""
-    kind = hub.connections[connection_id].kind
-    active = hub.mappings[kind].mapping
-    mapped, errors = [], []
-    containers = hub.portfolio.containers(kind)
-    for raw in raws:
-        if raw.record_type not in active.records:
-            errors.append(f"{connection_id}: no mapping for record type {raw.record_type!r} in {kind}.yaml")
-            continue
-        try:
-            mapped.append(active.apply(raw, containers, hub.people.get(kind)))
-        except Exception as error:  # a record the mapping cannot read must not stop the page
-            errors.append(f"{connection_id}: {raw.record_type} {raw.external_id}: {error}")
-    return mapped, errors
-
-
-def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> list[Tombstone]:
-    """Deletions -> tombstones, carrying the record's last content when the tool sent it."""
-    kind = hub.connections[connection_id].kind
-    active = hub.mappings[kind].mapping
-    result = []
-    for deletion in deletions:
-        if deletion.record_type not in active.records:
-            continue
-        record = None
-        if deletion.payload is not None:
-            raw = RawRecord(deletion.record_type, deletion.external_id, deletion.payload, None)
-            record = active.apply(raw, hub.portfolio.containers(kind), hub.people.get(kind))
-        result.append(Tombstone(active.records[deletion.record_type].entity, deletion.external_id,
-                                deletion.at, record))
-    return result
 
 
 @dataclass
@@ -119,22 +89,53 @@ async def _prepared(hub: Hub, connection_id: str, pages: AsyncIterator[Page],
         await asyncio.gather(producer, return_exceptions=True)
 
 
-async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
-                          allow_mass_delete: bool = False, progress: Progress | None = None) -> SyncRun:
-    """Pull what changed since the stored cursor (everything, then reconcile, if full)."""
+@dataclass
+class Pull:
+    """A pull that holds its connection's lease and has its run."""
+
+    connection_id: str
+    full: bool
+    lease: Lease
+    run_id: int
+    cursor: str | None
+
+
+def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
+    """Take the connection's lease and record the run; AlreadyRunning if another pull holds it."""
     if connection_id not in hub.connections:
         raise KeyError(f"no connection {connection_id!r}; configured: {', '.join(hub.connections) or 'none'}")
+    lease = Lease.acquire(hub.engine, connection_id)
+    try:
+        with Session(hub.engine, expire_on_commit=False) as session:
+            cursor = None if full else session.get(Connection, connection_id).cursor
+            run = SyncRun(connection_id=connection_id, mode="full" if full else "incremental", started_at=now())
+            session.add(run)
+            session.flush()
+            lease.attach(session.connection(), run.id)  # with the run: never a running run without its lease
+            session.commit()
+    except BaseException:
+        lease.release()
+        raise
+    return Pull(connection_id, full, lease, run.id, cursor)
+
+
+async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False, allow_mass_delete: bool = False,
+                          progress: Progress | None = None, pull: Pull | None = None) -> SyncRun:
+    """Pull what changed since the stored cursor (everything, then reconcile, if full).
+    Raises AlreadyRunning when another pull of the connection holds its lease."""
+    if pull is None:
+        pull = await asyncio.to_thread(begin_pull, hub, connection_id, full=full)
     connector = hub.connector(connection_id)
     mapping_version = hub.mappings[hub.connections[connection_id].kind].version_id
-    with Session(hub.engine, expire_on_commit=False) as session:
-        cursor = None if full else session.get(Connection, connection_id).cursor
-        run = SyncRun(connection_id=connection_id, mode="full" if full else "incremental", started_at=now())
-        session.add(run)
-        session.commit()
+    keeper = asyncio.create_task(pull.lease.keep())
     counts, errors, fetched, failed = Counts(), [], 0, 0
-    status, error = "failed", None
+    status, error = RunStatus.FAILED, None
+    started = now()
     try:
-        async for ready in _prepared(hub, connection_id, connector.pull(cursor)):
+        async for ready in _prepared(hub, connection_id, connector.pull(pull.cursor)):
+            if pull.lease.lost:
+                raise ConnectorError("another process took this connection's pull lease over (this one had"
+                                     " stalled); the pages before were stored")
             counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, mapping_version, ready))
             for mapped in ready:
                 fetched += len(mapped.page.records)
@@ -142,26 +143,33 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False,
                 errors.extend(mapped.errors[: max(0, 20 - len(errors))])
             if progress:
                 progress(fetched)
-        if full:
-            counts.deleted += await reconcile(hub, connection_id, allow_mass_delete=allow_mass_delete)
-        status = "succeeded"
+        if pull.full:
+            report = await reconcile(hub, connection_id, allow_mass_delete=allow_mass_delete)
+            counts.deleted += report.deleted
+            errors.extend(report.notes)
+        status = RunStatus.SUCCEEDED
     except ConnectorError as exc:
         error = str(exc)
         log.warning("sync of %s failed: %s", connection_id, error)
     except asyncio.CancelledError:
-        status, error = "interrupted", "the process stopped during the pull; the next pull resumes from its cursor"
+        status, error = RunStatus.INTERRUPTED, "the process stopped during the pull; the next pull resumes from its cursor"
         raise
     except Exception as exc:  # a bug or a database fault: the run says so, the scheduler goes on
         error = f"{type(exc).__name__}: {exc}"
         log.exception("sync of %s failed", connection_id)
     finally:
+        keeper.cancel()
         if error:
             errors.append(error)
-        _finish_run(hub, run.id, status, error, counts, errors, fetched, failed)
-    return _load_run(hub, run.id)
+        try:
+            _finish_run(hub, pull.run_id, status, error, counts, errors, fetched, failed)
+        finally:
+            pull.lease.release()
+        log.info("pull %s of %s %s in %.1f s", pull.run_id, connection_id, status, (now() - started).total_seconds())
+    return _load_run(hub, pull.run_id)
 
 
-def _finish_run(hub: Hub, run_id: int, status: str, error: str | None, counts: Counts, errors: list[str],
+def _finish_run(hub: Hub, run_id: int, status: RunStatus, error: str | None, counts: Counts, errors: list[str],
                 fetched: int, failed: int) -> None:
     with Session(hub.engine) as session:
         run = session.get(SyncRun, run_id)
@@ -169,7 +177,7 @@ def _finish_run(hub: Hub, run_id: int, status: str, error: str | None, counts: C
         run.created, run.updated, run.unchanged = counts.created, counts.updated, counts.unchanged
         run.stale, run.deleted, run.errors = counts.stale, counts.deleted, errors
         connection = session.get(Connection, run.connection_id)
-        connection.status = "ok" if status == "succeeded" else "failing"
+        connection.status = "ok" if status == RunStatus.SUCCEEDED else "failing"
         connection.last_error, connection.last_sync_at = error, now()
         session.add_all([run, connection])
         session.commit()
@@ -180,37 +188,130 @@ def _load_run(hub: Hub, run_id: int) -> SyncRun:
         return session.get(SyncRun, run_id)
 
 
-async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = False) -> int:
+@dataclass
+class ReconcileReport:
+    deleted: int = 0
+    notes: list[str] = field(default_factory=list)  # what a person should know: containers kept, unconfirmed
+
+
+async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = False) -> ReconcileReport:
     """Tombstone this connection's records that no longer exist upstream.
 
-    Runs only after a complete listing; refuses to delete more than the connection's
-    max_delete_share unless told to, because a tool answering "nothing" is a fault.
+    Only records stored before the listing began can go, and only after a complete listing;
+    a container missing from the listing is reported, not emptied (unless the connection says
+    delete_vanished_containers); a small missing set is confirmed record by record; and more
+    than max_delete_share of a record type in one container is refused unless told to,
+    because a tool answering "nothing" is a fault.
     """
     connector = hub.connector(connection_id)
-    upstream = await connector.list_ids()
     settings = hub.connections[connection_id]
-    missing: list[Tombstone] = []
-    live_total = 0
-    at = now()
-    with Session(hub.engine) as session:
-        for record_type, entity in connector.record_types.items():
-            table = ENTITY_TABLES[entity]
-            live = session.exec(select(table.external_id).where(
-                table.connection_id == connection_id, table.deleted_at.is_(None))).all()
-            live_total += len(live)
-            present = upstream.get(record_type, set())
-            missing += [Tombstone(entity, external_id, at) for external_id in live if external_id not in present]
-    if not missing:
-        return 0
-    if not allow_mass_delete and len(missing) > settings.max_delete_share * live_total:
-        raise ReconcileRefused(
-            f"reconcile of {connection_id} would delete {len(missing)} of {live_total} records, more than"
-            f" max_delete_share {settings.max_delete_share:.0%}; nothing was deleted. If the tool really"
-            " lost them, run `opsync sync --full --allow-mass-delete`."
-        )
+    record_types = {rt: rule.entity for rt, rule in hub.mappings[settings.kind].mapping.records.items()}
+    started = now()
+    before = await asyncio.to_thread(_live_records, hub, connection_id, set(record_types.values()))
+    listing = await connector.list_ids()
+    present: dict[str, set[str]] = {}
+    for record_type, entity in record_types.items():
+        present.setdefault(entity, set()).update(listing.ids.get(record_type, set()))
+    report = ReconcileReport()
+    missing: dict[tuple[str, str | None], list[str]] = {}
+    vanished: dict[str, int] = {}
+    for entity, live in before.items():
+        for external_id, container in live.items():
+            if external_id in present.get(entity, ()):
+                continue
+            group = container.lower() if container else None
+            if (listing.containers is not None and group is not None and group not in listing.containers
+                    and not settings.delete_vanished_containers):
+                vanished[group] = vanished.get(group, 0) + 1
+                continue
+            missing.setdefault((entity, group), []).append(external_id)
+    for container, kept in sorted(vanished.items()):
+        why = listing.unlisted.get(container, "it is gone, archived, or no longer readable with this token")
+        report.notes.append(f"{container} was not listed ({why}): its {kept} records were kept; set"
+                            " delete_vanished_containers: true on the connection to delete them")
+    alive: list[RawRecord] = []
+    if 0 < sum(map(len, missing.values())) <= CONFIRM_AT_MOST:
+        alive = await _confirm(hub, connection_id, record_types, missing, report)
+    _refuse_mass_deletion(connection_id, settings.max_delete_share, before, missing, allow_mass_delete)
+    if not missing and not alive:
+        return report
+    tombstones = [Tombstone(entity, external_id, started) for (entity, _), ids in missing.items() for external_id in ids]
+
     def write() -> int:
+        mapped, _ = map_records(hub, connection_id, alive)
         with hub.store.transaction(connection_id, hub.mappings[settings.kind].version_id) as tx:
-            tx.delete(missing)
+            tx.save_raw(alive)
+            tx.upsert(mapped)
+            tx.delete(_untouched_since(tx, tombstones, started))
         return tx.counts.deleted
 
-    return await asyncio.to_thread(write)
+    report.deleted = await asyncio.to_thread(write)
+    return report
+
+
+def _live_records(hub: Hub, connection_id: str, entities: set[str]) -> dict[str, dict[str, str | None]]:
+    """Each entity's live records of the connection: external id -> container."""
+    result: dict[str, dict[str, str | None]] = {}
+    with hub.engine.connect() as db:
+        for entity in entities:
+            table = ENTITY_TABLES[entity].__table__
+            result[entity] = dict(db.execute(sa.select(table.c.external_id, table.c.container).where(
+                table.c.connection_id == connection_id, table.c.deleted_at.is_(None))).all())
+    return result
+
+
+async def _confirm(hub: Hub, connection_id: str, record_types: dict[str, str],
+                   missing: dict[tuple[str, str | None], list[str]], report: ReconcileReport) -> list[RawRecord]:
+    """Ask the tool for each missing record: those it still has stay (and are returned, fresh),
+    those it cannot say anything about stay too, this time."""
+    connector = hub.connector(connection_id)
+    by_entity = {entity: record_type for record_type, entity in record_types.items()}
+    alive: list[RawRecord] = []
+    for group, ids in missing.items():
+        gone = []
+        for external_id in ids:
+            record_type = by_entity[group[0]]
+            known = await asyncio.to_thread(hub.store.raw_payload, connection_id, record_type, external_id)
+            try:
+                fetched = await connector.fetch_one(record_type, external_id, known)
+            except ConnectorError as error:
+                report.notes.append(f"{record_type} {external_id} is not listed, but fetching it failed ({error}):"
+                                    " kept until a later reconcile can confirm it is gone")
+                continue
+            if fetched is None:
+                gone.append(external_id)
+            else:
+                alive.append(fetched)
+        missing[group] = gone
+    for group in [g for g, ids in missing.items() if not ids]:
+        del missing[group]
+    return alive
+
+
+def _refuse_mass_deletion(connection_id: str, share: float, before: dict[str, dict[str, str | None]],
+                          missing: dict[tuple[str, str | None], list[str]], allowed: bool) -> None:
+    if allowed:
+        return
+    refused = []
+    for (entity, container), ids in sorted(missing.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        live = sum(1 for c in before[entity].values() if (c.lower() if c else None) == container)
+        if len(ids) > max(share * live, ALWAYS_DELETABLE if share > 0 else 0):
+            refused.append(f"{len(ids)} of {live} {entity} records of {container or 'no container'}")
+    if refused:
+        raise ReconcileRefused(
+            f"reconcile of {connection_id} would delete {'; '.join(refused)}: more than max_delete_share"
+            f" {share:.0%}; nothing was deleted. If the tool really lost them, run"
+            " `opsync sync --full --allow-mass-delete`.")
+
+
+def _untouched_since(tx: Transaction, tombstones: list[Tombstone], started: datetime) -> list[Tombstone]:
+    """Leave out records the hub changed after the listing began: a webhook saw them alive."""
+    result = []
+    for entity in {t.entity for t in tombstones}:
+        table = ENTITY_TABLES[entity].__table__
+        batch = [t for t in tombstones if t.entity == entity]
+        touched = set(tx.db.execute(sa.select(table.c.external_id).where(
+            table.c.connection_id == tx.connection_id, table.c.external_id.in_({t.external_id for t in batch}),
+            table.c.updated_at > started)).scalars())
+        result += [t for t in batch if t.external_id not in touched]
+    return result

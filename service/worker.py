@@ -1,14 +1,21 @@
-"""Background work: apply the inbox, and pull each connection on its schedule."""
+"""Background work: apply the inbox (both lanes), keep it pruned, and pull each connection on
+its schedule. Any number of processes may run this on one database: pulls take the
+connection's lease, deliveries are claimed."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-from sqlmodel import Session
+import sqlalchemy as sa
 
+from service.clock import now
 from service.hub import Hub
-from service.inbox import process_batch
-from service.models import Connection
+from service.inbox import apply_batch, fetch_batch, prune
+from service.leases import AlreadyRunning, interrupt_orphaned_runs
+from service.models import RunStatus, SyncRun
 from service.sync import sync_connection
 
 log = logging.getLogger("opsync.worker")
@@ -16,6 +23,8 @@ IDLE_POLL_SECONDS = 0.5
 # After a batch that was not full, let deliveries gather this long before the next claim:
 # a claim and a store transaction per few deliveries cost more than the wait.
 GATHER_SECONDS = 0.05
+HOUSEKEEPING_SECONDS = 60.0  # runs orphaned by a dead process; the inbox pruned every tenth time
+BUSY_RETRY_SECONDS = 30.0  # a schedule that found its connection's pull running elsewhere
 
 
 def _default_concurrency(hub: Hub) -> int:
@@ -32,12 +41,15 @@ class Worker:
         self.hub = hub
         self.schedules = schedules
         self.wake = asyncio.Event()  # set by webhook intake in the same process
-        self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
+        batch = self.hub.settings.worker_batch
         for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
-            self._tasks.append(asyncio.create_task(self._apply_inbox(), name=f"inbox-{n}"))
+            self._tasks.append(asyncio.create_task(self._drain(lambda: apply_batch(self.hub, batch), batch),
+                                                   name=f"inbox-{n}"))
+        self._tasks.append(asyncio.create_task(self._drain(lambda: fetch_batch(self.hub), None), name="inbox-fetch"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.schedules:
             for connection_id in self.hub.connections:
                 self._tasks.append(asyncio.create_task(self._schedule(connection_id), name=f"pull:{connection_id}"))
@@ -48,15 +60,11 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    def lock(self, connection_id: str) -> asyncio.Lock:
-        """One pull at a time per connection, whoever asked for it."""
-        return self._locks.setdefault(connection_id, asyncio.Lock())
-
-    async def _apply_inbox(self) -> None:
+    async def _drain(self, batch: Callable[[], Awaitable[int]], full: int | None) -> None:
         while True:
             try:
-                claimed = await process_batch(self.hub, self.hub.settings.worker_batch)
-            except Exception:  # a bad batch must not stop the worker; the lease brings it back
+                claimed = await batch()
+            except Exception:  # the database is away or a bug: the lease brings the batch back
                 log.exception("applying webhook deliveries failed")
                 claimed = 0
             if not claimed:
@@ -65,23 +73,56 @@ class Worker:
                     await asyncio.wait_for(self.wake.wait(), IDLE_POLL_SECONDS)
                 except TimeoutError:
                     pass
-            elif claimed < self.hub.settings.worker_batch:
+            elif full is not None and claimed < full:
                 await asyncio.sleep(GATHER_SECONDS)
 
-    async def _schedule(self, connection_id: str) -> None:
-        every = self.hub.connections[connection_id].pull_every_minutes * 60
-        # A connection never pulled before backfills at once; the others wait for their turn.
-        first_wait = 0 if self._never_pulled(connection_id) else every
-        await asyncio.sleep(first_wait)
+    async def _housekeeping(self) -> None:
+        rounds = 0
         while True:
             try:
-                async with self.lock(connection_id):
-                    await sync_connection(self.hub, connection_id)
+                interrupted = await asyncio.to_thread(interrupt_orphaned_runs, self.hub.engine)
+                if interrupted:
+                    log.warning("%d sync runs of a stopped process marked interrupted", interrupted)
+                if rounds % 10 == 0:
+                    pruned = await asyncio.to_thread(prune, self.hub)
+                    if pruned:
+                        log.info("pruned %d applied deliveries older than %g days", pruned,
+                                 self.hub.settings.inbox_retention_days)
+            except Exception:
+                log.exception("inbox housekeeping failed")
+            rounds += 1
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+    async def _schedule(self, connection_id: str) -> None:
+        """Pull when due, by the runs every process recorded: so several workers on one database
+        pull a connection once per period, not once each."""
+        while True:
+            try:
+                wait, full = await asyncio.to_thread(self._due, connection_id)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue
+                await sync_connection(self.hub, connection_id, full=full)
+            except AlreadyRunning:
+                await asyncio.sleep(BUSY_RETRY_SECONDS * (0.5 + random.random()))
             except Exception:
                 log.exception("scheduled pull of %s failed", connection_id)
-            await asyncio.sleep(every)
+                await asyncio.sleep(BUSY_RETRY_SECONDS)
 
-    def _never_pulled(self, connection_id: str) -> bool:
-        with Session(self.hub.engine) as session:
-            connection = session.get(Connection, connection_id)
-            return connection is None or connection.last_sync_at is None
+    def _due(self, connection_id: str) -> tuple[float, bool]:
+        """(seconds until the next pull is due, whether it is a full one). A connection never
+        pulled backfills at once; a full pull (with reconcile) follows every full_every_hours."""
+        settings = self.hub.connections[connection_id]
+        runs = SyncRun.__table__
+        mine = runs.c.connection_id == connection_id
+        with self.hub.engine.connect() as db:
+            last = db.execute(sa.select(sa.func.max(runs.c.started_at)).where(mine)).scalar()
+            first = db.execute(sa.select(sa.func.min(runs.c.started_at)).where(mine)).scalar()
+            last_full = db.execute(sa.select(sa.func.max(runs.c.started_at)).where(
+                mine, runs.c.mode == "full", runs.c.status == RunStatus.SUCCEEDED)).scalar()
+        if last is None:
+            return 0.0, False
+        at = now()
+        full = (last_full or first) + timedelta(hours=settings.full_every_hours) <= at
+        due = last + timedelta(minutes=settings.pull_every_minutes)
+        return max(0.0, (due - at).total_seconds()), full

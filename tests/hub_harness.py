@@ -42,15 +42,33 @@ class RunningHub:
             if cursor is None:
                 return items
 
-    def wait_for_inbox(self, timeout: float = 30.0) -> None:
-        """Until no delivery is pending (the in-process worker applied them all)."""
+    def sync(self, connection_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Pull the connection now and wait for its run to end; when a pull of it is already
+        running (the start-up backfill), wait for that one instead."""
+        answer = self.client.post(f"/api/v1/connections/{connection_id}/sync")
+        if answer.status_code != 409:
+            answer.raise_for_status()
+        run_id = answer.json()["run_id"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.client.get("/api/v1/sync-runs", params={"connection_id": connection_id}).json()
+            [run] = [r for r in runs if r["id"] == run_id]
+            if run["status"] != "running":
+                return run
+            time.sleep(0.1)
+        raise AssertionError(f"run {run_id} of {connection_id} did not end in {timeout} s")
+
+    def wait_for_inbox(self, timeout: float = 30.0, lane: str | None = "apply") -> None:
+        """Until no delivery of the lane is pending (the in-process worker applied them all);
+        lane None: of either lane (the fetch lane waits on the tool)."""
         engine = sa.create_engine(self.settings.database_url, poolclass=sa.NullPool)
         deadline = time.monotonic() + timeout
+        query = sa.text("SELECT count(*) FROM inbox_event WHERE status = 'pending'"
+                        + (" AND lane = :lane" if lane else "")).bindparams(**({"lane": lane} if lane else {}))
         try:
             while time.monotonic() < deadline:
                 with engine.connect() as connection:
-                    pending = connection.execute(sa.text(
-                        "SELECT count(*) FROM inbox_event WHERE status = 'pending'")).scalar_one()
+                    pending = connection.execute(query).scalar_one()
                 if pending == 0:
                     return
                 time.sleep(0.1)

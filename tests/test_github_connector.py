@@ -176,8 +176,8 @@ def test_list_ids_names_every_issue_and_pull_request_and_no_deleted_issue() -> N
     sim.delete_issue("acme/payments", gone.number)
     with serving(sim.app) as url:
         ids = asyncio.run(connector(url).list_ids())
-    assert {(t, i) for t, values in ids.items() for i in values} == expected(sim)
-    assert str(gone.issue_id) not in ids["issue"]
+    assert {(t, i) for t, values in ids.ids.items() for i in values} == expected(sim)
+    assert str(gone.issue_id) not in ids.ids["issue"]
 
 
 def test_fetch_one_finds_a_record_from_its_stored_payload() -> None:

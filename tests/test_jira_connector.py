@@ -147,8 +147,9 @@ def test_list_ids_returns_every_issue_id_and_forgets_deleted_ones() -> None:
 
     with serving(sim.app) as url:
         listed = asyncio.run(ids(url))
-    assert listed == {"issue": sim.ids()}
-    assert "10010" not in listed["issue"] and len(listed["issue"]) == 699
+    assert listed.ids == {"issue": sim.ids()}
+    assert listed.containers == {"pay", "chk", "gro"} and listed.unlisted == {}
+    assert "10010" not in listed.ids["issue"] and len(listed.ids["issue"]) == 699
 
 
 def test_fetch_one_returns_the_current_issue_or_none() -> None:

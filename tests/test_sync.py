@@ -84,8 +84,7 @@ def test_updating_ten_issues_and_syncing_yields_exactly_ten_updates(database_url
 def test_deleting_an_issue_in_jira_tombstones_it_through_the_webhook(database_url):
     sim = JiraSim(issues=40, seed=5, webhook_secret=SECRET)
     with serving(sim.app) as url, running_hub(database_url, jira_config(url)) as hub:
-        hub.client.post("/api/v1/connections/jira/sync").raise_for_status()
-        _wait_for_run(hub)
+        assert hub.sync("jira")["status"] == "succeeded"
         victim = sorted(sim.ids())[0]
         sim.webhook_url = hub.webhook_url("jira")
         sim.delete_issue(victim)
@@ -100,8 +99,7 @@ def test_deleting_an_issue_in_jira_tombstones_it_through_the_webhook(database_ur
 def test_an_update_in_jira_reaches_the_api_through_the_webhook(database_url):
     sim = JiraSim(issues=20, seed=6, webhook_secret=SECRET)
     with serving(sim.app) as url, running_hub(database_url, jira_config(url)) as hub:
-        hub.client.post("/api/v1/connections/jira/sync").raise_for_status()
-        _wait_for_run(hub)
+        assert hub.sync("jira")["status"] == "succeeded"
         sim.site_url = url
         sim.webhook_url = hub.webhook_url("jira")
         issue = sorted(sim.ids())[0]
@@ -113,17 +111,6 @@ def test_an_update_in_jira_reaches_the_api_through_the_webhook(database_url):
         assert history[-1]["op"] == "update" and history[-1]["fields"]["title"][1] == "Checkout times out"
 
 
-def _wait_for_run(hub, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = hub.client.get("/api/v1/sync-runs").json()
-        if runs and runs[0]["status"] != "running":
-            assert runs[0]["status"] == "succeeded", runs[0]
-            return runs[0]
-        time.sleep(0.1)
-    raise AssertionError("the sync did not finish in time")
-
-
 def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
     jira = JiraSim(issues=60, seed=7)
     github = GitHubSim(items=40, seed=7, jira_keys=dict(jira._numbers), token="t")
@@ -133,8 +120,7 @@ def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
                                                   webhook_secret=SECRET, repos=REPOS)
         with running_hub(database_url, config) as hub:
             for connection in ("jira", "gh"):
-                hub.client.post(f"/api/v1/connections/{connection}/sync").raise_for_status()
-                _wait_for_run(hub)
+                assert hub.sync(connection)["status"] == "succeeded"
             work_items = {i["key"]: i for i in hub.all("/api/v1/work-items")}
             changes = hub.all("/api/v1/code-changes")
             people = hub.all("/api/v1/people")
