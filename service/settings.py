@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,5 +21,9 @@ class Settings(BaseSettings):
     max_webhook_bytes: int = 5 * 1024 * 1024
     worker_batch: int = 100
     inbox_concurrency: int | None = None  # batches applied at once; default 2 on PostgreSQL, 1 on SQLite
+    inbox_max_attempts: int = Field(default=8, ge=1)  # then a delivery is parked as failed, whatever the error
+    inbox_retention_days: float = Field(default=7, gt=0)  # applied deliveries are pruned after this; failed ones kept
+    fetch_deadline_seconds: float = Field(default=10, gt=0)  # a refetch that takes longer is rescheduled
     run_workers: bool = True  # the API process applies the inbox and runs schedules itself
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (service.logs)
