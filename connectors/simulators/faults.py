@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -21,7 +22,8 @@ PAUSE_LIMIT_SECONDS = 60.0  # a paused request goes on by itself then, so a forg
 class Fault:
     """What the next `count` matching API requests suffer (one kind per fault).
 
-    match: only requests whose path and query string contain this text (e.g. "sort=created");
+    match: only requests whose path and query string this regular expression is found in
+    (e.g. "sort=created", r"/repos/acme/ledger/pulls\\?.*sort=created");
     after: let this many matching requests through first;
     pause: hold the request until resume() (then it is answered normally).
     """
@@ -36,6 +38,15 @@ class Fault:
     match: str | None = None
     after: int = 0
 
+    @property
+    def kind(self) -> str:
+        if self.status:
+            return str(self.status)
+        for name in ("pause", "drop_connection", "malformed"):
+            if getattr(self, name):
+                return name
+        return "delay" if self.delay_seconds else "none"
+
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, False, 0, 0.0) or k == "count"}
 
@@ -49,6 +60,7 @@ class Faults:
         self._rng = random.Random(0)
         self._generation = 0  # resume() starts a new one; a pause waits for the next
         self._paused = 0
+        self._served: Counter[str] = Counter()
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
@@ -80,7 +92,7 @@ class Faults:
         """The fault the request to target suffers, if any."""
         with self._lock:
             for fault in self._queue:
-                if fault.match is not None and fault.match not in target:
+                if fault.match is not None and not re.search(fault.match, target):
                     continue
                 if fault.after > 0:
                     fault.after -= 1
@@ -88,10 +100,18 @@ class Faults:
                 fault.count -= 1
                 if fault.count <= 0:
                     self._queue.remove(fault)
+                self._served[fault.kind] += 1
                 return fault
             if self._share and self._rng.random() < self._share:
-                return replace(self._rng.choice(self._kinds), count=1)
+                fault = replace(self._rng.choice(self._kinds), count=1)
+                self._served[fault.kind] += 1
+                return fault
             return None
+
+    def served(self) -> Counter[str]:
+        """How many requests suffered each kind of fault so far ("429", "delay", "pause", ...)."""
+        with self._lock:
+            return Counter(self._served)
 
     async def hold(self) -> None:
         """Wait, in a request's handler, until resume() (or PAUSE_LIMIT_SECONDS)."""
