@@ -22,9 +22,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from service import metrics
 from service.clock import now
 from service.contract import Deletion, RawRecord, TransientError, WebhookContent
 from service.hub import Hub
+from service.logs import log_context
 from service.mapping import Unified
 from service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin
 from service.normalise import map_records, tombstones_for
@@ -212,10 +214,23 @@ class Marks:
         return len(self.done) + len(self.ignored) + len(self.failed) + len(self.to_fetch) + len(self.retry)
 
 
-def _mark(hub: Hub, token: str, marks: Marks) -> None:
+def _mark(hub: Hub, token: str, marks: Marks, events: list[sa.Row]) -> None:
     if marks.count():
         with hub.engine.begin() as connection:
             marks.write(connection, token)
+        _observe(marks, events)
+
+
+def _observe(marks: Marks, events: list[sa.Row]) -> None:
+    """Count what became of deliveries, per connection, for /metrics."""
+    connection_of = {event.id: event.connection_id for event in events}
+    for outcome, ids in ((metrics.DeliveryOutcome.APPLIED, marks.done), (metrics.DeliveryOutcome.FAILED, marks.failed),
+                         (metrics.DeliveryOutcome.IGNORED, marks.ignored)):
+        per_connection: dict[str, int] = {}
+        for event_id in ids:
+            per_connection[connection_of[event_id]] = per_connection.get(connection_of[event_id], 0) + 1
+        for connection_id, count in per_connection.items():
+            metrics.delivery_outcomes(connection_id, outcome, count)
 
 
 def backoff(attempts: int) -> float:
@@ -289,7 +304,7 @@ def _apply_claimed(hub: Hub, claimed: Claim) -> None:
                 ready.append(_prepare(hub, event, content.upserts, content.deletions))
         except Exception as error:  # this delivery's content or mapping: it alone is parked
             marks.failed[event.id] = _describe(error)
-    _mark(hub, claimed.token, marks)
+    _mark(hub, claimed.token, marks, claimed.events)
     _write_by_connection(hub, claimed.token, ready, Origin.WEBHOOK)
 
 
@@ -315,12 +330,14 @@ def _write(hub: Hub, connection_id: str, token: str, items: list[_Ready], origin
                 tied = any((r.entity, r.external_id) in tx.ties for r in item.records)
                 (marks.to_fetch if tied else marks.done).append(item.event.id)
             marks.write(tx.db, token)
+        _observe(marks, [item.event for item in items])
     except _DATABASE_DOWN:
         raise
     except Exception as error:
         if len(items) == 1:
-            log.warning("delivery %s of %s parked as failed: %s", items[0].event.delivery_id, connection_id, error)
-            _mark(hub, token, Marks(failed={items[0].event.id: _describe(error)}))
+            with log_context(connection_id=connection_id, delivery_id=items[0].event.delivery_id):
+                log.warning("delivery parked as failed: %s", error)
+            _mark(hub, token, Marks(failed={items[0].event.id: _describe(error)}), [items[0].event])
             return
         half = len(items) // 2
         _write(hub, connection_id, token, items[:half], origin)
@@ -354,7 +371,7 @@ async def fetch_batch(hub: Hub, limit: int = FETCH_BATCH) -> int:
 
     screened = [event for event in claimed.events if _screen(hub, event, marks)]
     ready = [item for item in await asyncio.gather(*(one(event) for event in screened)) if item is not None]
-    await asyncio.to_thread(_mark, hub, claimed.token, marks)
+    await asyncio.to_thread(_mark, hub, claimed.token, marks, claimed.events)
     await asyncio.to_thread(_write_by_connection, hub, claimed.token, ready, Origin.FETCH)
     return len(claimed.events)
 

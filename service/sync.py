@@ -10,10 +10,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from service import metrics
 from service.clock import now
 from service.contract import ConnectorError, Page, RawRecord
 from service.hub import Hub
 from service.leases import Lease
+from service.logs import log_context
 from service.mapping import Unified
 from service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun
 from service.normalise import map_records
@@ -125,6 +127,12 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False, a
     Raises AlreadyRunning when another pull of the connection holds its lease."""
     if pull is None:
         pull = await asyncio.to_thread(begin_pull, hub, connection_id, full=full)
+    with log_context(connection_id=connection_id, run_id=pull.run_id):
+        return await _run(hub, pull, allow_mass_delete, progress)
+
+
+async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress | None) -> SyncRun:
+    connection_id = pull.connection_id
     connector = hub.connector(connection_id)
     mapping_version = hub.mappings[hub.connections[connection_id].kind].version_id
     keeper = asyncio.create_task(pull.lease.keep())
@@ -165,7 +173,9 @@ async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False, a
             _finish_run(hub, pull.run_id, status, error, counts, errors, fetched, failed)
         finally:
             pull.lease.release()
-        log.info("pull %s of %s %s in %.1f s", pull.run_id, connection_id, status, (now() - started).total_seconds())
+        seconds = (now() - started).total_seconds()
+        metrics.sync_run_finished(connection_id, "full" if pull.full else "incremental", status, seconds)
+        log.info("pull %s of %s %s in %.1f s", pull.run_id, connection_id, status, seconds)
     return _load_run(hub, pull.run_id)
 
 
