@@ -16,8 +16,8 @@ from service.clock import now
 from service.models import PullLease, RunStatus, SyncRun
 
 log = logging.getLogger("opsync.leases")
-TTL = timedelta(seconds=60)
-RENEW_SECONDS = 15.0
+TTL = timedelta(seconds=30)
+RENEW_SECONDS = 10.0
 _LEASES = PullLease.__table__
 _RUNS = SyncRun.__table__
 
@@ -54,6 +54,7 @@ class Lease:
                 _LEASES.c.connection_id == connection_id)).one()
         if current.holder != holder:
             raise AlreadyRunning(connection_id, current.run_id)
+        interrupt_orphaned_runs(engine)  # the run of a holder whose lease this took over, if any
         return cls(engine, connection_id, holder)
 
     def _mine(self) -> sa.ColumnElement[bool]:
