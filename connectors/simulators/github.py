@@ -194,10 +194,12 @@ class GitHubSim:
                      body: str | None = None, state: str | None = None,
                      state_reason: str | None = None, labels: list[str] | None = None,
                      assignees: list[str] | None = None) -> dict[str, Any]:
-        """Change an issue (or a PR's issue side) and send one webhook per action, as GitHub does."""
+        """Change an issue (or a PR's issue side) and send one webhook per action, as GitHub does:
+        `issues` events for an issue, `pull_request` events for a pull request."""
         with self.lock:
             item = self.item(repo, number)
             self._bump(item)
+            event = self._pull_event if item.is_pull else self._issue_event
             events: list[dict[str, Any]] = []
             changes: dict[str, Any] = {}
             if title is not None and title != item.title:
@@ -205,19 +207,19 @@ class GitHubSim:
             if body is not None and body != item.body:
                 changes["body"], item.body = {"from": item.body}, body
             if changes:
-                events.append(self._issue_event("edited", item, changes=changes))
+                events.append(event("edited", item, changes=changes))
             if labels is not None:
                 added = [name for name in labels if name not in item.labels]
                 item.labels = list(labels)
                 for name in added:
-                    events.append(self._issue_event(
+                    events.append(event(
                         "labeled", item, label=data.label_json(name, repo, self.bases())))
             if assignees is not None:
                 indexes = [self._person_index(a) for a in assignees]
                 added_people = [i for i in indexes if i not in item.assignees]
                 item.assignees = indexes
                 for i in added_people:
-                    events.append(self._issue_event(
+                    events.append(event(
                         "assigned", item, assignee=data.user_json(self.people[i], self.bases())))
             if state is not None and state != item.state:
                 if state == "closed":
@@ -225,10 +227,10 @@ class GitHubSim:
                     item.state_reason = state_reason or "completed"
                 else:
                     item.state, item.closed_at, item.state_reason = "open", None, "reopened"
-                events.append(self._issue_event("closed" if state == "closed" else "reopened", item))
+                events.append(event("closed" if state == "closed" else "reopened", item))
             result = self.issue_json(item, self.bases())
         for payload in events:
-            self._deliver("issues", payload)
+            self._deliver("pull_request" if item.is_pull else "issues", payload)
         return result
 
     def delete_issue(self, repo: str, number: int, silent: bool = False) -> None:

@@ -27,8 +27,9 @@ def wait_until_idle(client: httpx.Client, connection_id: str, timeout: float = 6
 
 
 def pull(client: httpx.Client, connection_id: str, *, full: bool = False, timeout: float = 90.0) -> dict[str, Any]:
-    """Start a pull through the API and wait for it to finish; the finished run. A pull
-    already running is waited for first, so the one returned began after this call."""
+    """Start a pull through the API and wait for it to finish; the finished run. While another
+    pull holds the connection (or a dead process's lease has not expired yet) it is retried,
+    so the run returned began after this call."""
     deadline = time.monotonic() + timeout
     while True:
         before = max((run["id"] for run in runs(client, connection_id)), default=0)
@@ -37,10 +38,12 @@ def pull(client: httpx.Client, connection_id: str, *, full: bool = False, timeou
             break
         if time.monotonic() > deadline:
             raise AssertionError(f"could not start a pull of {connection_id}: {answer.status_code} {answer.text}")
-        wait_until_idle(client, connection_id, max(deadline - time.monotonic(), 1))
+        time.sleep(0.2)
+    run_id = answer.json().get("run_id")
     mode = "full" if full else "incremental"
     while time.monotonic() < deadline:
-        mine = [run for run in runs(client, connection_id) if run["id"] > before and run["mode"] == mode]
+        mine = [run for run in runs(client, connection_id)
+                if (run["id"] == run_id if run_id is not None else run["id"] > before and run["mode"] == mode)]
         if mine and mine[-1]["status"] != "running":
             return mine[-1]
         time.sleep(0.1)
