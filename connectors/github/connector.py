@@ -8,8 +8,9 @@ Cursor (a JSON string the engine stores after each page):
 issues.since is the newest updated_at already stored (the list is read in ascending
 updated order, so it can advance page by page); page > 1 only while many issues share
 that second. pulls cannot be filtered by time, so they are read newest first until one
-is older than pulls.since; since only advances (to high) once that listing is complete,
-and page says where a crashed listing resumes.
+is older than pulls.since; since only advances (to high) once that listing is complete.
+page is where the listing stands; one that stopped half way starts again at page 1, since
+pull requests changed meanwhile moved to the front.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from service.contract import (
     ConnectionSettings,
     Connector,
     FatalError,
+    Listing,
     Page,
     RawRecord,
     WebhookContent,
@@ -68,7 +70,6 @@ class GitHubSettings(ConnectionSettings):
 class GitHubConnector(Connector):
     kind = "github"
     settings_model = GitHubSettings
-    record_types = {"issue": "work_item", "pull_request": "code_change"}
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
@@ -134,6 +135,9 @@ class GitHubConnector(Connector):
         stream = streams.setdefault("pulls", {"since": None, "high": None, "page": 1})
         since = parse_time(stream["since"])
         threshold = since - self.overlap if since else None
+        # A listing that stopped half way starts again from the front: pull requests changed
+        # meanwhile moved there, ahead of the page it had reached. (high, the newest seen, stays.)
+        stream["page"] = 1
         while True:
             page, high = stream["page"], parse_time(stream["high"])
             params = {"state": "all", "sort": "updated", "direction": "desc",
@@ -178,22 +182,37 @@ class GitHubConnector(Connector):
 
     # --- reconcile and refetch --------------------------------------------------------
 
-    async def list_ids(self) -> dict[str, set[str]]:
+    async def list_ids(self) -> Listing:
+        """Every issue and pull request id, a repository at a time: a repository GitHub no longer
+        shows (deleted, renamed away, no access) is reported as unlisted, its records kept; so
+        are an org's archived repositories, which repositories() leaves out."""
         ids: dict[str, set[str]] = {"issue": set(), "pull_request": set()}
+        listed: set[str] = set()
+        unlisted: dict[str, str] = {}
         for repo in await self.repositories():
-            for kind, path in (("issue", "issues"), ("pull_request", "pulls")):
-                page = 1
-                while True:
-                    params = {"state": "all", "sort": "created", "direction": "asc",
-                              "per_page": self.config.page_size, "page": page}
-                    rows, has_next = await self.client.get_list(
-                        f"/repos/{repo}/{path}", params, what=f"{path} of {repo}")
-                    ids[kind].update(str(row["id"]) for row in rows
-                                     if kind == "pull_request" or "pull_request" not in row)
-                    if not has_next:
-                        break
-                    page += 1
-        return ids
+            try:
+                found = {kind: await self._repo_ids(repo, path) for kind, path in
+                         (("issue", "issues"), ("pull_request", "pulls"))}
+            except NotFoundError as error:
+                unlisted[repo.lower()] = str(error)
+                continue
+            for kind, repo_ids in found.items():
+                ids[kind] |= repo_ids
+            listed.add(repo.lower())
+        return Listing(ids, containers=listed, unlisted=unlisted)
+
+    async def _repo_ids(self, repo: str, path: str) -> set[str]:
+        ids: set[str] = set()
+        page = 1
+        while True:
+            params = {"state": "all", "sort": "created", "direction": "asc",
+                      "per_page": self.config.page_size, "page": page}
+            rows, has_next = await self.client.get_list(f"/repos/{repo}/{path}", params, what=f"{path} of {repo}")
+            # the issues list holds the pull requests' issue sides too: those are no issues
+            ids.update(str(row["id"]) for row in rows if path == "pulls" or "pull_request" not in row)
+            if not has_next:
+                return ids
+            page += 1
 
     async def fetch_one(self, record_type: str, external_id: str,
                         known: dict[str, Any] | None = None) -> RawRecord | None:
