@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from service import logs
 from service.config import ConfigError, load_config
 from service.mapping import MappingError, load_mapping
 from service.settings import Settings
@@ -68,10 +68,11 @@ def serve(config: Optional[Path] = ConfigOption, host: str = "127.0.0.1", port: 
         hub_config = load_config(settings.config) if settings.config else None
     except ConfigError as error:
         _fail(str(error))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     application = create_app(settings, hub_config)
     long_lived()
-    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower())
+    # log_config=None: uvicorn's own loggers go through the handler logs.configure installed
+    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
 
 
 @app.command()
@@ -80,7 +81,7 @@ def worker(config: Optional[Path] = ConfigOption) -> None:
     from service.worker import Worker
 
     settings = _settings(config)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, json_lines=settings.log_format == "json")
 
     async def run() -> None:
         hub = _open_hub(settings)

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from api import schemas
 from api.problems import Problem
-from service import inbox
+from service import inbox, metrics
 from service.contract import WebhookRejected
 from service.hub import Hub
 
@@ -41,14 +41,21 @@ async def receive_webhook(request: Request) -> Response:
     connection_id = request.path_params["connection_id"]
     if connection_id not in hub.connections:
         raise Problem(404, f"no connection {connection_id!r}")
-    body = await _body(request, hub.settings.max_webhook_bytes)
+    try:
+        body = await _body(request, hub.settings.max_webhook_bytes)
+    except Problem:
+        metrics.delivery_rejected(connection_id, "too_large")
+        raise
     try:
         row = inbox.accept(hub, connection_id, request.headers, body)
     except WebhookRejected as error:
+        metrics.delivery_rejected(connection_id, "signature")
         raise Problem(401, str(error)) from None
     except inbox.BadDelivery as error:
+        metrics.delivery_rejected(connection_id, "bad_body")
         raise Problem(400, str(error)) from None
     duplicate = await request.app.state.intake.store(row)  # committed before the 202
+    metrics.delivery_received(connection_id, duplicate=duplicate)
     worker = request.app.state.worker
     if worker:
         worker.wake.set()

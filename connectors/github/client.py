@@ -3,6 +3,7 @@
 PyGithub's own retries and throttle are off, so tenacity (service.retry) and the
 rate-limit headers are the single retry and pacing layer. Errors come out typed by what
 the caller should do: FatalError (a person must act), TransientError (retry later).
+Every answer is counted by status, and every wait for a rate-limit reset, in service.metrics.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import requests
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException
 
+from service import metrics
 from service.contract import FatalError, TransientError
 from service.retry import in_thread, with_retries
 
@@ -40,7 +42,7 @@ class GitHubClient:
         async def attempt() -> tuple[Headers, Any]:
             return await self._get_once(path, params, what)
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, connection_id=self.connection_id)
 
     async def get_list(self, path: str, params: dict[str, Any], *, what: str) -> tuple[list[Any], bool]:
         """One page of a list endpoint: (rows, whether GitHub announces a next page)."""
@@ -52,11 +54,13 @@ class GitHubClient:
     async def _get_once(self, path: str, params: dict[str, Any] | None, what: str) -> tuple[Headers, Any]:
         wait = self._resume_at - time.time()
         if wait > 0:  # the budget is spent: wait for its reset instead of drawing a 403
+            metrics.rate_limit_wait(self.connection_id, wait)
             await asyncio.sleep(wait)
         return await in_thread(self._get_blocking, path, params, what)
 
     def _get_blocking(self, path: str, params: dict[str, Any] | None, what: str) -> tuple[Headers, Any]:
         requester = self._github.requester
+        status = None  # no answer, until one comes
         try:
             # The body is parsed here, with orjson: a page of 100 pull requests is ~1 MB of
             # JSON, and the standard library's parser took a tenth of a backfill's CPU.
@@ -76,6 +80,8 @@ class GitHubClient:
         except (requests.RequestException, ValueError) as exc:
             # dropped connections, timeouts, and bodies cut short (invalid JSON)
             raise TransientError(f"GitHub request for {what} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.upstream_response(self.connection_id, "github", status)
         if str(headers.get("x-ratelimit-remaining")) == "0":
             self._resume_at = float(headers.get("x-ratelimit-reset", time.time()))
         return headers, data

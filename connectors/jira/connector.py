@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator
 
 import mappings
 from connectors.jira import webhook
+from service import metrics
 from service.contract import (
     ConnectionSettings,
     Connector,
@@ -150,7 +151,7 @@ class JiraConnector(Connector):
         async def attempt() -> T:
             return await in_thread(attempt_in_thread)
 
-        return await with_retries(attempt)
+        return await with_retries(attempt, connection_id=self.settings.id)
 
     def _connect(self) -> JIRA:
         with self._client_lock:
@@ -160,6 +161,14 @@ class JiraConnector(Connector):
                               basic_auth=(settings.email, settings.token.get_secret_value()),
                               max_retries=0, timeout=30, get_server_info=True,
                               options={"rest_api_version": "3", "check_update": False})
+                # the start-up's serverInfo request came before the hook below could count it:
+                # it answered (2xx), or _classify counts its error
+                metrics.upstream_response(settings.id, "jira", 200)
+
+                def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+                    metrics.upstream_response(settings.id, "jira", response.status_code)
+
+                client._session.hooks["response"].append(count)  # every later answer
                 if client.deploymentType != "Cloud":
                     raise FatalError(
                         f"{settings.base_url} is Jira {client.deploymentType or 'Server/Data Center'}, "
@@ -172,6 +181,10 @@ class JiraConnector(Connector):
         where = settings.base_url
         if isinstance(error, (FatalError, TransientError)):
             return error
+        if isinstance(error, (JIRAError, requests.RequestException)):
+            response = getattr(error, "response", None)
+            if response is None or self._client is None:  # no answer, or the client's start-up
+                metrics.upstream_response(settings.id, "jira", getattr(response, "status_code", None))
         if isinstance(error, JIRAError):
             status = error.status_code
             text = (error.text or "").strip()
