@@ -48,11 +48,12 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
         app.include_router(router, prefix="/api/v1")
     webhooks.install(app)
 
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses={500: problems.UNEXPECTED})
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={500: problems.UNEXPECTED,
+                                                    503: problems.declared("The database does not answer")})
     def readyz(hub: Hub = Depends(get_hub)) -> dict[str, str]:
         try:
             with hub.engine.connect() as connection:
@@ -61,7 +62,7 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
             raise Problem(503, "the database does not answer") from None
         return {"status": "ready"}
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"], responses={500: problems.UNEXPECTED})
     def metrics(hub: Hub = Depends(get_hub)) -> Response:
         """Prometheus text: this process's counters and the inbox as stored now (docs/operations.md)."""
         return Response(hub_metrics.exposition(hub.engine, hub.connections), media_type=hub_metrics.CONTENT_TYPE)

@@ -1,16 +1,50 @@
-"""What routes need, injected with Depends: the hub, a session, the caller's scopes."""
+"""What routes need, injected with Depends: the hub, a session, the caller's scopes, a page's start."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BeforeValidator
 from sqlmodel import Session
 
+from api import problems
 from api.problems import Problem
 from service.hub import Hub
 from service.tokens import token_scopes
 from service.views import MAX_ID
+
+bearer = HTTPBearer(scheme_name="bearer", bearerFormat="opsync API token", auto_error=False,
+                    description="A token from `opsync tokens create` (or OPSYNC_BOOTSTRAP_TOKEN)")
+
+# Every text parameter is bounded, and holds no NUL character (PostgreSQL text cannot).
+NO_NUL = r"^[^\x00]*$"
+CONNECTION_ID_LENGTH = 63  # the longest connection id a config can hold
+
+# A cursor is the URL-safe base64 (padded) of the decimal position of the last row of a page,
+# up to 19 digits, or empty for the first page: exactly the strings this pattern matches. It is
+# written out per 4-character group of three digits so that the OpenAPI document describes
+# every cursor this API accepts.
+_PAIR = "(?:[MN][DTjz]|O[DT])"  # the first two characters of a group holding two or three digits
+_GROUP = _PAIR + "[AEIMQUYcgk][w-z0-5]"
+CURSOR_PATTERN = (f"^(?:(?:{_GROUP}){{0,6}}|(?:{_GROUP}){{0,6}}(?:[MN][AQgw]|O[AQ])=="
+                  f"|(?:{_GROUP}){{0,5}}{_PAIR}[AEIMQUYcgk]=)$")
+CURSOR_MAX_LENGTH = 28
+
+_RFC_3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+
+
+def _rfc_3339(value: Any) -> Any:
+    if isinstance(value, str) and not _RFC_3339.fullmatch(value):
+        raise ValueError("expected a date and time with a UTC offset (RFC 3339), e.g. 2024-03-01T00:00:00Z")
+    return value
+
+
+# A moment as RFC 3339 writes it: no bare numbers read as Unix times, no moment without an offset.
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc_3339)]
 
 
 async def get_hub(request: Request) -> Hub:  # async: no trip to the thread pool
@@ -23,14 +57,13 @@ def get_session(hub: Hub = Depends(get_hub)) -> Iterator[Session]:
 
 
 def require(scope: str):  # noqa: ANN201  (a dependency factory)
-    def check(request: Request, hub: Hub = Depends(get_hub)) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+    def check(credentials: HTTPAuthorizationCredentials | None = Security(bearer),
+              hub: Hub = Depends(get_hub)) -> None:
+        if credentials is None:
             raise Problem(401, "send an API token as 'Authorization: Bearer <token>'",
                           headers={"WWW-Authenticate": "Bearer"})
         bootstrap = hub.settings.bootstrap_token.get_secret_value() if hub.settings.bootstrap_token else None
-        scopes = token_scopes(hub.engine, token.strip(), bootstrap)
+        scopes = token_scopes(hub.engine, credentials.credentials.strip(), bootstrap)
         if scopes is None:
             raise Problem(401, "the API token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"})
         if scope not in scopes:
@@ -39,17 +72,34 @@ def require(scope: str):  # noqa: ANN201  (a dependency factory)
     return check
 
 
+def refused(scope: str) -> dict[int, dict[str, Any]]:
+    """What an operation that needs scope declares it may answer before it runs: every token
+    grants read, so only the write and admin scopes can be lacking."""
+    return {401: problems.UNAUTHORIZED} | ({403: problems.FORBIDDEN} if scope != "read" else {})
+
+
+def text_query(max_length: int, description: str | None = None) -> Any:
+    """An optional text parameter of the query."""
+    return Query(None, max_length=max_length, pattern=NO_NUL, description=description)
+
+
 def encode_cursor(position: int | None) -> str | None:
     return base64.urlsafe_b64encode(str(position).encode()).decode() if position is not None else None
 
 
 def decode_cursor(cursor: str | None) -> int | None:
+    """The position a cursor names. One past every id (a position beyond MAX_ID) reads an
+    empty page, as it would in a database with wider ids."""
     if not cursor:
         return None
-    try:
-        position = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        position = -1
-    if not 0 <= position <= MAX_ID:
-        raise Problem(400, f"cursor {cursor!r} is not one this API handed out; pass next_cursor unchanged")
-    return position
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise Problem(400, f"cursor {cursor[:CURSOR_MAX_LENGTH + 1]!r} is not one this API handed out; "
+                           "pass next_cursor unchanged")
+    return min(int(base64.urlsafe_b64decode(cursor)), MAX_ID)
+
+
+def page_after(cursor: str | None = Query(
+        None, description="next_cursor of the previous page (the URL-safe base64 of the position of "
+                          "its last row); absent or empty for the first page", json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH},
+)) -> int | None:
+    return decode_cursor(cursor)

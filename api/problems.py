@@ -1,4 +1,4 @@
-"""Errors as RFC 9457 problem details (application/problem+json)."""
+"""Errors as RFC 9457 problem details (application/problem+json), and how OpenAPI declares them."""
 from __future__ import annotations
 
 from http import HTTPStatus
@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 
 MEDIA_TYPE = "application/problem+json"
@@ -20,11 +22,61 @@ class Problem(Exception):
         self.title = title or HTTPStatus(status).phrase
 
 
+class ProblemDetails(BaseModel):
+    """An error as RFC 9457 describes it; some problems add members of their own."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str  # what went wrong and what to change
+    instance: str  # the path of the request
+
+
+class FieldError(BaseModel):
+    where: str  # e.g. query.limit, path.item_id, body.ids.0
+    problem: str
+
+
+class InvalidRequest(ProblemDetails):
+    errors: list[FieldError]
+
+
+class SyncAlreadyRunning(ProblemDetails):
+    run_id: int  # the pull of this connection that is running
+
+
 def problem_response(request: Request, status: int, detail: str, title: str | None = None,
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status,
             "detail": detail, "instance": request.url.path, **extra}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def declared(description: str, model: type[ProblemDetails] = ProblemDetails,
+             headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One status of an operation's OpenAPI `responses`: a problem of that model."""
+    answer: dict[str, Any] = {"description": description,
+                              "content": {MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+UNAUTHORIZED = declared("No API token, or one that is unknown or revoked",
+                        headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}})
+FORBIDDEN = declared("The API token lacks the scope this operation needs")
+INVALID = declared("A parameter or the body is not what this operation accepts; errors names each, "
+                   "where it is and what was expected", InvalidRequest)
+UNEXPECTED = declared("An unexpected error; the server log has the details")
+
+
+def _problem_of(error: dict[str, Any]) -> str:
+    """Pydantic's message, without the 'Value error, ' it puts before our validators' own."""
+    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return error["msg"]
 
 
 def install(app: FastAPI) -> None:
@@ -38,7 +90,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        errors = [{"where": ".".join(str(p) for p in e["loc"]), "problem": _problem_of(e)} for e in exc.errors()]
         detail = "; ".join(f"{e['where']}: {e['problem']}" for e in errors)
         return problem_response(request, 422, detail, "Invalid request", errors=errors)
 
@@ -46,3 +98,16 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette still logs the exception; the client gets a problem, never a traceback.
         return problem_response(request, 500, "an unexpected error; the server log has the details")
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            _, definitions = models_json_schema(
+                [(model, "serialization") for model in (ProblemDetails, InvalidRequest, SyncAlreadyRunning)],
+                ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from service.models import DeliveryStatus
+from service.views import MAX_ID
 
 T = TypeVar("T")
 
@@ -173,7 +176,31 @@ class InboxEvent(BaseModel):
     connection_id: str
     delivery_id: str
     received_at: datetime
-    status: str
+    status: DeliveryStatus
     attempts: int
     last_error: str | None
     processed_at: datetime | None
+
+
+REPLAY_MAX = 1000  # ids in one replay
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON integer (1 or 1.0, as JSON Schema has it), never a string or a boolean."""
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+DeliveryId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_integer)]
+
+
+class InboxReplay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[DeliveryId] = Field(
+        max_length=REPLAY_MAX, description="ids of failed deliveries (GET /inbox?status=failed)")
+
+
+class InboxReplayed(BaseModel):
+    replayed: int  # how many of the ids were failed deliveries, now queued again

@@ -1,12 +1,19 @@
-"""The connections file: YAML that ops engineers keep in git, secrets as ${ENV_VAR} references."""
+"""The connections file: YAML that ops engineers keep in git, secrets as ${ENV_VAR} references.
+
+A reference is read only in a credential field (CREDENTIAL_FIELDS); anywhere else it is an
+error, so that what a file means is in the file. A base URL is https, or http to this machine.
+No message shows a credential field's value, which the environment may have supplied.
+"""
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import ValidationError
@@ -16,6 +23,8 @@ from service.plugins import connector_class
 from service.yamlfile import YamlDocument, yaml_error_message
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+CREDENTIAL_FIELDS = ("token", "webhook_secret", "email")  # a connection's, where ${NAME} is read
+LOOPBACK_NAMES = ("localhost",)  # beside the addresses 127.0.0.0/8 and ::1
 
 
 class ConfigError(Exception):
@@ -29,7 +38,32 @@ class HubConfig:
 
 def _is_secret(loc: tuple[Any, ...]) -> bool:
     """Never echo a credential back in an error message."""
-    return any(isinstance(p, str) and any(w in p for w in ("token", "secret", "password")) for p in loc)
+    return any(isinstance(p, str) and (p in CREDENTIAL_FIELDS or any(w in p for w in ("token", "secret", "password")))
+               for p in loc)
+
+
+def _refuse_references(value: Any, doc: YamlDocument, path: tuple[Any, ...]) -> None:
+    if isinstance(value, str) and "${" in value:
+        raise ConfigError(f"{doc.where(path)}: ${{...}} references are read only in "
+                          f"{', '.join(CREDENTIAL_FIELDS)}; write this setting's value itself")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_references(item, doc, path + (key,))
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_references(item, doc, path + (index,))
+
+
+def _expand_credentials(raw: dict[str, Any], doc: YamlDocument, path: tuple[Any, ...],
+                        environ: Mapping[str, str]) -> dict[str, Any]:
+    expanded = {}
+    for key, value in raw.items():
+        if key in CREDENTIAL_FIELDS:
+            expanded[key] = _expand(value, doc, path + (key,), environ)
+        else:
+            _refuse_references(value, doc, path + (key,))
+            expanded[key] = value
+    return expanded
 
 
 def _expand(value: Any, doc: YamlDocument, path: tuple[Any, ...], environ: Mapping[str, str]) -> Any:
@@ -43,11 +77,27 @@ def _expand(value: Any, doc: YamlDocument, path: tuple[Any, ...], environ: Mappi
                 )
             return environ[name]
         return ENV_REFERENCE.sub(substitute, value)
-    if isinstance(value, dict):
-        return {k: _expand(v, doc, path + (k,), environ) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, doc, path + (i,), environ) for i, v in enumerate(value)]
     return value
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_base_url(url: str, doc: YamlDocument, path: tuple[Any, ...]) -> None:
+    """https, or http to this machine (the simulators, a tunnel): a token never crosses a network in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        return
+    raise ConfigError(f"{doc.where(path)}: base_url must be https:// (http:// only to a loopback address: "
+                      f"127.0.0.0/8, localhost, [::1]); got {parts.scheme}://{parts.netloc.rpartition('@')[2]}")
 
 
 def load_config(file: Path, environ: Mapping[str, str] | None = None) -> HubConfig:
@@ -66,17 +116,19 @@ def load_config(file: Path, environ: Mapping[str, str] | None = None) -> HubConf
         path: tuple[Any, ...] = ("connections", index)
         if not isinstance(raw, dict):
             raise ConfigError(f"{doc.where(path)}: expected a mapping of connection settings")
+        expanded = _expand_credentials(raw, doc, path, environ)
         try:
             model = connector_class(str(raw.get("kind"))).settings_model
         except LookupError as error:
             raise ConfigError(f"{doc.where(path + ('kind',))}: {error}") from None
         try:
-            settings = model.model_validate(_expand(raw, doc, path, environ))
+            settings = model.model_validate(expanded)
         except ValidationError as error:
             first = error.errors()[0]
             loc = tuple(first["loc"])
             shown = "" if _is_secret(loc) or isinstance(first["input"], dict) else f" (got {first['input']!r})"
             raise ConfigError(f"{doc.where(path + loc)}: {first['msg']}{shown}") from None
+        _check_base_url(settings.base_url, doc, path + ("base_url",))
         if settings.id in connections:
             raise ConfigError(f"{doc.where(path + ('id',))}: duplicate connection id {settings.id!r}")
         connections[settings.id] = settings

@@ -36,13 +36,26 @@ def adf_to_text(node: Any) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(parts)).strip()
 
 
+# Linear in the length of the markup, since descriptions are whatever a tool's user typed: a
+# scan that starts at a marker stops at the next opening marker (no class admits it), and an
+# emphasis, whose span may hold '-', spans at most EMPHASIS_SPAN characters.
+_MACRO = re.compile(r"\{(?:code|noformat|quote|panel|color)(?::[^{}]*)?\}")
+_LINK = re.compile(r"\[([^|\[\]]+)\|[^\[\]]+\]")  # [label|url] -> label
+_HEADING = re.compile(r"^h[1-6]\.\s*", re.MULTILINE)
+EMPHASIS_SPAN = 200
+_EMPHASIS = re.compile(r"(?<!\w)[*_+-]([^\s*_+-][^*_+]{0,%d}?)[*_+-](?!\w)" % EMPHASIS_SPAN)
+
+
 def wiki_to_text(markup: str) -> str:
     """Plain text of Jira wiki markup (REST v2 and webhooks): drop the common markers."""
-    text = re.sub(r"\{(code|noformat|quote|panel|color)(:[^}]*)?\}", "", markup)
-    text = re.sub(r"\[([^|\]]+)\|[^\]]+\]", r"\1", text)  # [label|url] -> label
-    text = re.sub(r"^h[1-6]\.\s*", "", text, flags=re.MULTILINE)
-    text = re.sub(r"(?<!\w)[*_+-]([^\s*_+-][^*_+]*?)[*_+-](?!\w)", r"\1", text)
+    text = _MACRO.sub("", markup)
+    text = _LINK.sub(r"\1", text)
+    text = _HEADING.sub("", text)
+    text = _EMPHASIS.sub(r"\1", text)
     return text.replace("\r\n", "\n").strip()
+
+
+SCAN_LIMIT = 64 * 1024  # characters of tool content that a mapping's pattern scans
 
 
 class HubFunctions(functions.Functions):
@@ -59,10 +72,15 @@ class HubFunctions(functions.Functions):
 
     @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
     def _func_regex(self, value: str | None, pattern: str) -> str | None:
-        """The first group (or the whole match) of pattern in value, else null."""
+        """The first group (or the whole match) of pattern in value, else null.
+
+        Only the first SCAN_LIMIT characters of value are scanned: the pattern is an ops
+        engineer's and the value a tool's, and a backtracking pattern on a long value could
+        otherwise hold the sync for minutes.
+        """
         if value is None:
             return None
-        match = re.search(pattern, value)
+        match = re.search(pattern, value[:SCAN_LIMIT])
         if not match:
             return None
         return match.group(1) if match.groups() else match.group(0)

@@ -20,7 +20,7 @@ from jmespath.exceptions import JMESPathError
 
 from service.contract import RawRecord
 from service.expressions import compile_node
-from service.functions import FUNCTIONS
+from service.functions import FUNCTIONS, SCAN_LIMIT
 from service.yamlfile import YamlDocument, yaml_error_message
 
 ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -144,7 +144,8 @@ class LinkRule:
             value = expression(record)
             if not isinstance(value, str) or not value:
                 continue
-            keys = self.pattern.findall(value) if self.pattern else [value]
+            # A pattern scans the first SCAN_LIMIT characters: a title, branch or body is a tool's.
+            keys = self.pattern.findall(value[:SCAN_LIMIT]) if self.pattern else [value]
             for key in keys:
                 found.setdefault(key, f"{key} named in {label}" if self.pattern else f"{label} is {key}")
         return [LinkRef(self.type, self.to_entity, k, self.origin, e) for k, e in found.items()]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +12,9 @@ from sqlmodel import Session, col, select
 
 from service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
 
-MAX_ID = 2**63 - 1  # ids and seqs are 64-bit integers in every database we run on
+# The largest id or seq any database we run on holds: they are `integer` columns, 32-bit on
+# PostgreSQL. A larger one in a request is refused (it would be an error in the database).
+MAX_ID = 2**31 - 1
 
 
 @dataclass
@@ -32,6 +34,16 @@ class WorkItemFilter:
     q: str | None = None
     connection_id: str | None = None
     include_deleted: bool = False
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware moment in UTC. One beyond datetime's range once in UTC (0001-01-01T00:00+14:00
+    is in year 0) becomes that end of the range, which no stored time lies beyond."""
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        end = datetime.min if moment.year == datetime.min.year else datetime.max
+        return end.replace(tzinfo=timezone.utc)
 
 
 def _people(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -93,8 +105,9 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
         conditions.append(_assignee_filter(session, f.assignee))
     if f.label:
         conditions.append(_label_filter(session, f.label))
-    if f.updated_since:
-        conditions.append(WorkItem.source_updated_at >= f.updated_since)
+    since = as_utc(f.updated_since) if f.updated_since else None
+    if since:
+        conditions.append(WorkItem.source_updated_at >= since)
     if f.q:
         # Matched literally (% and _ are not wildcards). One bound pattern, not '%' || q || '%',
         # so that PostgreSQL plans with the text itself and can use its trigram indexes.
@@ -109,7 +122,7 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
              .outerjoin(reporter, reporter.id == WorkItem.reporter_id)
              .order_by(WorkItem.id))
     narrowed = any((f.product, f.kind, f.status_category, f.connection_id, f.assignee, f.label, f.q))
-    if f.updated_since and not narrowed and _few_updated_since(session, f.updated_since):
+    if since and not narrowed and _few_updated_since(session, since):
         # Recent changes cluster at high ids, which walking ids in order reaches last
         # (PostgreSQL at 1M: 95,000 rows read for a page of a 15-day window, 40 ms). The
         # page's ids are taken from the matches found through the source_updated_at index,

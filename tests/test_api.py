@@ -250,9 +250,9 @@ def test_a_bad_query_parameter_is_a_422_problem_naming_it(acme, path, params, pa
     assert parameter in body["detail"]
 
 
-def test_updated_since_without_a_utc_offset_is_a_400_problem(acme):
-    body = assert_problem(acme.client.get("/api/v1/work-items", params={"updated_since": "2024-06-01T00:00:00"}), 400)
-    assert "updated_since" in body["detail"]
+def test_updated_since_without_a_utc_offset_is_a_422_problem(acme):
+    body = assert_problem(acme.client.get("/api/v1/work-items", params={"updated_since": "2024-06-01T00:00:00"}), 422)
+    assert "updated_since" in body["detail"] and "UTC offset" in body["detail"]
 
 
 def test_an_unknown_path_is_a_404_problem(acme):

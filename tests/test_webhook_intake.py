@@ -246,7 +246,7 @@ def test_the_webhook_route_is_described_in_the_openapi_document(database_url):
     with running_hub(database_url, _config()) as hub:
         document = hub.client.get("/openapi.json").json()
         operation = document["paths"]["/api/v1/webhooks/{connection_id}"]["post"]
-        assert set(operation["responses"]) == {"202", "400", "401", "404", "413"}
+        assert set(operation["responses"]) == {"202", "400", "401", "404", "413", "500"}
         accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         assert set(document["components"]["schemas"][accepted]["properties"]) == {"delivery_id", "duplicate"}
         assert "/api/v1/work-items" in document["paths"]  # the rest of the API is still there

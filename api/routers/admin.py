@@ -4,22 +4,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlmodel import Session, select
 
 from api import schemas
-from api.deps import get_hub, get_session, require
-from api.problems import Problem
+from api.deps import CONNECTION_ID_LENGTH, NO_NUL, get_hub, get_session, refused, require, text_query
+from api.problems import INVALID, UNEXPECTED, Problem, SyncAlreadyRunning, declared
 from service import inbox
 from service.hub import Hub
-from service.models import Connection, InboxEvent, SyncRun
+from service.models import Connection, DeliveryStatus, InboxEvent, SyncRun
 from service.sync import sync_connection
 
-router = APIRouter()
+router = APIRouter(responses={500: UNEXPECTED})
 
 
-@router.get("/connections", response_model=list[schemas.Connection], dependencies=[Depends(require("read"))])
+@router.get("/connections", response_model=list[schemas.Connection], dependencies=[Depends(require("read"))],
+            responses=refused("read"))
 def list_connections(request: Request, hub: Hub = Depends(get_hub),
                      session: Session = Depends(get_session)) -> list[dict[str, Any]]:
     stored = {c.id: c for c in session.exec(select(Connection)).all()}
@@ -37,8 +37,10 @@ def list_connections(request: Request, hub: Hub = Depends(get_hub),
     return result
 
 
-@router.get("/sync-runs", response_model=list[schemas.SyncRun], dependencies=[Depends(require("read"))])
-def list_sync_runs(session: Session = Depends(get_session), connection_id: str | None = None,
+@router.get("/sync-runs", response_model=list[schemas.SyncRun], dependencies=[Depends(require("read"))],
+            responses={**refused("read"), 422: INVALID})
+def list_sync_runs(session: Session = Depends(get_session),
+                   connection_id: str | None = text_query(CONNECTION_ID_LENGTH),
                    limit: int = Query(50, ge=1, le=500)) -> list[SyncRun]:
     query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
     if connection_id:
@@ -46,8 +48,14 @@ def list_sync_runs(session: Session = Depends(get_session), connection_id: str |
     return list(session.exec(query).all())
 
 
-@router.post("/connections/{connection_id}/sync", status_code=202, dependencies=[Depends(require("write"))])
-async def trigger_sync(request: Request, connection_id: str, full: bool = False,
+@router.post("/connections/{connection_id}/sync", status_code=202, dependencies=[Depends(require("write"))],
+             responses={**refused("write"), 404: declared("No connection with this id"),
+                        409: declared("A pull of this connection is already running; run_id names it",
+                                      SyncAlreadyRunning),
+                        422: INVALID})
+async def trigger_sync(request: Request,
+                       connection_id: str = Path(max_length=CONNECTION_ID_LENGTH, pattern=NO_NUL),
+                       full: bool = Query(False, description="also reconcile deletions"),
                        hub: Hub = Depends(get_hub)) -> dict[str, Any]:
     if connection_id not in hub.connections:
         raise Problem(404, f"no connection {connection_id!r}")
@@ -66,19 +74,18 @@ async def trigger_sync(request: Request, connection_id: str, full: bool = False,
     return {"connection_id": connection_id, "mode": "full" if full else "incremental", "status": "started"}
 
 
-@router.get("/inbox", response_model=list[schemas.InboxEvent], dependencies=[Depends(require("admin"))])
-def list_inbox(session: Session = Depends(get_session), status: str = "failed",
+@router.get("/inbox", response_model=list[schemas.InboxEvent], dependencies=[Depends(require("admin"))],
+            responses={**refused("admin"), 422: INVALID})
+def list_inbox(session: Session = Depends(get_session),
+               status: DeliveryStatus = Query(DeliveryStatus.FAILED, description="the deliveries in this state"),
                limit: int = Query(100, ge=1, le=1000)) -> list[InboxEvent]:
     return list(session.exec(select(InboxEvent).where(InboxEvent.status == status)
                              .order_by(InboxEvent.id.desc()).limit(limit)).all())
 
 
-class Replay(BaseModel):
-    ids: list[int]
-
-
-@router.post("/inbox/replay", dependencies=[Depends(require("admin"))])
-def replay_inbox(body: Replay, request: Request, hub: Hub = Depends(get_hub)) -> dict[str, int]:
+@router.post("/inbox/replay", response_model=schemas.InboxReplayed, dependencies=[Depends(require("admin"))],
+             responses={**refused("admin"), 400: declared("The body cannot be read as JSON text"), 422: INVALID})
+def replay_inbox(body: schemas.InboxReplay, request: Request, hub: Hub = Depends(get_hub)) -> dict[str, int]:
     count = inbox.replay(hub, body.ids)
     if request.app.state.worker:
         request.app.state.worker.wake.set()

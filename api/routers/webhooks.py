@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.routing import Route
 
 from api import schemas
-from api.problems import Problem
+from api.problems import UNEXPECTED, Problem, declared
 from service import inbox, metrics
 from service.contract import WebhookRejected
 from service.hub import Hub
@@ -78,10 +78,6 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {}}}
-
-
 _OPERATION: dict[str, Any] = {
     "summary": "Receive a webhook delivery",
     "description": "A delivery from the tool of this connection (GitHub, Jira), signed with the "
@@ -93,9 +89,11 @@ _OPERATION: dict[str, Any] = {
     "responses": {
         "202": {"description": "Stored; duplicate is true when this delivery id was received before",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookAccepted"}}}},
-        "400": _problem("The body is not what the tool sends (not JSON)"),
-        "401": _problem("The signature is missing or does not match the connection's secret"),
-        "404": _problem("No such connection"),
-        "413": _problem("The delivery is larger than OPSYNC_MAX_WEBHOOK_BYTES"),
+        "400": declared("The body is not what the tool sends (not JSON), or a Jira delivery's signed "
+                        "timestamp is older than the retention period (OPSYNC_INBOX_RETENTION_DAYS)"),
+        "401": declared("The signature is missing or does not match the connection's secret"),
+        "404": declared("No such connection"),
+        "413": declared("The delivery is larger than OPSYNC_MAX_WEBHOOK_BYTES"),
+        "500": UNEXPECTED,
     },
 }

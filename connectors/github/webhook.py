@@ -32,6 +32,7 @@ def verify_signature(secret: str | None, headers: Mapping[str, str], body: bytes
     if not signature:
         raise WebhookRejected("missing X-Hub-Signature-256 header: configure a secret on the GitHub webhook")
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    # As bytes: compare_digest refuses str with characters beyond ASCII, which a header can hold.
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
         raise WebhookRejected("X-Hub-Signature-256 does not match the body: the webhook's secret "
                               "differs from this connection's webhook_secret")

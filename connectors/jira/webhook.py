@@ -33,9 +33,10 @@ def verify_signature(headers: Mapping[str, str], body: bytes, secret: str | None
                               "or the request did not come from Jira")
     algorithm, _, received = signature.partition("=")
     if algorithm.strip().lower() != "sha256" or not received:
-        raise WebhookRejected(f"X-Hub-Signature must be 'sha256=<hex>', got '{algorithm}=...'")
+        raise WebhookRejected(f"X-Hub-Signature must be 'sha256=<hex>', got {algorithm[:20]!r}=...")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, received.strip().lower()):
+    # As bytes: compare_digest refuses str with characters beyond ASCII, which a header can hold.
+    if not hmac.compare_digest(expected.encode(), received.strip().lower().encode()):
         raise WebhookRejected("X-Hub-Signature does not match the body: the Jira webhook's secret "
                               "differs from the connection's webhook_secret")
 
