@@ -102,6 +102,7 @@ def sync(connection: str, config: Optional[Path] = ConfigOption,
          full: bool = typer.Option(False, "--full", help="pull everything, then reconcile deletions"),
          allow_mass_delete: bool = typer.Option(False, help="let reconcile delete more than max_delete_share")) -> None:
     """Pull one connection now, with progress, and record the run."""
+    from service.leases import AlreadyRunning
     from service.sync import sync_connection
 
     settings = _settings(config)
@@ -116,6 +117,8 @@ def sync(connection: str, config: Optional[Path] = ConfigOption,
                 task = bar.add_task(f"pulling {connection}", total=None)
                 result = await sync_connection(hub, connection, full=full, allow_mass_delete=allow_mass_delete,
                                                progress=lambda n: bar.update(task, completed=n))
+        except AlreadyRunning as busy:
+            _fail(str(busy))
         finally:
             await hub.close()
         console.print(f"{result.status}: fetched {result.fetched}, created {result.created}, updated"

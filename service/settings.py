@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,5 +26,4 @@ class Settings(BaseSettings):
     fetch_deadline_seconds: float = Field(default=10, gt=0)  # a refetch that takes longer is rescheduled
     run_workers: bool = True  # the API process applies the inbox and runs schedules itself
     log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (service.logs)
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (service.logs)

@@ -144,15 +144,18 @@ def anonymous(acme: Portfolio, token: str | None = None) -> httpx.Client:
 
 
 def sync_and_wait(portfolio: Portfolio, connection_id: str, full: bool = False) -> dict[str, Any]:
-    """Trigger a pull over the API; the finished run."""
-    before = len(portfolio.get("/api/v1/sync-runs", connection_id=connection_id))
-    answer = portfolio.client.post(f"/api/v1/connections/{connection_id}/sync", params={"full": full})
-    assert answer.status_code == 202, answer.text
+    """Trigger a pull over the API (once a scheduled one running has ended); the finished run."""
     deadline = time.monotonic() + 60
+    while (answer := portfolio.client.post(f"/api/v1/connections/{connection_id}/sync",
+                                           params={"full": full})).status_code == 409:
+        assert answer.json()["run_id"] is not None and time.monotonic() < deadline, answer.text
+        time.sleep(0.05)
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["run_id"]
     while time.monotonic() < deadline:
-        runs = portfolio.get("/api/v1/sync-runs", connection_id=connection_id)
-        if len(runs) > before and runs[0]["status"] != "running":
-            return runs[0]
+        [run] = [r for r in portfolio.get("/api/v1/sync-runs", connection_id=connection_id) if r["id"] == run_id]
+        if run["status"] != "running":
+            return run
         time.sleep(0.05)
     raise AssertionError(f"the pull of {connection_id} did not finish")
 

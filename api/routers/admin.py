@@ -13,7 +13,8 @@ from api.problems import INVALID, UNEXPECTED, Problem, SyncAlreadyRunning, decla
 from service import inbox
 from service.hub import Hub
 from service.models import Connection, DeliveryStatus, InboxEvent, SyncRun
-from service.sync import sync_connection
+from service.leases import AlreadyRunning
+from service.sync import begin_pull, sync_connection
 
 router = APIRouter(responses={500: UNEXPECTED})
 
@@ -59,19 +60,15 @@ async def trigger_sync(request: Request,
                        hub: Hub = Depends(get_hub)) -> dict[str, Any]:
     if connection_id not in hub.connections:
         raise Problem(404, f"no connection {connection_id!r}")
-    worker = request.app.state.worker
-    lock = worker.lock(connection_id) if worker else asyncio.Lock()
-    if lock.locked():
-        return {"connection_id": connection_id, "mode": "full" if full else "incremental",
-                "status": "already running"}
-
-    async def run() -> None:
-        async with lock:
-            await sync_connection(hub, connection_id, full=full)
-
-    request.app.state.background.add(task := asyncio.create_task(run()))
+    try:  # the lease is taken here, so that a second request is told at once
+        pull = await asyncio.to_thread(begin_pull, hub, connection_id, full=full)
+    except AlreadyRunning as busy:
+        raise Problem(409, str(busy), run_id=busy.run_id) from None
+    task = asyncio.create_task(sync_connection(hub, connection_id, full=full, pull=pull))
+    request.app.state.background.add(task)
     task.add_done_callback(request.app.state.background.discard)
-    return {"connection_id": connection_id, "mode": "full" if full else "incremental", "status": "started"}
+    return {"connection_id": connection_id, "mode": "full" if full else "incremental", "status": "started",
+            "run_id": pull.run_id}
 
 
 @router.get("/inbox", response_model=list[schemas.InboxEvent], dependencies=[Depends(require("admin"))],

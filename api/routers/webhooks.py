@@ -54,6 +54,9 @@ async def receive_webhook(request: Request) -> Response:
     except inbox.BadDelivery as error:
         metrics.delivery_rejected(connection_id, "bad_body")
         raise Problem(400, str(error)) from None
+    except inbox.StaleDelivery as error:
+        metrics.delivery_rejected(connection_id, "stale")
+        raise Problem(400, str(error)) from None
     duplicate = await request.app.state.intake.store(row)  # committed before the 202
     metrics.delivery_received(connection_id, duplicate=duplicate)
     worker = request.app.state.worker

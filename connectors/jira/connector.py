@@ -23,6 +23,7 @@ from service.contract import (
     ConnectionSettings,
     Connector,
     FatalError,
+    Listing,
     Page,
     RawRecord,
     TransientError,
@@ -32,6 +33,10 @@ from service.retry import in_thread, with_retries
 
 T = TypeVar("T")
 ID_PAGE = 5000  # search/jql's cap when only ids are asked for
+
+
+class SearchRefused(FatalError):
+    """Jira refused a search (400: no such project; 403: no access to it)."""
 
 
 class JiraSettings(ConnectionSettings):
@@ -54,7 +59,6 @@ class JiraSettings(ConnectionSettings):
 class JiraConnector(Connector):
     kind = "jira"
     settings_model = JiraSettings
-    record_types = {"issue": "work_item"}
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
@@ -87,9 +91,24 @@ class JiraConnector(Connector):
             if result.get("isLast", True) or not token:
                 return
 
-    async def list_ids(self) -> dict[str, set[str]]:
+    async def list_ids(self) -> Listing:
+        """Every issue id, a project at a time: a project Jira no longer lets us search (deleted,
+        no access) is reported as unlisted, and its issues are kept."""
+        ids: set[str] = set()
+        listed: set[str] = set()
+        unlisted: dict[str, str] = {}
+        for project in self.jira_settings.projects:
+            try:
+                ids |= await self._project_ids(project)
+            except SearchRefused as error:  # bad credentials and the like fail the whole listing
+                unlisted[project.lower()] = str(error)
+                continue
+            listed.add(project.lower())
+        return Listing({"issue": ids}, containers=listed, unlisted=unlisted)
+
+    async def _project_ids(self, project: str) -> set[str]:
         # created never changes, so new issues land after the pages already read
-        jql = f"{self._projects_clause()} ORDER BY created ASC"
+        jql = f'project = "{project}" ORDER BY created ASC'
         ids: set[str] = set()
         token: str | None = None
         while True:
@@ -98,7 +117,7 @@ class JiraConnector(Connector):
             ids.update(str(issue["id"]) for issue in result.get("issues") or [] if "id" in issue)
             token = result.get("nextPageToken")
             if result.get("isLast", True) or not token:
-                return {"issue": ids}
+                return ids
 
     async def fetch_one(self, record_type: str, external_id: str,
                         known: dict[str, Any] | None = None) -> RawRecord | None:
@@ -128,6 +147,9 @@ class JiraConnector(Connector):
     def parse_webhook(self, headers: Mapping[str, str], payload: Any,
                       received_at: datetime) -> WebhookContent:
         return webhook.parse(payload, received_at)
+
+    def signed_at(self, headers: Mapping[str, str], payload: Any) -> datetime | None:
+        return webhook.epoch_ms(payload.get("timestamp")) if isinstance(payload, dict) else None
 
     @classmethod
     def default_mapping(cls) -> Path:
@@ -196,10 +218,10 @@ class JiraConnector(Connector):
                 return FatalError(f"Jira at {where} rejected the credentials of {settings.email} (HTTP 401): "
                                   "check the connection's email and API token")
             if status == 403:
-                return FatalError(f"Jira at {where} denied {settings.email} access (HTTP 403): grant "
+                return SearchRefused(f"Jira at {where} denied {settings.email} access (HTTP 403): grant "
                                   f"'Browse projects' on {', '.join(settings.projects)}")
             if status == 400:
-                return FatalError(f"Jira at {where} rejected the search (HTTP 400): {text}. Check the "
+                return SearchRefused(f"Jira at {where} rejected the search (HTTP 400): {text}. Check the "
                                   f"connection's projects ({', '.join(settings.projects)})")
             return FatalError(f"Jira at {where} answered {status} for {error.url}: {text}. "
                               "Check the connection's base_url")
