@@ -125,9 +125,25 @@ def test_the_inbox_gauges_count_a_delivery_parked_as_failed_and_nothing_pending(
         hub.wait_for_inbox()
         samples = scrape(hub.url)
 
+    assert value(samples, "opsync_webhook_deliveries_processed_total", connection="obs-parked", outcome="failed") == 1
     assert value(samples, "opsync_inbox_failed", connection="obs-parked") == 1
     assert value(samples, "opsync_inbox_pending", connection="obs-parked") == 0
     assert value(samples, "opsync_inbox_oldest_pending_age_seconds", connection="obs-parked") == 0
+
+
+def test_deliveries_applied_and_ignored_are_counted_per_connection(database_url):
+    config = HubConfig(connections={"obs-applied": github("obs-applied")})
+    with running_hub(database_url, config) as hub:
+        for body, headers in (github_delivery("issues", issue_event(8), SECRET, "applied-1"),
+                              github_delivery("issues", issue_event(9), SECRET, "applied-2"),
+                              github_delivery("ping", {"zen": "Keep it logically awesome."}, SECRET, "ping-1")):
+            assert hub.client.post(hub.webhook_url("obs-applied"), content=body, headers=headers).status_code == 202
+        hub.wait_for_inbox()
+        samples = scrape(hub.url)
+
+    outcomes = {outcome: value(samples, "opsync_webhook_deliveries_processed_total", connection="obs-applied",
+                               outcome=outcome) for outcome in ("applied", "ignored", "failed")}
+    assert outcomes == {"applied": 2, "ignored": 1, "failed": 0}
 
 
 # --- the API ------------------------------------------------------------------------------
@@ -170,6 +186,11 @@ def test_github_answers_retries_and_rate_limit_waits_are_counted_per_connection(
             samples = scrape(hub.url)
 
     assert run["status"] == "succeeded", run
+    mode = run["mode"]
+    assert value(samples, "opsync_sync_runs_total", connection="obs-gh-api", mode=mode, status="succeeded") == 1
+    assert value(samples, "opsync_sync_run_duration_seconds_count", connection="obs-gh-api", mode=mode,
+                 status="succeeded") == 1
+    assert value(samples, "opsync_sync_last_success_timestamp_seconds", connection="obs-gh-api", mode=mode) > 0
     answered = {status: value(samples, "opsync_upstream_requests_total", connection="obs-gh-api", tool="github",
                               status=status) for status in ("200", "429", "502", "error")}
     assert answered["429"] == answered["502"] == answered["error"] == 1
@@ -208,6 +229,7 @@ def test_a_jira_that_refuses_the_credentials_shows_as_401_answers(database_url):
             samples = scrape(hub.url)
 
     assert run["status"] == "failed"
+    assert value(samples, "opsync_sync_runs_total", connection="obs-jira-401", mode=run["mode"], status="failed") == 1
     assert value(samples, "opsync_upstream_requests_total", connection="obs-jira-401", tool="jira", status="401") >= 1
     assert value(samples, "opsync_upstream_retries_total", connection="obs-jira-401", reason="other") == 0
 
