@@ -99,7 +99,9 @@ def decode_cursor(cursor: str | None) -> int | None:
 
 
 def page_after(cursor: str | None = Query(
-        None, description="next_cursor of the previous page (the URL-safe base64 of the position of "
-                          "its last row); absent or empty for the first page", json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH},
-)) -> int | None:
+        None, description="next_cursor of the previous page (the URL-safe base64 of the position of its "
+                          "last row); absent or empty for the first page",
+        json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH})) -> int | None:
+    """The position a page starts after, from its cursor; the pattern is documented, and
+    checked here to answer a 400 that says what to do."""
     return decode_cursor(cursor)
