@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BeforeValidator
 from sqlmodel import Session
 
 from api import problems
+from api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from api.problems import Problem
 from service.hub import Hub
 from service.tokens import token_scopes
@@ -23,16 +24,6 @@ bearer = HTTPBearer(scheme_name="bearer", bearerFormat="opsync API token", auto_
 # Every text parameter is bounded, and holds no NUL character (PostgreSQL text cannot).
 NO_NUL = r"^[^\x00]*$"
 CONNECTION_ID_LENGTH = 63  # the longest connection id a config can hold
-
-# A cursor is the URL-safe base64 (padded) of the decimal position of the last row of a page,
-# up to 19 digits, or empty for the first page: exactly the strings this pattern matches. It is
-# written out per 4-character group of three digits so that the OpenAPI document describes
-# every cursor this API accepts.
-_PAIR = "(?:[MN][DTjz]|O[DT])"  # the first two characters of a group holding two or three digits
-_GROUP = _PAIR + "[AEIMQUYcgk][w-z0-5]"
-CURSOR_PATTERN = (f"^(?:(?:{_GROUP}){{0,6}}|(?:{_GROUP}){{0,6}}(?:[MN][AQgw]|O[AQ])=="
-                  f"|(?:{_GROUP}){{0,5}}{_PAIR}[AEIMQUYcgk]=)$")
-CURSOR_MAX_LENGTH = 28
 
 _RFC_3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 

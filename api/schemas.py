@@ -11,10 +11,21 @@ from service.views import MAX_ID
 
 T = TypeVar("T")
 
+# A cursor is the URL-safe base64 (padded) of the decimal position of the last row of a page,
+# up to 19 digits, or empty for the first page: exactly the strings this pattern matches. It is
+# written out per 4-character group of three digits so that the OpenAPI document describes
+# every cursor this API accepts.
+_PAIR = "(?:[MN][DTjz]|O[DT])"  # the first two characters of a group holding two or three digits
+_GROUP = _PAIR + "[AEIMQUYcgk][w-z0-5]"
+CURSOR_PATTERN = (f"^(?:(?:{_GROUP}){{0,6}}|(?:{_GROUP}){{0,6}}(?:[MN][AQgw]|O[AQ])=="
+                  f"|(?:{_GROUP}){{0,5}}{_PAIR}[AEIMQUYcgk]=)$")
+CURSOR_MAX_LENGTH = 28
+
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None  # pass as ?cursor= to read on; null at the end
+    next_cursor: str | None = Field(description="pass as ?cursor= to read on; null at the end", json_schema_extra={
+        "pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH})
 
 
 class PersonRef(BaseModel):
