@@ -76,12 +76,20 @@ def serve(config: Optional[Path] = ConfigOption, host: str = "127.0.0.1", port: 
 
 
 @app.command()
-def worker(config: Optional[Path] = ConfigOption) -> None:
+def worker(config: Optional[Path] = ConfigOption,
+           metrics_port: Optional[int] = typer.Option(None, help="serve this process's /metrics on this port"),
+           metrics_host: str = typer.Option("127.0.0.1", help="the address of --metrics-port")) -> None:
     """Apply webhook deliveries and run schedules, without serving the API."""
     from service.worker import Worker
 
     settings = _settings(config)
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
+    if metrics_port is not None:
+        # what this process counts (deliveries applied, pulls, requests to the tools); the
+        # inbox's depth is read from the database by the API's /metrics
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, metrics_host)
 
     async def run() -> None:
         hub = _open_hub(settings)

@@ -41,11 +41,11 @@ DELIVERIES_RECEIVED = Counter(
     "opsync_webhook_deliveries_received", "Webhook deliveries verified and stored (202), duplicates included",
     ["connection"])
 DELIVERIES_DUPLICATE = Counter(
-    "opsync_webhook_deliveries_duplicate", "Webhook deliveries received again (same delivery id): not stored twice",
-    ["connection"])
+    "opsync_webhook_deliveries_duplicate",
+    "Webhook deliveries received again (same delivery id or same body): not stored twice", ["connection"])
 DELIVERIES_REJECTED = Counter(
     "opsync_webhook_deliveries_rejected", "Webhook deliveries refused at intake, by reason: signature (401), "
-    "bad_body (400), too_large (413)", ["connection", "reason"])
+    "bad_body (400), stale (400: signed before pruned deliveries), too_large (413)", ["connection", "reason"])
 DELIVERIES_PROCESSED = Counter(
     "opsync_webhook_deliveries_processed", "Webhook deliveries the inbox worker finished, by outcome: "
     "applied, failed (parked), ignored", ["connection", "outcome"])

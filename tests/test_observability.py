@@ -339,3 +339,30 @@ def test_serve_prints_json_lines_with_log_format_json(tmp_path, database_url):
     entries = [json.loads(line) for line in lines]
     assert any(entry["logger"].startswith("uvicorn") and "Uvicorn running on" in entry["message"]
                for entry in entries), lines
+
+
+def test_a_worker_alone_serves_its_own_metrics_on_the_port_it_is_given(tmp_path, database_url):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "connections.yaml"
+    config.write_text("connections:\n  - id: gh-worker\n    kind: github\n    base_url: http://127.0.0.1:9\n"
+                      "    token: ${WORKER_GH_TOKEN}\n    repos: [acme/payments]\n    pull_every_minutes: 600\n")
+    environment = {**os.environ, "DATABASE_URL": database_url, "WORKER_GH_TOKEN": "t"}
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--config", str(config),
+                               "--metrics-port", str(port)], cwd=ROOT, env=environment, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the worker's start-up backfill fails (nothing listens on port 9): counted as a run
+            try:
+                samples = scrape(f"http://127.0.0.1:{port}")
+                if value(samples, "opsync_sync_runs_total", connection="gh-worker", mode="incremental",
+                         status="failed"):
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the worker's /metrics never showed its failed pull"
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -215,10 +215,10 @@ class JiraConnector(Connector):
                 reason = "rate limited" if status == 429 else f"answered {status}"
                 return TransientError(f"Jira at {where} {reason}: {text}", retry_after)
             if status == 401:
-                return FatalError(f"Jira at {where} rejected the credentials of {settings.email} (HTTP 401): "
+                return FatalError(f"Jira at {where} rejected the credentials (HTTP 401): "
                                   "check the connection's email and API token")
             if status == 403:
-                return SearchRefused(f"Jira at {where} denied {settings.email} access (HTTP 403): grant "
+                return SearchRefused(f"Jira at {where} denied the connection's user access (HTTP 403): grant "
                                   f"'Browse projects' on {', '.join(settings.projects)}")
             if status == 400:
                 return SearchRefused(f"Jira at {where} rejected the search (HTTP 400): {text}. Check the "
