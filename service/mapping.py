@@ -115,7 +115,7 @@ class FieldRule:
 
     def apply(self, record: Any) -> Any:
         if self.person is not None:
-            values = {k: e(record) for k, e in self.person.items()}
+            values = {k: without_nul(e(record)) for k, e in self.person.items()}
             if values.get("id") in (None, ""):
                 return None
             return PersonRef(str(values["id"]), values.get("name"), values.get("email"), values.get("login"))
@@ -208,11 +208,24 @@ def content_hash(unified: Unified) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def without_nul(value: Any) -> Any:
+    """value with NUL characters taken out of its strings: PostgreSQL's text and JSONB hold
+    none, and a tool that sends one must not stop the write of every record beside it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
 def _convert(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind == TEXT:
-        return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        return without_nul(text)
     if kind == NUMBER:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if kind == INTEGER:
@@ -221,9 +234,9 @@ def _convert(kind: str, value: Any) -> Any:
         return parse_time(value)
     if kind == LIST:
         items = value if isinstance(value, list) else [value]
-        return sorted({str(v) for v in items if v is not None})
+        return sorted({without_nul(str(v)) for v in items if v is not None})
     if kind == OBJECT:
-        return value if isinstance(value, dict) else None
+        return without_nul(value) if isinstance(value, dict) else None
     return value
 
 

@@ -28,7 +28,7 @@ from sqlmodel import Session, select
 
 from service.clock import now
 from service.contract import RawRecord as RawRecordIn
-from service.mapping import LinkRef, PersonRef, Unified
+from service.mapping import LinkRef, PersonRef, Unified, without_nul
 from service.models import (
     ENTITY_TABLES,
     Change,
@@ -101,6 +101,8 @@ def canonical_json(payload: Any) -> tuple[orjson.Fragment, str]:
     """A payload serialised once, with sorted keys, and its hash: the JSON column writes
     the fragment as it is instead of serialising the payload (often 10 KB) again."""
     serialized = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    if b"\\u0000" in serialized:  # rare: a NUL character, which JSONB cannot hold
+        serialized = orjson.dumps(without_nul(payload), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     return orjson.Fragment(serialized), hashlib.sha256(serialized).hexdigest()
 
 

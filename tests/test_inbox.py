@@ -195,3 +195,14 @@ def test_applied_deliveries_are_pruned_and_a_jira_body_signed_before_them_is_ref
         answer = _post_jira(hub, replay, "replayed-late")
         assert answer.status_code == 400 and "pruned" in answer.json()["detail"], answer.text
         assert _post_jira(hub, _jira_issue_event(10102, "Fresh"), "fresh").status_code == 202
+
+
+def test_nul_characters_from_a_tool_are_taken_out_and_stop_nothing(database_url):
+    with running_hub(database_url, _config()) as hub:
+        issue = _issue(7401, title="Refunds\u0000 fail", body="a\u0000b", labels=[{"name": "bug\u0000"}])
+        _post_github(hub, "issues", {"action": "opened", "issue": issue}, "nul")
+        _post_github(hub, "issues", {"action": "opened", "issue": _issue(7402)}, "plain")
+        hub.wait_for_inbox(timeout=5)
+        shown = _shown(hub, "/api/v1/work-items")
+        assert shown["7401"]["title"] == "Refunds fail" and shown["7401"]["labels"] == ["bug"]
+        assert "7402" in shown and not _failed(hub)
