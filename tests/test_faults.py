@@ -178,7 +178,6 @@ def test_webhooks_lost_repeated_replayed_and_reordered_are_made_good_by_the_next
         assert failed_deliveries(tool) == []
 
 
-@pytest.mark.xfail(reason="a container that vanished is reported, not emptied: engine change pending", strict=False)
 @pytest.mark.parametrize("how", ["hidden", "archived"])
 def test_a_repository_that_vanishes_from_the_org_is_reported_not_emptied(how, database_url):
     sim = make_sim("github", records=200, seed=15)
@@ -193,8 +192,6 @@ def test_a_repository_that_vanishes_from_the_org_is_reported_not_emptied(how, da
         assert_view_equals_truth(tool.diff(include_hidden=True))
 
 
-@pytest.mark.xfail(reason="records created by webhooks during a reconcile survive it: engine change pending",
-                   strict=False)
 def test_an_issue_created_by_webhook_while_reconcile_lists_ids_survives_the_reconcile(database_url):
     sim = make_sim("github", records=120, seed=16)
     with wired("github", sim, database_url) as tool:
@@ -216,9 +213,6 @@ def test_an_issue_created_by_webhook_while_reconcile_lists_ids_survives_the_reco
         assert_view_equals_truth(tool.diff())
 
 
-@pytest.mark.xfail(reason="bug: GitHub's newest-first pull request listing, resumed at the page its cursor saved, "
-                          "skips pull requests that moved to the front meanwhile (connectors/github/connector.py "
-                          "_pull_pages)", strict=False)
 def test_a_pull_that_resumes_a_failed_backfill_shows_a_pull_request_changed_in_between(database_url):
     sim = GitHubSim(items=120, seed=17, token="t", webhook_secret=SECRET, repos=("acme/payments",))
     sim.inject(status=401, match=r"/pulls\?.*sort=updated", after=1)  # the backfill stops after one page of them
@@ -320,9 +314,8 @@ def crash_outcome(module_database_url: str, tmp_path_factory: pytest.TempPathFac
         process = processes.serve(directory, module_database_url, config, port, env)
         try:
             with processes.client(port) as client:
-                for connection_id in ("jira", "gh"):
-                    wait_until_idle(client, connection_id, timeout=120)
-                # deliveries a killed worker had claimed come back when their lease ends
+                # deliveries a killed worker had claimed come back when their lease ends; a pull
+                # starts once the killed one's lease has expired
                 assert _wait_for(lambda: not client.get("/api/v1/inbox", params={"status": "pending"}).json(),
                                  LEASE.total_seconds() + 45), "deliveries still pending"
                 for connection_id in ("jira", "gh"):
@@ -356,7 +349,6 @@ def test_a_service_killed_again_and_again_duplicates_no_record_and_ends_equal_to
         assert not diff, f"{connection_id} after kills {crash_outcome.kills}:\n{diff.report()}"
 
 
-@pytest.mark.xfail(reason="runs left running by a killed process: engine change pending", strict=False)
 def test_runs_a_killed_service_left_running_are_shown_interrupted_after_restart(crash_outcome):
     statuses = [(run["connection_id"], run["mode"], run["status"]) for run in crash_outcome.runs]
     assert not [s for s in statuses if s[2] == "running"], statuses
@@ -374,8 +366,6 @@ def _overlapping(runs: list[dict[str, Any]]) -> list[tuple[int, int]]:
 
 @pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgresql"),
                     reason="several processes on one database are a PostgreSQL deployment")
-@pytest.mark.xfail(reason="one pull per connection across processes (a lease in the database): engine change pending",
-                   strict=False)
 def test_two_workers_and_a_serve_on_one_database_run_one_pull_at_a_time_per_connection(database_url, tmp_path):
     github = GitHubSim(items=150, seed=23, token="t", webhook_secret=SECRET)
     github.inject(pause=True)  # the first request of the first pull waits for the test

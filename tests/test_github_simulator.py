@@ -1,10 +1,14 @@
 """The GitHub simulator answers like GitHub's REST API: shapes, pagination, limits, faults."""
 from __future__ import annotations
 
+import json
 import re
+import threading
+import time
 from typing import Any
 
 import httpx
+from fastapi import FastAPI, Request
 
 from connectors.simulators.github import GitHubSim
 from connectors.simulators.server import serving
@@ -186,3 +190,136 @@ def test_webhooks_are_signed_with_the_secret_when_one_is_set() -> None:
     assert headers["X-Hub-Signature-256"].startswith("sha256=")
     assert headers["X-Hub-Signature"].startswith("sha1=")
     assert headers["User-Agent"].startswith("GitHub-Hookshot/")
+
+
+def test_truth_lists_every_live_record_as_the_api_does_and_the_ids_of_deleted_issues() -> None:
+    sim = GitHubSim(items=40, token=TOKEN, repos=("acme/payments",))
+    victim = next(i for i in sim.items["acme/payments"].values() if not i.is_pull)
+    sim.delete_issue("acme/payments", victim.number, silent=True)
+    truth = sim.truth()
+    with serving(sim.app) as url:
+        issues = get(url, "/repos/acme/payments/issues", state="all", per_page=100).json()
+        pulls = get(url, "/repos/acme/payments/pulls", state="all", per_page=100).json()
+        served = HTTP.get(url + "/_sim/truth").json()
+    listed = {("issue", str(i["id"])): (f"acme/payments#{i['number']}", i["title"], i["state"], i["updated_at"])
+              for i in issues if "pull_request" not in i}
+    listed |= {("pull_request", str(p["id"])): (f"acme/payments#{p['number']}", p["title"],
+                                                "merged" if p["merged_at"] else p["state"], p["updated_at"])
+               for p in pulls}
+    assert {k: (r.key, r.title, r.state, r.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            for k, r in truth.records.items()} == listed
+    assert truth.deleted == {("issue", str(victim.issue_id))}
+    assert sim.deliveries == []  # a silent deletion sends nothing
+    assert served == truth.as_json()
+
+
+def test_webhook_faults_drop_duplicate_replay_and_reorder_deliveries_the_same_way_for_a_seed() -> None:
+    received: dict[str, list[tuple[str, bytes]]] = {"first": [], "again": []}
+    receiver = FastAPI()
+
+    @receiver.post("/hook/{name}", status_code=202)
+    async def hook(name: str, request: Request) -> dict[str, str]:
+        received[name].append((request.headers["x-github-delivery"], await request.body()))
+        return {}
+
+    sims = {}
+    with serving(receiver) as hook_url:
+        for name in received:
+            sim = sims[name] = GitHubSim(items=10, repos=("acme/payments",), webhook_url=f"{hook_url}/hook/{name}",
+                                         webhook_secret="s")
+            sim.set_webhook_faults(drop=0.2, duplicate=0.2, replay=0.2, reorder=0.2, seed=3)
+            for n in range(40):
+                sim.create_issue("acme/payments", f"Issue {n}")
+            sim.flush_webhooks()
+    sim = sims["first"]
+    faults = [d["fault"] for d in sim.deliveries]
+    assert faults == [d["fault"] for d in sims["again"].deliveries]
+    assert {"dropped", "duplicate", "replay", "reordered", None} == set(faults)
+    dropped = {d["delivery"] for d in sim.deliveries if d["fault"] == "dropped"}
+    assert dropped and not dropped & {delivery for delivery, _ in received["first"]}
+    bodies = {}
+    for delivery, body in received["first"]:  # a duplicate repeats its delivery id and body
+        assert bodies.setdefault(delivery, body) == body
+    replays = [d for d in sim.deliveries if d["fault"] == "replay"]
+    first_sent = {d["body"]: d["delivery"] for d in reversed(sim.deliveries) if d["fault"] in (None, "reordered")}
+    assert all(first_sent[d["body"]] != d["delivery"] for d in replays)  # an earlier body, a new id
+    titles = [json.loads(body)["issue"]["title"] for _, body in received["first"]]
+    originals = list(dict.fromkeys(titles))
+    assert originals != sorted(originals, key=lambda t: int(t.split()[1]))  # some came late
+    assert set(titles) == {f"Issue {n}" for n in range(40)} - {
+        json.loads(d["body"])["issue"]["title"] for d in sim.deliveries if d["fault"] == "dropped"}
+
+
+def test_admin_routes_hold_webhooks_back_until_flushed_and_reject_a_bad_share() -> None:
+    sim = GitHubSim(items=10, repos=("acme/payments",))
+    with serving(sim.app) as url:
+        assert HTTP.put(url + "/_sim/webhook-faults", json={"reorder": 1.0, "hold_for": 5}).status_code == 200
+        for title in ("One", "Two"):
+            HTTP.post(url + "/_sim/repos/acme/payments/issues", json={"title": title})
+        held = len(sim.deliveries)
+        flushed = HTTP.post(url + "/_sim/webhook-faults/flush").json()
+        bad = HTTP.put(url + "/_sim/webhook-faults", json={"drop": 2})
+    assert held == 0 and flushed == {"sent": 2}
+    assert [d["fault"] for d in sim.deliveries] == ["reordered", "reordered"]
+    assert bad.status_code == 400 and "drop" in bad.json()["message"]
+
+
+def test_a_hidden_repository_answers_404_and_leaves_listings_and_an_archived_one_says_so() -> None:
+    sim = GitHubSim(items=40, token=TOKEN)
+    with serving(sim.app) as url:
+        HTTP.post(url + "/_sim/repos/acme/ledger/hide")
+        sim.archive_repo("acme/checkout")
+        repos = {r["full_name"]: r["archived"] for r in get(url, "/orgs/acme/repos").json()}
+        hidden = [get(url, path).status_code for path in ("/repos/acme/ledger", "/repos/acme/ledger/issues")]
+        archived = get(url, "/repos/acme/checkout").json()["archived"]
+    assert repos == {"acme/payments": False, "acme/checkout": True, "acme/growth-web": False}
+    assert hidden == [404, 404] and archived is True
+    assert {r.container for r in sim.truth().records.values()} == {"acme/payments", "acme/checkout", "acme/growth-web"}
+    assert "acme/ledger" in {r.container for r in sim.truth(include_hidden=True).records.values()}
+
+
+def test_faults_aimed_by_match_and_after_spare_other_requests() -> None:
+    sim = GitHubSim(items=20, token=TOKEN, repos=("acme/payments",))
+    with serving(sim.app) as url:
+        sim.inject(status=503, match="sort=created", after=1, count=2)
+        statuses = [get(url, "/repos/acme/payments/issues", sort=sort).status_code
+                    for sort in ("updated", "created", "updated", "created", "created", "created")]
+        pending = HTTP.get(url + "/_sim/faults").json()["queued"]
+    assert statuses == [200, 200, 200, 503, 503, 200]
+    assert pending == [] and sim.faults.served() == {"503": 2}
+
+
+def test_a_fault_rate_hits_the_same_requests_for_the_same_seed() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    rate = {"share": 0.3, "faults": [{"status": 500}], "seed": 9}
+    with serving(sim.app) as url:
+        HTTP.put(url + "/_sim/fault-rate", json=rate)
+        first = [get(url, "/user").status_code for _ in range(30)]
+        HTTP.put(url + "/_sim/fault-rate", json=rate)  # the same seed again
+        again = [get(url, "/user").status_code for _ in range(30)]
+    assert first == again
+    assert 3 <= first.count(500) <= 18 and set(first) == {200, 500}
+
+
+def test_a_paused_request_waits_until_resumed() -> None:
+    sim = GitHubSim(items=10, token=TOKEN)
+    answers: list[int] = []
+    with serving(sim.app) as url:
+        sim.inject(pause=True)
+        waiting = threading.Thread(target=lambda: answers.append(get(url, "/user").status_code))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while sim.faults.paused() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = (sim.faults.paused(), list(answers))
+        HTTP.post(url + "/_sim/faults/resume")
+        waiting.join(timeout=10)
+    assert held == (1, []) and answers == [200]
+
+
+def test_changing_a_pull_request_through_the_issues_api_sends_pull_request_events() -> None:
+    sim = GitHubSim(items=20, repos=("acme/checkout",))
+    pr = next(i for i in sim.items["acme/checkout"].values() if i.is_pull)
+    sim.update_issue("acme/checkout", pr.number, title="Retitled", labels=[*pr.labels, "performance"])
+    events = [(d["event"], d["action"], json.loads(d["body"])["pull_request"]["title"]) for d in sim.deliveries]
+    assert events == [("pull_request", "edited", "Retitled"), ("pull_request", "labeled", "Retitled")]

@@ -13,7 +13,9 @@ import uvicorn
 @contextmanager
 def serving(app: object, port: int = 0, lifespan: str = "off") -> Iterator[str]:
     """Serve app until the block ends; yields its base URL (http://127.0.0.1:PORT)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP, and without it each response (headers, then body) waits ~40 ms for a delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)
