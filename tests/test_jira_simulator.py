@@ -229,3 +229,52 @@ def test_random_mutations_change_the_named_issues() -> None:
     changed = sim.mutate_random(10, random.Random(5))
     assert len(changed) == 10
     assert all(sim.find(issue_id).updated > sim.find("10000").created for issue_id in changed)
+
+
+def test_truth_lists_every_live_issue_as_search_shows_it_and_the_ids_of_deleted_ones() -> None:
+    sim = JiraSim(issues=60, seed=4)
+    sim.delete_issue("PAY-3", silent=True)
+    truth = sim.truth()
+    with serving(sim.app) as url:
+        issues = search_all(url, "project in (PAY, CHK, GRO) ORDER BY created ASC", "summary,status,updated")
+        served = httpx.get(f"{url}/_sim/truth").json()
+    listed = {("issue", i["id"]): (i["key"], i["fields"]["summary"], i["fields"]["status"]["name"],
+                                   i["fields"]["updated"]) for i in issues}
+    assert {k: (r.key, r.title, r.state, r.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000")
+            for k, r in truth.records.items()} == listed
+    assert [r.key for r in truth.records.values() if r.key == "PAY-3"] == []
+    assert len(truth.deleted) == 1 and sim.deliveries == []  # a silent deletion sends nothing
+    assert served == truth.as_json()
+
+
+def test_webhook_faults_set_over_http_act_the_same_way_for_the_same_seed() -> None:
+    app, received = receiver()
+    faults = {"drop": 0.25, "duplicate": 0.25, "replay": 0.25, "reorder": 0.25, "hold_for": 2, "seed": 8}
+    runs = []
+    with serving(app) as hook_url:
+        for _ in range(2):
+            sim = JiraSim(issues=20, webhook_url=f"{hook_url}/hook")
+            with serving(sim.app) as url:
+                assert httpx.put(f"{url}/_sim/webhook-faults", json=faults).status_code == 200
+                for n in range(30):
+                    sim.update_issue("10003", summary=f"Summary {n}")
+                assert httpx.post(f"{url}/_sim/webhook-faults/flush").status_code == 200
+                runs.append([(d["fault"], d["body"]["issue"]["fields"]["summary"])
+                             for d in httpx.get(f"{url}/_sim/deliveries").json()])
+    first, again = runs
+    assert [fault for fault, _ in first] == [fault for fault, _ in again]
+    assert {"dropped", "duplicate", "replay", "reordered", None} == {fault for fault, _ in first}
+    sent = [summary for fault, summary in first if fault != "dropped"]
+    assert [json.loads(body)["issue"]["fields"]["summary"] for _, body in received[:len(sent)]] == sent
+    identifiers = [headers["x-atlassian-webhook-identifier"] for headers, _ in received[:len(sent)]]
+    assert len(set(identifiers)) == len(identifiers) - sum(fault == "duplicate" for fault, _ in first)
+
+
+def test_a_fault_aimed_at_the_id_listing_spares_the_other_searches() -> None:
+    sim = JiraSim(issues=10)
+    sim.inject(status=500, match="fields=id")
+    with serving(sim.app) as url:
+        search = lambda fields: httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,  # noqa: E731
+                                          params={"jql": "project = PAY", "fields": fields}).status_code
+        statuses = [search("summary"), search("id"), search("id")]
+    assert statuses == [200, 500, 200]
