@@ -298,10 +298,12 @@ def crash_outcome(module_database_url: str, tmp_path_factory: pytest.TempPathFac
                 aim = "requests" if n == 0 else "deliveries"
                 if aim == "requests":
                     more = rng.randint(3, 20)
-                    _wait_for(lambda: sum(github.requests.values()) + jira.api_requests >= requests + more, 10)
+                    target = requests + more
+                    _wait_for(lambda t=target: sum(github.requests.values()) + jira.api_requests >= t, 10)
                 else:
                     more = rng.randint(5, 40)
-                    _wait_for(lambda: sum(map(len, _acknowledged(jira, github).values())) >= delivered + more, 10)
+                    target = delivered + more
+                    _wait_for(lambda t=target: sum(map(len, _acknowledged(jira, github).values())) >= t, 10)
                 with processes.client(port) as client:
                     running = [r["connection_id"] for r in client.get("/api/v1/sync-runs").json()
                                if r["status"] == "running"]

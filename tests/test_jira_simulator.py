@@ -274,7 +274,7 @@ def test_a_fault_aimed_at_the_id_listing_spares_the_other_searches() -> None:
     sim = JiraSim(issues=10)
     sim.inject(status=500, match="fields=id")
     with serving(sim.app) as url:
-        search = lambda fields: httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,  # noqa: E731
-                                          params={"jql": "project = PAY", "fields": fields}).status_code
-        statuses = [search("summary"), search("id"), search("id")]
+        statuses = [httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,
+                              params={"jql": "project = PAY", "fields": fields}).status_code
+                    for fields in ("summary", "id", "id")]
     assert statuses == [200, 500, 200]
