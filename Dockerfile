@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY opsync opsync
 COPY service service
 COPY connectors connectors
 COPY api api

@@ -8,17 +8,17 @@ import sqlalchemy as sa
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse, Response
 
-from api import problems
-from api.deps import get_hub
-from api.metrics import RequestMetrics
-from api.problems import Problem
-from api.routers import admin, records, webhooks
-from service import metrics as hub_metrics
-from service.config import HubConfig
-from service.hub import Hub
-from service.inbox import Intake
-from service.settings import Settings
-from service.worker import Worker
+from opsync.api import problems
+from opsync.api.deps import get_hub
+from opsync.api.metrics import RequestMetrics
+from opsync.api.problems import Problem
+from opsync.api.routers import admin, records, webhooks
+from opsync.service import metrics as hub_metrics
+from opsync.service.config import HubConfig
+from opsync.service.hub import Hub
+from opsync.service.inbox import Intake
+from opsync.service.settings import Settings
+from opsync.service.worker import Worker
 
 
 def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:

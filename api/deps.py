@@ -11,12 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BeforeValidator
 from sqlmodel import Session
 
-from api import problems
-from api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
-from api.problems import Problem
-from service.hub import Hub
-from service.tokens import token_scopes
-from service.views import MAX_ID
+from opsync.api import problems
+from opsync.api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
+from opsync.api.problems import Problem
+from opsync.service.hub import Hub
+from opsync.service.tokens import token_scopes
+from opsync.service.views import MAX_ID
 
 bearer = HTTPBearer(scheme_name="bearer", bearerFormat="opsync API token", auto_error=False,
                     description="A token from `opsync tokens create` (or OPSYNC_BOOTSTRAP_TOKEN)")

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
+from opsync.service import metrics
 
 UNMATCHED = "unmatched"  # no route: a 404 for a path the API does not have
 

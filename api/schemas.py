@@ -6,8 +6,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from service.models import DeliveryStatus
-from service.views import MAX_ID
+from opsync.service.models import DeliveryStatus
+from opsync.service.views import MAX_ID
 
 T = TypeVar("T")
 

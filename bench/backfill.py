@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import httpx
 
-from service.db import scratch_database
+from opsync.service.db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -42,7 +42,7 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def simulator(source: str, records: int) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "connectors.simulators", source, "--records", str(records),
+    process = subprocess.Popen([sys.executable, "-m", "opsync.connectors.simulators", source, "--records", str(records),
                                 "--token", TOKEN], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         url = process.stdout.readline().strip()
@@ -97,11 +97,11 @@ def empty_database() -> Iterator[str]:
 
 def sync(source: str, url: str) -> tuple[int, float]:
     """Records written and seconds taken by the pull alone (not start-up or migrations)."""
-    from service.config import HubConfig
-    from service.hub import Hub
-    from service.plugins import connector_class
-    from service.settings import Settings
-    from service.sync import sync_connection
+    from opsync.service.config import HubConfig
+    from opsync.service.hub import Hub
+    from opsync.service.plugins import connector_class
+    from opsync.service.settings import Settings
+    from opsync.service.sync import sync_connection
 
     settings = {"id": "bench", "kind": source, "base_url": url, "token": TOKEN, "page_size": PAGE_SIZE}
     settings |= {"email": "bench@acme.example", "projects": PROJECTS} if source == "jira" else {"repos": REPOS}

@@ -84,16 +84,16 @@ class Seed:
         self.code_changes = 0
 
     def product_rows(self) -> list[dict[str, Any]]:
-        from service.hub import hub_file
-        from service.portfolio import load_portfolio
-        from service.settings import Settings
+        from opsync.service.hub import hub_file
+        from opsync.service.portfolio import load_portfolio
+        from opsync.service.settings import Settings
 
         portfolio = load_portfolio(hub_file(Settings(database_url="sqlite://"), "portfolio.yaml"))
         return [{"id": i, "key": p.key, "name": p.name, "description": p.description, "owner": p.owner}
                 for i, p in enumerate(portfolio.products, 1)]
 
     def mapping_rows(self) -> list[dict[str, Any]]:
-        import mappings
+        from opsync import mappings
         rows = []
         for i, kind in enumerate(("jira", "github"), 1):
             text = (Path(mappings.__file__).parent / f"{kind}.yaml").read_text()
@@ -229,8 +229,8 @@ class Seed:
 
 def seed(database_url: str, work_items: int) -> tuple[dict[str, int], str]:
     """Migrate, then bulk-load; returns row counts per table and a read token."""
-    from service.db import create_db_engine, upgrade
-    from service.models import SQLModel
+    from opsync.service.db import create_db_engine, upgrade
+    from opsync.service.models import SQLModel
 
     upgrade(database_url)
     engine = create_db_engine(database_url)
@@ -286,7 +286,7 @@ def seed(database_url: str, work_items: int) -> tuple[dict[str, int], str]:
     if postgres:  # what autovacuum does after a bulk load: statistics and the visibility map
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.exec_driver_sql("VACUUM ANALYZE")
-    from service.tokens import create_token
+    from opsync.service.tokens import create_token
     token = create_token(engine, ["read"], "bench")  # a stored token, checked as users' are
     engine.dispose()
     return counts, token
@@ -349,10 +349,10 @@ def _copy_writer(connection: Any, tables: dict[str, Any]) -> Callable[[str, list
 def serve(database_url: str, port: int) -> None:
     import uvicorn
 
-    from api.app import create_app
-    from service.cli import long_lived
-    from service.config import HubConfig
-    from service.settings import Settings
+    from opsync.api.app import create_app
+    from opsync.service.cli import long_lived
+    from opsync.service.config import HubConfig
+    from opsync.service.settings import Settings
 
     app = create_app(Settings(database_url=database_url, run_workers=False),
                      HubConfig(connections={}))

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from service import logs
-from service.config import ConfigError, load_config
-from service.mapping import MappingError, load_mapping
-from service.settings import Settings
+from opsync.service import logs
+from opsync.service.config import ConfigError, load_config
+from opsync.service.mapping import MappingError, load_mapping
+from opsync.service.settings import Settings
 
 app = typer.Typer(help="opsync: one product-work model over Jira, GitHub and more.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -47,7 +47,7 @@ def long_lived() -> None:
 
 
 def _open_hub(settings: Settings):  # noqa: ANN202
-    from service.hub import Hub
+    from opsync.service.hub import Hub
 
     try:
         return Hub.open(settings)
@@ -61,7 +61,7 @@ def serve(config: Optional[Path] = ConfigOption, host: str = "127.0.0.1", port: 
     """Serve the API (and, by default, its workers and schedules)."""
     import uvicorn
 
-    from api.app import create_app
+    from opsync.api.app import create_app
 
     settings = _settings(config).model_copy(update={"run_workers": workers})
     try:
@@ -80,7 +80,7 @@ def worker(config: Optional[Path] = ConfigOption,
            metrics_port: Optional[int] = typer.Option(None, help="serve this process's /metrics on this port"),
            metrics_host: str = typer.Option("127.0.0.1", help="the address of --metrics-port")) -> None:
     """Apply webhook deliveries and run schedules, without serving the API."""
-    from service.worker import Worker
+    from opsync.service.worker import Worker
 
     settings = _settings(config)
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
@@ -110,8 +110,8 @@ def sync(connection: str, config: Optional[Path] = ConfigOption,
          full: bool = typer.Option(False, "--full", help="pull everything, then reconcile deletions"),
          allow_mass_delete: bool = typer.Option(False, help="let reconcile delete more than max_delete_share")) -> None:
     """Pull one connection now, with progress, and record the run."""
-    from service.leases import AlreadyRunning
-    from service.sync import sync_connection
+    from opsync.service.leases import AlreadyRunning
+    from opsync.service.sync import sync_connection
 
     settings = _settings(config)
 
@@ -143,7 +143,7 @@ def sync(connection: str, config: Optional[Path] = ConfigOption,
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema to the newest version."""
-    from service.db import upgrade
+    from opsync.service.db import upgrade
 
     upgrade(Settings().database_url)
     console.print("database schema is up to date")
@@ -153,8 +153,8 @@ def db_upgrade() -> None:
 def tokens_create(scope: list[str] = typer.Option(["read"], "--scope", help="read, write or admin; repeatable"),
                   name: str = typer.Option("", help="what the token is for")) -> None:
     """Create an API token and print it (it is stored hashed: this is the only time it shows)."""
-    from service.db import create_db_engine, upgrade
-    from service.tokens import create_token
+    from opsync.service.db import create_db_engine, upgrade
+    from opsync.service.tokens import create_token
 
     settings = Settings()
     upgrade(settings.database_url)

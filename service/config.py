@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import ValidationError
 
-from service.contract import ConnectionSettings
-from service.plugins import connector_class
-from service.yamlfile import YamlDocument, yaml_error_message
+from opsync.service.contract import ConnectionSettings
+from opsync.service.plugins import connector_class
+from opsync.service.yamlfile import YamlDocument, yaml_error_message
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CREDENTIAL_FIELDS = ("token", "webhook_secret", "email")  # a connection's, where ${NAME} is read

@@ -7,18 +7,18 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-import mappings as shipped_mappings
-from service.clock import now
-from service.config import HubConfig, load_config
-from service.contract import Connector, ConnectionSettings
-from service.db import create_db_engine, upgrade
-from service.leases import interrupt_orphaned_runs
-from service.mapping import Mapping, load_mapping
-from service.models import Connection, MappingVersion, Product
-from service.plugins import build_connector, connector_class
-from service.portfolio import Portfolio, load_people, load_portfolio
-from service.settings import Settings
-from service.store import Store
+from opsync import mappings as shipped_mappings
+from opsync.service.clock import now
+from opsync.service.config import HubConfig, load_config
+from opsync.service.contract import Connector, ConnectionSettings
+from opsync.service.db import create_db_engine, upgrade
+from opsync.service.leases import interrupt_orphaned_runs
+from opsync.service.mapping import Mapping, load_mapping
+from opsync.service.models import Connection, MappingVersion, Product
+from opsync.service.plugins import build_connector, connector_class
+from opsync.service.portfolio import Portfolio, load_people, load_portfolio
+from opsync.service.settings import Settings
+from opsync.service.store import Store
 
 
 @dataclass

@@ -22,15 +22,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from service import metrics
-from service.clock import now
-from service.contract import Deletion, RawRecord, TransientError, WebhookContent
-from service.hub import Hub
-from service.logs import log_context
-from service.mapping import Unified
-from service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin
-from service.normalise import map_records, tombstones_for
-from service.store import Tombstone
+from opsync.service import metrics
+from opsync.service.clock import now
+from opsync.service.contract import Deletion, RawRecord, TransientError, WebhookContent
+from opsync.service.hub import Hub
+from opsync.service.logs import log_context
+from opsync.service.mapping import Unified
+from opsync.service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin
+from opsync.service.normalise import map_records, tombstones_for
+from opsync.service.store import Tombstone
 
 log = logging.getLogger("opsync.inbox")
 LEASE = timedelta(seconds=15)  # a worker that died mid-batch: its claims return to the queue then

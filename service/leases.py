@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from service.clock import now
-from service.models import PullLease, RunStatus, SyncRun
+from opsync.service.clock import now
+from opsync.service.models import PullLease, RunStatus, SyncRun
 
 log = logging.getLogger("opsync.leases")
 TTL = timedelta(seconds=30)

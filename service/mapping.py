@@ -18,10 +18,10 @@ import orjson
 import yaml
 from jmespath.exceptions import JMESPathError
 
-from service.contract import RawRecord
-from service.expressions import compile_node
-from service.functions import FUNCTIONS, SCAN_LIMIT
-from service.yamlfile import YamlDocument, yaml_error_message
+from opsync.service.contract import RawRecord
+from opsync.service.expressions import compile_node
+from opsync.service.functions import FUNCTIONS, SCAN_LIMIT
+from opsync.service.yamlfile import YamlDocument, yaml_error_message
 
 ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
     "work_item": {

@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.engine import Engine
 
-from service.clock import now
-from service.models import InboxEvent
+from opsync.service.clock import now
+from opsync.service.models import InboxEvent
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

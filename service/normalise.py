@@ -2,10 +2,10 @@
 and deletions into tombstones. No I/O."""
 from __future__ import annotations
 
-from service.contract import Deletion, RawRecord
-from service.hub import Hub
-from service.mapping import Unified
-from service.store import Tombstone
+from opsync.service.contract import Deletion, RawRecord
+from opsync.service.hub import Hub
+from opsync.service.mapping import Unified
+from opsync.service.store import Tombstone
 
 
 def map_records(hub: Hub, connection_id: str, raws: list[RawRecord]) -> tuple[list[Unified], list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
-from service.contract import Connector, ConnectionSettings
+from opsync.service.contract import Connector, ConnectionSettings
 
 GROUP = "opsync.connectors"
 

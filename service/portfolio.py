@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from service.mapping import MappingError
-from service.yamlfile import YamlDocument, yaml_error_message
+from opsync.service.mapping import MappingError
+from opsync.service.yamlfile import YamlDocument, yaml_error_message
 
 
 @dataclass(frozen=True)

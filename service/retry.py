@@ -19,8 +19,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from service import metrics
-from service.contract import TransientError
+from opsync.service import metrics
+from opsync.service.contract import TransientError
 
 T = TypeVar("T")
 

@@ -26,10 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from service.clock import now
-from service.contract import RawRecord as RawRecordIn
-from service.mapping import LinkRef, PersonRef, Unified, without_nul
-from service.models import (
+from opsync.service.clock import now
+from opsync.service.contract import RawRecord as RawRecordIn
+from opsync.service.mapping import LinkRef, PersonRef, Unified, without_nul
+from opsync.service.models import (
     ENTITY_TABLES,
     Change,
     ChangeCounter,

@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from service.clock import now
-from service.models import CodeChange, Product, WorkItem
+from opsync.service.clock import now
+from opsync.service.models import CodeChange, Product, WorkItem
 
 WEEKS = 12
 PERCENTILES = {"p50": 50, "p85": 85, "p95": 95}

@@ -10,16 +10,16 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from service import metrics
-from service.clock import now
-from service.contract import ConnectorError, Page, RawRecord
-from service.hub import Hub
-from service.leases import Lease
-from service.logs import log_context
-from service.mapping import Unified
-from service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun
-from service.normalise import map_records
-from service.store import Counts, Tombstone, Transaction
+from opsync.service import metrics
+from opsync.service.clock import now
+from opsync.service.contract import ConnectorError, Page, RawRecord
+from opsync.service.hub import Hub
+from opsync.service.leases import Lease
+from opsync.service.logs import log_context
+from opsync.service.mapping import Unified
+from opsync.service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun
+from opsync.service.normalise import map_records
+from opsync.service.store import Counts, Tombstone, Transaction
 
 log = logging.getLogger("opsync.sync")
 Progress = Callable[[int], None]

@@ -8,8 +8,8 @@ import secrets
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from service.clock import now
-from service.models import ApiToken
+from opsync.service.clock import now
+from opsync.service.models import ApiToken
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "ops_"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
+from opsync.service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
 
 # The largest id or seq any database we run on holds: they are `integer` columns, 32-bit on
 # PostgreSQL. A larger one in a request is refused (it would be an error in the database).

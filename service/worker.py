@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from service.clock import now
-from service.hub import Hub
-from service.inbox import apply_batch, fetch_batch, prune
-from service.leases import AlreadyRunning, interrupt_orphaned_runs
-from service.models import RunStatus, SyncRun
-from service.sync import sync_connection
+from opsync.service.clock import now
+from opsync.service.hub import Hub
+from opsync.service.inbox import apply_batch, fetch_batch, prune
+from opsync.service.leases import AlreadyRunning, interrupt_orphaned_runs
+from opsync.service.models import RunStatus, SyncRun
+from opsync.service.sync import sync_connection
 
 log = logging.getLogger("opsync.worker")
 IDLE_POLL_SECONDS = 0.5

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from service.db import create_db_engine, scratch_database, upgrade
+from opsync.service.db import create_db_engine, scratch_database, upgrade
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

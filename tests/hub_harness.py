@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from api.app import create_app
-from connectors.simulators.server import serving
-from service.config import HubConfig
-from service.settings import Settings
+from opsync.api.app import create_app
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import HubConfig
+from opsync.service.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"
 

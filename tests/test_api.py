@@ -19,15 +19,15 @@ import httpx
 import pytest
 from hub_harness import ADMIN_TOKEN, RunningHub, running_hub
 
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service import views
-from service.config import HubConfig
-from service.db import create_db_engine
-from service.tokens import create_token
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service import views
+from opsync.service.config import HubConfig
+from opsync.service.db import create_db_engine
+from opsync.service.tokens import create_token
 
 JIRA_ISSUES, GITHUB_ITEMS = 60, 40
 PROJECTS = ["PAY", "CHK", "GRO"]

@@ -17,16 +17,16 @@ import jmespath
 import pytest
 from hub_harness import RunningHub, running_hub
 
-import mappings
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.github import ALL_REPOS, GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.config import HubConfig
-from service.contract import RawRecord
-from service.functions import FUNCTIONS, wiki_to_text
-from service.mapping import load_mapping
+from opsync import mappings
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.github import ALL_REPOS, GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import HubConfig
+from opsync.service.contract import RawRecord
+from opsync.service.functions import FUNCTIONS, wiki_to_text
+from opsync.service.mapping import load_mapping
 
 SECRET = "bad-input-webhook-secret"
 PROBLEM = "application/problem+json"

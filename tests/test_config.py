@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from service.config import ConfigError, HubConfig, load_config
+from opsync.service.config import ConfigError, HubConfig, load_config
 
 SECRETS = {"JIRA_TOKEN": "jira-token-3f9a", "JIRA_SECRET": "jira-secret-77c1", "JIRA_EMAIL": "ops@acme.example",
            "GH_TOKEN": "gh-token-b41e", "GH_SECRET": "gh-secret-09d2"}

@@ -25,14 +25,14 @@ from support.truth import (
     jira_view_diff,
 )
 
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.faults import Fault
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.config import HubConfig
-from service.inbox import LEASE
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.faults import Fault
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import HubConfig
+from opsync.service.inbox import LEASE
 
 SECRET = "fault-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]

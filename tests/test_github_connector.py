@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connectors.github.connector import GitHubConnector, GitHubSettings
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.server import serving
-from service.contract import FatalError, Page
+from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.contract import FatalError, Page
 
 TOKEN = "ghp_simulated"
 

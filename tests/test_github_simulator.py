@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.server import serving
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.server import serving
 
 TOKEN = "ghp_simulated"
 AUTH = {"Authorization": f"token {TOKEN}"}

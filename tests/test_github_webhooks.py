@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 import pytest
 from fastapi import FastAPI, Request
 
-from connectors.github.connector import GitHubConnector, GitHubSettings
-from connectors.github.webhook import decode_body
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.server import serving
-from service.contract import WebhookRejected
+from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
+from opsync.connectors.github.webhook import decode_body
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.contract import WebhookRejected
 
 SECRET = "It's a Secret to Everybody"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connectors.jira.connector import JiraConnector, JiraSettings
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.contract import FatalError, Page
+from opsync.connectors.jira.connector import JiraConnector, JiraSettings
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.contract import FatalError, Page
 
 EMAIL, TOKEN = "ops@acme.example", "api-token"
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from connectors.simulators.world import people
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.connectors.simulators.world import people
 
 AUTH = ("ops@acme.example", "api-token")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI, Request
 
-from connectors.jira.connector import JiraConnector, JiraSettings
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.contract import WebhookRejected
+from opsync.connectors.jira.connector import JiraConnector, JiraSettings
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.contract import WebhookRejected
 
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 

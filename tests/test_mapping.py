@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import mappings
-from service.contract import RawRecord
-from service.expressions import compile_node
-from service.functions import FUNCTIONS, adf_to_text
-from service.mapping import _OPTIONS, MappingError, load_mapping, parse_mapping
+from opsync import mappings
+from opsync.service.contract import RawRecord
+from opsync.service.expressions import compile_node
+from opsync.service.functions import FUNCTIONS, adf_to_text
+from opsync.service.mapping import _OPTIONS, MappingError, load_mapping, parse_mapping
 
 SHIPPED = Path(mappings.__file__).parent
 

@@ -12,14 +12,14 @@ import httpx
 import pytest
 from hub_harness import RunningHub, running_hub
 
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.github import ALL_REPOS, GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.config import HubConfig
-from service.db import create_db_engine
-from service.tokens import create_token
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.github import ALL_REPOS, GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import HubConfig
+from opsync.service.db import create_db_engine
+from opsync.service.tokens import create_token
 
 PROBLEM = "application/problem+json"
 

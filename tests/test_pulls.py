@@ -11,18 +11,18 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.clock import now
-from service.config import HubConfig
-from service.hub import Hub
-from service.leases import AlreadyRunning
-from service.models import PullLease, SyncRun, WorkItem
-from service.settings import Settings
-from service.sync import begin_pull, sync_connection
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.clock import now
+from opsync.service.config import HubConfig
+from opsync.service.hub import Hub
+from opsync.service.leases import AlreadyRunning
+from opsync.service.models import PullLease, SyncRun, WorkItem
+from opsync.service.settings import Settings
+from opsync.service.sync import begin_pull, sync_connection
 
 REPOS = ["acme/payments", "acme/ledger"]
 

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from service.mapping import LinkRef, PersonRef, Unified, content_hash
-from service.models import Change, Link, Person, WorkItem
-from service.store import Store, Tombstone
+from opsync.service.mapping import LinkRef, PersonRef, Unified, content_hash
+from opsync.service.models import Change, Link, Person, WorkItem
+from opsync.service.store import Store, Tombstone
 
 T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 _connections = itertools.count()

@@ -11,16 +11,16 @@ import yaml
 from hub_harness import running_hub
 from sqlmodel import Session, func, select
 
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.config import ConfigError, HubConfig, load_config
-from service.hub import Hub
-from service.models import Change, Connection, WorkItem
-from service.settings import Settings
-from service.sync import sync_connection
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import ConfigError, HubConfig, load_config
+from opsync.service.hub import Hub
+from opsync.service.models import Change, Connection, WorkItem
+from opsync.service.settings import Settings
+from opsync.service.sync import sync_connection
 
 SECRET = "hook-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]

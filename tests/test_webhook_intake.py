@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 from hub_harness import github_delivery, jira_delivery, running_hub, sign
 
-from connectors.github.connector import GitHubSettings
-from connectors.jira.connector import JiraSettings
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service import inbox
-from service.config import HubConfig
-from service.hub import Hub
-from service.models import Lane
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service import inbox
+from opsync.service.config import HubConfig
+from opsync.service.hub import Hub
+from opsync.service.models import Lane
 
 SECRET = "It's a Secret to Everybody"
 

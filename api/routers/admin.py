@@ -7,14 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from sqlmodel import Session, select
 
-from api import schemas
-from api.deps import CONNECTION_ID_LENGTH, NO_NUL, get_hub, get_session, refused, require, text_query
-from api.problems import INVALID, UNEXPECTED, Problem, SyncAlreadyRunning, declared
-from service import inbox
-from service.hub import Hub
-from service.models import Connection, DeliveryStatus, InboxEvent, SyncRun
-from service.leases import AlreadyRunning
-from service.sync import begin_pull, sync_connection
+from opsync.api import schemas
+from opsync.api.deps import CONNECTION_ID_LENGTH, NO_NUL, get_hub, get_session, refused, require, text_query
+from opsync.api.problems import INVALID, UNEXPECTED, Problem, SyncAlreadyRunning, declared
+from opsync.service import inbox
+from opsync.service.hub import Hub
+from opsync.service.models import Connection, DeliveryStatus, InboxEvent, SyncRun
+from opsync.service.leases import AlreadyRunning
+from opsync.service.sync import begin_pull, sync_connection
 
 router = APIRouter(responses={500: UNEXPECTED})
 

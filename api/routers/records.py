@@ -6,13 +6,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from sqlmodel import Session
 
-from api import schemas
-from api.deps import (CONNECTION_ID_LENGTH, NO_NUL, Moment, encode_cursor, get_session, page_after, refused, require,
+from opsync.api import schemas
+from opsync.api.deps import (CONNECTION_ID_LENGTH, NO_NUL, Moment, encode_cursor, get_session, page_after, refused, require,
                       text_query)
-from api.problems import INVALID, UNEXPECTED, Problem, declared
-from service import views
-from service.summary import product_summary
-from service.views import MAX_ID
+from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
+from opsync.service import views
+from opsync.service.summary import product_summary
+from opsync.service.views import MAX_ID
 
 router = APIRouter(dependencies=[Depends(require("read"))], responses={**refused("read"), 500: UNEXPECTED})
 Limit = Query(50, ge=1, le=500, description="page size")

@@ -12,11 +12,11 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from starlette.routing import Route
 
-from api import schemas
-from api.problems import UNEXPECTED, Problem, declared
-from service import inbox, metrics
-from service.contract import WebhookRejected
-from service.hub import Hub
+from opsync.api import schemas
+from opsync.api.problems import UNEXPECTED, Problem, declared
+from opsync.service import inbox, metrics
+from opsync.service.contract import WebhookRejected
+from opsync.service.hub import Hub
 
 PATH = "/api/v1/webhooks/{connection_id}"
 

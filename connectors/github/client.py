@@ -16,9 +16,9 @@ import requests
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException
 
-from service import metrics
-from service.contract import FatalError, TransientError
-from service.retry import in_thread, with_retries
+from opsync.service import metrics
+from opsync.service.contract import FatalError, TransientError
+from opsync.service.retry import in_thread, with_retries
 
 Headers = dict[str, Any]
 

@@ -23,11 +23,11 @@ from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-import mappings
-from connectors.github import webhook
-from connectors.github.client import GitHubClient, NotFoundError
-from connectors.github.records import format_time, issue_record, parse_time, pull_record
-from service.contract import (
+from opsync import mappings
+from opsync.connectors.github import webhook
+from opsync.connectors.github.client import GitHubClient, NotFoundError
+from opsync.connectors.github.records import format_time, issue_record, parse_time, pull_record
+from opsync.service.contract import (
     ConnectionSettings,
     Connector,
     FatalError,
@@ -36,7 +36,7 @@ from service.contract import (
     RawRecord,
     WebhookContent,
 )
-from service.retry import in_thread
+from opsync.service.retry import in_thread
 
 CURSOR_VERSION = 1
 

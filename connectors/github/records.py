@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from service.contract import RawRecord
+from opsync.service.contract import RawRecord
 
 
 def parse_time(value: str | None) -> datetime | None:

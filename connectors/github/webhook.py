@@ -10,8 +10,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from connectors.github.records import issue_record, pull_record
-from service.contract import Deletion, WebhookContent, WebhookRejected
+from opsync.connectors.github.records import issue_record, pull_record
+from opsync.service.contract import Deletion, WebhookContent, WebhookRejected
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

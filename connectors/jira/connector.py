@@ -16,10 +16,10 @@ import requests
 from jira import JIRA, JIRAError
 from pydantic import Field, SecretStr, field_validator
 
-import mappings
-from connectors.jira import webhook
-from service import metrics
-from service.contract import (
+from opsync import mappings
+from opsync.connectors.jira import webhook
+from opsync.service import metrics
+from opsync.service.contract import (
     ConnectionSettings,
     Connector,
     FatalError,
@@ -29,7 +29,7 @@ from service.contract import (
     TransientError,
     WebhookContent,
 )
-from service.retry import in_thread, with_retries
+from opsync.service.retry import in_thread, with_retries
 
 T = TypeVar("T")
 ID_PAGE = 5000  # search/jql's cap when only ids are asked for

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from service.contract import Deletion, RawRecord, WebhookContent, WebhookRejected
+from opsync.service.contract import Deletion, RawRecord, WebhookContent, WebhookRejected
 
 ISSUE_EVENTS = {"jira:issue_created", "jira:issue_updated"}
 # Events about something attached to an issue: the issue in them is trimmed, so fetch it.

@@ -15,16 +15,16 @@ import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from api.app import create_app
-from connectors.simulators.github import GitHubSim
-from connectors.simulators.jira import JiraSim
-from connectors.simulators.server import serving
-from service.config import load_config
-from service.db import create_db_engine
-from service.hub import Hub
-from service.settings import Settings
-from service.sync import sync_connection
-from service.tokens import create_token
+from opsync.api.app import create_app
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import load_config
+from opsync.service.db import create_db_engine
+from opsync.service.hub import Hub
+from opsync.service.settings import Settings
+from opsync.service.sync import sync_connection
+from opsync.service.tokens import create_token
 
 MUTATION_INTERVAL_SECONDS = 20.0
 

@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from connectors.simulators import github_data as data
-from connectors.simulators.faults import Fault, Faults
-from connectors.simulators.github_app import create_app
-from connectors.simulators.github_data import Bases, SimItem
-from connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
-from connectors.simulators.truth import Truth, TruthRecord
-from connectors.simulators.world import PRODUCTS, people
+from opsync.connectors.simulators import github_data as data
+from opsync.connectors.simulators.faults import Fault, Faults
+from opsync.connectors.simulators.github_app import create_app
+from opsync.connectors.simulators.github_data import Bases, SimItem
+from opsync.connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
+from opsync.connectors.simulators.truth import Truth, TruthRecord
+from opsync.connectors.simulators.world import PRODUCTS, people
 
 ALL_REPOS = tuple(repo for product in PRODUCTS for repo in product.github_repos)
 HOOK_ID = 424242

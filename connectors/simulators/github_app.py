@@ -13,13 +13,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from connectors.simulators import github_data as data
-from connectors.simulators.faults import Fault
-from connectors.simulators.github_data import Bases, SimItem
-from connectors.simulators.outbox import WebhookFaults
+from opsync.connectors.simulators import github_data as data
+from opsync.connectors.simulators.faults import Fault
+from opsync.connectors.simulators.github_data import Bases, SimItem
+from opsync.connectors.simulators.outbox import WebhookFaults
 
 if TYPE_CHECKING:
-    from connectors.simulators.github import GitHubSim
+    from opsync.connectors.simulators.github import GitHubSim
 
 DOCS = "https://docs.github.com/rest"
 GHES_PREFIX = "/api/v3"
@@ -310,7 +310,7 @@ class NewPull(BaseModel):
 
 
 def _admin_routes(sim: GitHubSim) -> APIRouter:
-    from connectors.simulators.github import SimError
+    from opsync.connectors.simulators.github import SimError
 
     router = APIRouter(prefix="/_sim")
 

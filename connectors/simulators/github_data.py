@@ -14,7 +14,7 @@ from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from connectors.simulators.world import PRODUCTS, SimPerson
+from opsync.connectors.simulators.world import PRODUCTS, SimPerson
 
 ORG = "acme"
 ORG_ID = 9000

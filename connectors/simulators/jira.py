@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 
-from connectors.simulators import jira_data as data
-from connectors.simulators.faults import Fault, Faults
-from connectors.simulators.jira_data import UTC, SimIssue
-from connectors.simulators.jira_jql import JqlError, parse, sort_key
-from connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
-from connectors.simulators.truth import Truth, TruthRecord
-from connectors.simulators.world import SimPerson, people
+from opsync.connectors.simulators import jira_data as data
+from opsync.connectors.simulators.faults import Fault, Faults
+from opsync.connectors.simulators.jira_data import UTC, SimIssue
+from opsync.connectors.simulators.jira_jql import JqlError, parse, sort_key
+from opsync.connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
+from opsync.connectors.simulators.truth import Truth, TruthRecord
+from opsync.connectors.simulators.world import SimPerson, people
 
 EDITABLE = {"summary", "status", "priority", "assignee", "labels", "description", "story_points",
             "duedate", "issuetype"}
@@ -79,7 +79,7 @@ class JiraSim:
     @property
     def app(self) -> Any:
         if self._app is None:
-            from connectors.simulators.jira_app import create_app
+            from opsync.connectors.simulators.jira_app import create_app
             self._app = create_app(self)
         return self._app
 

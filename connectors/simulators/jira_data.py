@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from connectors.simulators.world import PRODUCTS, SimPerson
+from opsync.connectors.simulators.world import PRODUCTS, SimPerson
 
 UTC = timezone.utc
 START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # first generated issue

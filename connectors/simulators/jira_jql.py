@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from connectors.simulators.jira_data import SimIssue
+from opsync.connectors.simulators.jira_data import SimIssue
 
 TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|(>=|<=|!=|=|>|<|\(|\)|,)|([\w\-./:\[\]]+))')
 DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")

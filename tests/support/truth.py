@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from connectors.simulators.truth import Truth, TruthRecord
+from opsync.connectors.simulators.truth import Truth, TruthRecord
 
 
 @dataclass

@@ -7,7 +7,7 @@ Create Date: 2026-11-26 05:06:25.102214
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import service.models
+from opsync.service.models import UTCDateTime
 from sqlalchemy.dialects import postgresql
 
 revision = '0001'
@@ -22,8 +22,8 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('scopes', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('created_at', service.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('revoked_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('token_hash')
     )
@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('entity_id', sa.Integer(), nullable=False),
     sa.Column('op', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('fields', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
-    sa.Column('at', service.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('seq')
     )
     with op.batch_alter_table('change', schema=None) as batch_op:
@@ -53,19 +53,19 @@ def upgrade() -> None:
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('source_updated_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('deleted_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('source_updated_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('deleted_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('mapping_version_id', sa.Integer(), nullable=True),
-    sa.Column('updated_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('reviewers', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('head_branch', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('base_branch', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('created_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('merged_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('closed_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('merged_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('additions', sa.Integer(), nullable=True),
     sa.Column('deletions', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
@@ -84,21 +84,21 @@ def upgrade() -> None:
     sa.Column('cursor', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('last_sync_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_sync_at', UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('inbox_event',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('connection_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('delivery_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('received_at', service.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', UTCDateTime(timezone=True), nullable=False),
     sa.Column('headers', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('available_at', service.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('available_at', UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_error', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('processed_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('processed_at', UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('connection_id', 'delivery_id')
     )
@@ -126,7 +126,7 @@ def upgrade() -> None:
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('content', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('applied_at', service.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('applied_at', UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('kind', 'hash')
     )
@@ -153,7 +153,7 @@ def upgrade() -> None:
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('hash', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('fetched_at', service.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('fetched_at', UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('connection_id', 'record_type', 'external_id')
     )
@@ -162,8 +162,8 @@ def upgrade() -> None:
     sa.Column('connection_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('mode', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('started_at', service.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('fetched', sa.Integer(), nullable=False),
     sa.Column('created', sa.Integer(), nullable=False),
     sa.Column('updated', sa.Integer(), nullable=False),
@@ -185,11 +185,11 @@ def upgrade() -> None:
     sa.Column('key', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('url', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('title', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('source_updated_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('deleted_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('source_updated_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('deleted_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('content_hash', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('mapping_version_id', sa.Integer(), nullable=True),
-    sa.Column('updated_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('description', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -202,10 +202,10 @@ def upgrade() -> None:
     sa.Column('estimate', sa.Float(), nullable=True),
     sa.Column('iteration', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('release', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
-    sa.Column('due_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('started_at', service.models.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('completed_at', service.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('started_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', UTCDateTime(timezone=True), nullable=True),
     sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('connection_id', 'external_id')

@@ -9,7 +9,7 @@ import hashlib
 from alembic import op
 import sqlalchemy as sa
 
-import service.models
+from opsync.service.models import UTCDateTime
 
 revision = '0005'
 down_revision = '0004'
@@ -51,17 +51,17 @@ def upgrade() -> None:
     sa.Column('connection_id', sa.String(), nullable=False),
     sa.Column('holder', sa.String(), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=True),
-    sa.Column('expires_at', service.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('connection_id')
     )
     with op.batch_alter_table('connection', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('pruned_through', service.models.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('pruned_through', UTCDateTime(timezone=True), nullable=True))
     for table in ('work_item', 'code_change'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('origin', sa.String(), nullable=True))
             batch_op.add_column(sa.Column('container', sa.String(), nullable=True))
     with op.batch_alter_table('raw_record', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('version', service.models.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('version', UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('origin', sa.String(), nullable=True))
 
 
