@@ -350,7 +350,7 @@ def serve(database_url: str, port: int) -> None:
     import uvicorn
 
     from opsync.api.app import create_app
-    from opsync.service.cli import long_lived
+    from opsync.cli import long_lived
     from opsync.service.config import HubConfig
     from opsync.service.settings import Settings
 

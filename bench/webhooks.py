@@ -328,7 +328,7 @@ def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, 
         port = free_port()
         env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_DATABASE_URL": database_url,
                "BENCH_GH_TOKEN": "t", "BENCH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
-        command = [sys.executable, "-m", "opsync.service.cli", "serve", "--config", config, "--port", str(port)]
+        command = [sys.executable, "-m", "opsync.cli", "serve", "--config", config, "--port", str(port)]
         if not embedded:
             command.append("--no-workers")
         with serving(command, f"http://127.0.0.1:{port}/readyz", env, Path(directory)) as server:
@@ -348,7 +348,7 @@ def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, 
                                         applied_cpu - cpu if cpu is not None else None))
                     phases.append(Phase("  of which after the last 202", count, applied - intake_done, []))
             if not embedded:
-                worker = subprocess.Popen([sys.executable, "-m", "opsync.service.cli", "worker", "--config", config],
+                worker = subprocess.Popen([sys.executable, "-m", "opsync.cli", "worker", "--config", config],
                                           env=env, cwd=directory)
                 try:
                     with spying(worker.pid, profile and profile.with_suffix(".apply.json")):

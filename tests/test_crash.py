@@ -36,7 +36,7 @@ def _start(tmp_path: Path, database_url: str, port: int) -> subprocess.Popen:
         "pull_every_minutes": 600}]}))
     env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
            "CRASH_GH_TOKEN": "t", "CRASH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "opsync.service.cli", "serve", "--config", str(config),
+    process = subprocess.Popen([sys.executable, "-m", "opsync.cli", "serve", "--config", str(config),
                                 "--port", str(port)], env=env, cwd=tmp_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

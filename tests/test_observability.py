@@ -322,7 +322,7 @@ def test_serve_prints_json_lines_with_log_format_json(tmp_path, database_url):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_LOG_FORMAT": "json"}
-    server = subprocess.Popen([sys.executable, "-m", "opsync.service.cli", "serve", "--port", str(port)], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "opsync.cli", "serve", "--port", str(port)], cwd=ROOT,
                               env=environment, stderr=subprocess.PIPE, text=True)
     lines = []
     stuck = threading.Timer(60, server.kill)  # a server that never says it serves ends the loop below
@@ -349,7 +349,7 @@ def test_a_worker_alone_serves_its_own_metrics_on_the_port_it_is_given(tmp_path,
     config.write_text("connections:\n  - id: gh-worker\n    kind: github\n    base_url: http://127.0.0.1:9\n"
                       "    token: ${WORKER_GH_TOKEN}\n    repos: [acme/payments]\n    pull_every_minutes: 600\n")
     environment = {**os.environ, "DATABASE_URL": database_url, "WORKER_GH_TOKEN": "t"}
-    worker = subprocess.Popen([sys.executable, "-m", "opsync.service.cli", "worker", "--config", str(config),
+    worker = subprocess.Popen([sys.executable, "-m", "opsync.cli", "worker", "--config", str(config),
                                "--metrics-port", str(port)], cwd=ROOT, env=environment, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

@@ -38,7 +38,7 @@ class Process:
         environment = {**os.environ, **env, "DATABASE_URL": database_url, "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
                        "OPSYNC_LOG_LEVEL": "WARNING"}
         with self.log.open("wb") as out:
-            self.popen = subprocess.Popen([sys.executable, "-m", "opsync.service.cli", *args], env=environment,
+            self.popen = subprocess.Popen([sys.executable, "-m", "opsync.cli", *args], env=environment,
                                           cwd=directory, stdout=out, stderr=subprocess.STDOUT)
 
     def output(self, tail: int = 3000) -> str:

@@ -1,4 +1,5 @@
-"""The `opsync` command."""
+"""The `opsync` command: the composition root that wires the core, the API and the connectors
+(the core itself imports neither)."""
 from __future__ import annotations
 
 import asyncio
