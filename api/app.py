@@ -1,4 +1,5 @@
 """The FastAPI application: the API under /api/v1, webhooks, health; workers when embedded."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -7,7 +8,6 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse, Response
-
 from opsync.api import problems
 from opsync.api.deps import get_hub
 from opsync.api.metrics import RequestMetrics
@@ -40,8 +40,12 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
                 task.cancel()
             await hub.close()
 
-    app = FastAPI(title="opsync", version="0.1.0", lifespan=lifespan,
-                  description="One product-work model over Jira, GitHub and more.")
+    app = FastAPI(
+        title="opsync",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="One product-work model over Jira, GitHub and more.",
+    )
     problems.install(app)
     app.add_middleware(RequestMetrics)
     for router in (records.router, admin.router):
@@ -52,8 +56,11 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], responses={500: problems.UNEXPECTED,
-                                                    503: problems.declared("The database does not answer")})
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={500: problems.UNEXPECTED, 503: problems.declared("The database does not answer")},
+    )
     def readyz(hub: Hub = Depends(get_hub)) -> dict[str, str]:
         try:
             with hub.engine.connect() as connection:

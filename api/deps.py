@@ -1,4 +1,5 @@
 """What routes need, injected with Depends: the hub, a session, the caller's scopes, a page's start."""
+
 from __future__ import annotations
 
 import base64
@@ -8,18 +9,21 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BeforeValidator
-from sqlmodel import Session
-
 from opsync.api import problems
-from opsync.api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from opsync.api.problems import Problem
+from opsync.api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from opsync.service.hub import Hub
 from opsync.service.tokens import token_scopes
 from opsync.service.views import MAX_ID
+from pydantic import AwareDatetime, BeforeValidator
+from sqlmodel import Session
 
-bearer = HTTPBearer(scheme_name="bearer", bearerFormat="opsync API token", auto_error=False,
-                    description="A token from `opsync tokens create` (or OPSYNC_BOOTSTRAP_TOKEN)")
+bearer = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="opsync API token",
+    auto_error=False,
+    description="A token from `opsync tokens create` (or OPSYNC_BOOTSTRAP_TOKEN)",
+)
 
 # Every text parameter is bounded, and holds no NUL character (PostgreSQL text cannot).
 NO_NUL = r"^[^\x00]*$"
@@ -47,12 +51,12 @@ def get_session(hub: Hub = Depends(get_hub)) -> Iterator[Session]:
         yield session
 
 
-def require(scope: str):  # noqa: ANN201  (a dependency factory)
-    def check(credentials: HTTPAuthorizationCredentials | None = Security(bearer),
-              hub: Hub = Depends(get_hub)) -> None:
+def require(scope: str):
+    def check(credentials: HTTPAuthorizationCredentials | None = Security(bearer), hub: Hub = Depends(get_hub)) -> None:
         if credentials is None:
-            raise Problem(401, "send an API token as 'Authorization: Bearer <token>'",
-                          headers={"WWW-Authenticate": "Bearer"})
+            raise Problem(
+                401, "send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+            )
         bootstrap = hub.settings.bootstrap_token.get_secret_value() if hub.settings.bootstrap_token else None
         scopes = token_scopes(hub.engine, credentials.credentials.strip(), bootstrap)
         if scopes is None:
@@ -84,15 +88,21 @@ def decode_cursor(cursor: str | None) -> int | None:
     if not cursor:
         return None
     if not re.fullmatch(CURSOR_PATTERN, cursor):
-        raise Problem(400, f"cursor {cursor[:CURSOR_MAX_LENGTH + 1]!r} is not one this API handed out; "
-                           "pass next_cursor unchanged")
+        raise Problem(
+            400,
+            f"cursor {cursor[: CURSOR_MAX_LENGTH + 1]!r} is not one this API handed out; pass next_cursor unchanged",
+        )
     return min(int(base64.urlsafe_b64decode(cursor)), MAX_ID)
 
 
-def page_after(cursor: str | None = Query(
-        None, description="next_cursor of the previous page (the URL-safe base64 of the position of its "
-                          "last row); absent or empty for the first page",
-        json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH})) -> int | None:
+def page_after(
+    cursor: str | None = Query(
+        None,
+        description="next_cursor of the previous page (the URL-safe base64 of the position of its "
+        "last row); absent or empty for the first page",
+        json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH},
+    ),
+) -> int | None:
     """The position a page starts after, from its cursor; the pattern is documented, and
     checked here to answer a 400 that says what to do."""
     return decode_cursor(cursor)

@@ -3,14 +3,14 @@
 Requests are labelled by their route's path template (/api/v1/work-items/{item_id}), never
 by the raw path, so that ids in paths do not make a series each.
 """
+
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from opsync.service import metrics
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"  # no route: a 404 for a path the API does not have
 

@@ -1,4 +1,5 @@
 """Errors as RFC 9457 problem details (application/problem+json), and how OpenAPI declares them."""
+
 from __future__ import annotations
 
 from http import HTTPStatus
@@ -15,8 +16,9 @@ MEDIA_TYPE = "application/problem+json"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, detail: str, *, title: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self, status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status, self.detail, self.headers, self.extra = status, detail, headers, extra
         self.title = title or HTTPStatus(status).phrase
@@ -47,28 +49,47 @@ class SyncAlreadyRunning(ProblemDetails):
     run_id: int  # the pull of this connection that is running
 
 
-def problem_response(request: Request, status: int, detail: str, title: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": title or HTTPStatus(status).phrase, "status": status,
-            "detail": detail, "instance": request.url.path, **extra}
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def declared(description: str, model: type[ProblemDetails] = ProblemDetails,
-             headers: dict[str, Any] | None = None) -> dict[str, Any]:
+def declared(
+    description: str, model: type[ProblemDetails] = ProblemDetails, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One status of an operation's OpenAPI `responses`: a problem of that model."""
-    answer: dict[str, Any] = {"description": description,
-                              "content": {MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+    }
     if headers:
         answer["headers"] = headers
     return answer
 
 
-UNAUTHORIZED = declared("No API token, or one that is unknown or revoked",
-                        headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}})
+UNAUTHORIZED = declared(
+    "No API token, or one that is unknown or revoked",
+    headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+)
 FORBIDDEN = declared("The API token lacks the scope this operation needs")
-INVALID = declared("A parameter or the body is not what this operation accepts; errors names each, "
-                   "where it is and what was expected", InvalidRequest)
+INVALID = declared(
+    "A parameter or the body is not what this operation accepts; errors names each, where it is and what was expected",
+    InvalidRequest,
+)
 UNEXPECTED = declared("An unexpected error; the server log has the details")
 
 
@@ -106,7 +127,8 @@ def install(app: FastAPI) -> None:
             schema = generate()
             _, definitions = models_json_schema(
                 [(model, "serialization") for model in (ProblemDetails, InvalidRequest, SyncAlreadyRunning)],
-                ref_template="#/components/schemas/{model}")
+                ref_template="#/components/schemas/{model}",
+            )
             schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
         return app.openapi_schema
 

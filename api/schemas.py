@@ -1,13 +1,13 @@
 """The public API's shapes, as OpenAPI documents them."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
 from opsync.service.models import DeliveryStatus
 from opsync.service.views import MAX_ID
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 T = TypeVar("T")
 
@@ -17,15 +17,18 @@ T = TypeVar("T")
 # every cursor this API accepts.
 _PAIR = "(?:[MN][DTjz]|O[DT])"  # the first two characters of a group holding two or three digits
 _GROUP = _PAIR + "[AEIMQUYcgk][w-z0-5]"
-CURSOR_PATTERN = (f"^(?:(?:{_GROUP}){{0,6}}|(?:{_GROUP}){{0,6}}(?:[MN][AQgw]|O[AQ])=="
-                  f"|(?:{_GROUP}){{0,5}}{_PAIR}[AEIMQUYcgk]=)$")
+CURSOR_PATTERN = (
+    f"^(?:(?:{_GROUP}){{0,6}}|(?:{_GROUP}){{0,6}}(?:[MN][AQgw]|O[AQ])==|(?:{_GROUP}){{0,5}}{_PAIR}[AEIMQUYcgk]=)$"
+)
 CURSOR_MAX_LENGTH = 28
 
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(description="pass as ?cursor= to read on; null at the end", json_schema_extra={
-        "pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH})
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= to read on; null at the end",
+        json_schema_extra={"pattern": CURSOR_PATTERN, "maxLength": CURSOR_MAX_LENGTH},
+    )
 
 
 class PersonRef(BaseModel):
@@ -210,7 +213,8 @@ class InboxReplay(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[DeliveryId] = Field(
-        max_length=REPLAY_MAX, description="ids of failed deliveries (GET /inbox?status=failed)")
+        max_length=REPLAY_MAX, description="ids of failed deliveries (GET /inbox?status=failed)"
+    )
 
 
 class InboxReplayed(BaseModel):

@@ -10,6 +10,7 @@ so neither phase's figures (time, peak RSS) include the other's or the simulator
 Raw and sync are measured in turn, three rounds by default; the summary line is the
 median round's ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,12 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
-
 from opsync.service.db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +43,12 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def simulator(source: str, records: int) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "opsync.connectors.simulators", source, "--records", str(records),
-                                "--token", TOKEN], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsync.connectors.simulators", source, "--records", str(records), "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         url = process.stdout.readline().strip()
         if not url.startswith("http"):
@@ -56,12 +61,16 @@ def simulator(source: str, records: int) -> Iterator[str]:
 
 # -- the ceiling: plain httpx, same pages -------------------------------------------------
 
+
 def raw_jira(url: str) -> int:
     count, token = 0, None
     with httpx.Client(base_url=url, auth=("bench@acme.example", TOKEN), timeout=60) as client:
         while True:
-            params: dict[str, Any] = {"jql": f"project in ({', '.join(PROJECTS)}) ORDER BY updated ASC",
-                                      "maxResults": PAGE_SIZE, "fields": "*all"}
+            params: dict[str, Any] = {
+                "jql": f"project in ({', '.join(PROJECTS)}) ORDER BY updated ASC",
+                "maxResults": PAGE_SIZE,
+                "fields": "*all",
+            }
             if token:
                 params["nextPageToken"] = token
             page = client.get("/rest/api/3/search/jql", params=params).json()
@@ -75,8 +84,10 @@ def raw_github(url: str) -> int:
     count = 0
     with httpx.Client(base_url=url, headers={"Authorization": f"token {TOKEN}"}, timeout=60) as client:
         for repo in REPOS:
-            for path, params in ((f"/repos/{repo}/issues", {"sort": "updated", "direction": "asc"}),
-                                 (f"/repos/{repo}/pulls", {"sort": "updated", "direction": "desc"})):
+            for path, params in (
+                (f"/repos/{repo}/issues", {"sort": "updated", "direction": "asc"}),
+                (f"/repos/{repo}/pulls", {"sort": "updated", "direction": "desc"}),
+            ):
                 next_url: str | None = path
                 query: dict[str, Any] | None = {"state": "all", "per_page": PAGE_SIZE, **params}
                 while next_url:
@@ -88,6 +99,7 @@ def raw_github(url: str) -> int:
 
 
 # -- the hub: a full sync into an empty store ---------------------------------------------
+
 
 @contextmanager
 def empty_database() -> Iterator[str]:
@@ -124,8 +136,19 @@ def measure(phase: str, source: str, url: str, profile: Path | None = None) -> d
     With profile, the process runs under py-spy, which writes a speedscope file there."""
     command = [sys.executable, __file__, "--phase", phase, "--source", source, "--url", url]
     if profile:
-        command = [str(Path(sys.executable).with_name("py-spy")), "record", "--output", str(profile),
-                   "--format", "speedscope", "--rate", "200", "--threads", "--", *command]
+        command = [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--output",
+            str(profile),
+            "--format",
+            "speedscope",
+            "--rate",
+            "200",
+            "--threads",
+            "--",
+            *command,
+        ]
     output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True).stdout
     return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
 
@@ -155,8 +178,7 @@ def main() -> None:
         run_phase(args.phase, args.source, args.url)
         return
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
-    print(f"backfill of {args.records} {args.source} records into an empty store on {database}, "
-          f"{args.rounds} rounds")
+    print(f"backfill of {args.records} {args.source} records into an empty store on {database}, {args.rounds} rounds")
     rounds = []
     with simulator(args.source, args.records) as url:
         for n in range(args.rounds):
@@ -170,7 +192,9 @@ def main() -> None:
     print(f"the median round:\n{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}")
     for name, figures in (("raw fetch + parse (httpx)", raw), ("opsync sync", synced)):
         rate = figures["records"] / figures["seconds"]
-        print(f"{name:<28}{figures['records']:>9}{figures['seconds']:>10.2f}{rate:>11.0f}{figures['peak_rss_mb']:>13.0f}")
+        print(
+            f"{name:<28}{figures['records']:>9}{figures['seconds']:>10.2f}{rate:>11.0f}{figures['peak_rss_mb']:>13.0f}"
+        )
     print(f"peak RSS of sync over all rounds: {max(r[2]['peak_rss_mb'] for r in rounds):.0f} MB")
     print(f"ratio sync/raw = {ratio:.2f}")
 

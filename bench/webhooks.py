@@ -18,6 +18,7 @@ embedded worker: `opsync serve` as deployed by default, applying while it takes 
 intake: every answer must be 202, and each is durable (committed before it is sent).
 The summary line is the median round's ratio of the bare endpoint's time to intake's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,22 +59,45 @@ APPLY_TIMEOUT = 600.0
 
 # -- the deliveries ------------------------------------------------------------------------
 
+
 def template() -> dict[str, Any]:
     """The published `issues opened` example if it is here, else one of the same shape."""
     if FIXTURE.is_file():
         return json.loads(FIXTURE.read_text())
     user = {"login": "adal", "id": 1000, "type": "User", "site_admin": False}
-    return {"action": "opened", "issue": {
-        "url": "https://api.github.com/repos/acme/payments/issues/1", "id": 1, "number": 1,
-        "html_url": "https://github.com/acme/payments/issues/1",
-        "repository_url": "https://api.github.com/repos/acme/payments", "title": "An issue",
-        "user": user, "labels": [{"id": 1, "name": "bug", "color": "d73a4a", "default": True}],
-        "state": "open", "locked": False, "assignee": user, "assignees": [user], "milestone": None,
-        "comments": 0, "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-01T10:00:00Z",
-        "closed_at": None, "author_association": "OWNER", "body": "Steps to reproduce: " + "x " * 200},
-        "repository": {"id": 42, "name": "payments", "full_name": "acme/payments", "private": False,
-                       "owner": user, "html_url": "https://github.com/acme/payments"},
-        "sender": user}
+    return {
+        "action": "opened",
+        "issue": {
+            "url": "https://api.github.com/repos/acme/payments/issues/1",
+            "id": 1,
+            "number": 1,
+            "html_url": "https://github.com/acme/payments/issues/1",
+            "repository_url": "https://api.github.com/repos/acme/payments",
+            "title": "An issue",
+            "user": user,
+            "labels": [{"id": 1, "name": "bug", "color": "d73a4a", "default": True}],
+            "state": "open",
+            "locked": False,
+            "assignee": user,
+            "assignees": [user],
+            "milestone": None,
+            "comments": 0,
+            "created_at": "2024-03-01T10:00:00Z",
+            "updated_at": "2024-03-01T10:00:00Z",
+            "closed_at": None,
+            "author_association": "OWNER",
+            "body": "Steps to reproduce: " + "x " * 200,
+        },
+        "repository": {
+            "id": 42,
+            "name": "payments",
+            "full_name": "acme/payments",
+            "private": False,
+            "owner": user,
+            "html_url": "https://github.com/acme/payments",
+        },
+        "sender": user,
+    }
 
 
 def deliveries(count: int) -> list[tuple[bytes, dict[str, str]]]:
@@ -90,12 +114,22 @@ def deliveries(count: int) -> list[tuple[bytes, dict[str, str]]]:
         issue["url"] = f"https://api.github.com/repos/{repo}/issues/{n + 1}"
         body = json.dumps(payload).encode()
         signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        result.append((body, {"Content-Type": "application/json", "X-GitHub-Event": "issues",
-                              "X-GitHub-Delivery": f"bench-{n:08d}", "X-Hub-Signature-256": signature}))
+        result.append(
+            (
+                body,
+                {
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "issues",
+                    "X-GitHub-Delivery": f"bench-{n:08d}",
+                    "X-Hub-Signature-256": signature,
+                },
+            )
+        )
     return result
 
 
 # -- the servers ---------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -156,11 +190,10 @@ def serve_bare(port: int) -> None:
 
 def prepare_database(database_url: str) -> None:
     """Schema, and the connection recorded as pulled just now: no pull runs during the bench."""
-    from sqlmodel import Session
-
     from opsync.service.clock import now
     from opsync.service.db import create_db_engine, upgrade
     from opsync.service.models import Connection
+    from sqlmodel import Session
 
     upgrade(database_url)
     engine = create_db_engine(database_url)
@@ -172,9 +205,23 @@ def prepare_database(database_url: str) -> None:
 
 def write_config(directory: Path) -> Path:
     config = directory / "connections.yaml"
-    config.write_text(yaml.safe_dump({"connections": [{
-        "id": CONNECTION, "kind": "github", "base_url": "http://127.0.0.1:9", "token": "${BENCH_GH_TOKEN}",
-        "webhook_secret": "${BENCH_GH_SECRET}", "repos": ["acme/payments"], "pull_every_minutes": 100000}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "connections": [
+                    {
+                        "id": CONNECTION,
+                        "kind": "github",
+                        "base_url": "http://127.0.0.1:9",
+                        "token": "${BENCH_GH_TOKEN}",
+                        "webhook_secret": "${BENCH_GH_SECRET}",
+                        "repos": ["acme/payments"],
+                        "pull_every_minutes": 100000,
+                    }
+                ]
+            }
+        )
+    )
     return config
 
 
@@ -189,6 +236,7 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 # -- the client ----------------------------------------------------------------------------
+
 
 @dataclass
 class Phase:
@@ -271,15 +319,18 @@ def wait_applied(database_url: str, expected: int, pid: int | None = None) -> tu
     try:
         while True:
             with engine.connect() as connection:
-                done = connection.execute(sa.text(
-                    "SELECT count(*) FROM inbox_event WHERE status <> 'pending'")).scalar_one()
+                done = connection.execute(
+                    sa.text("SELECT count(*) FROM inbox_event WHERE status <> 'pending'")
+                ).scalar_one()
                 items = connection.execute(sa.text("SELECT count(*) FROM work_item")).scalar_one()
             if done and first is None:
                 first = (time.perf_counter(), done, cpu_seconds(pid) if pid else None)
             if done == expected and items >= expected:
                 return first
             if time.monotonic() > deadline:
-                raise SystemExit(f"not applied after {APPLY_TIMEOUT:.0f} s: {done} of {expected} done, {items} work items")
+                raise SystemExit(
+                    f"not applied after {APPLY_TIMEOUT:.0f} s: {done} of {expected} done, {items} work items"
+                )
             time.sleep(0.02)
     finally:
         engine.dispose()
@@ -288,8 +339,7 @@ def wait_applied(database_url: str, expected: int, pid: int | None = None) -> tu
 def check_durable(database_url: str, expected: int) -> None:
     engine = sa.create_engine(database_url, poolclass=sa.NullPool)
     with engine.connect() as connection:
-        rows = dict(connection.execute(sa.text(
-            "SELECT status, count(*) FROM inbox_event GROUP BY status")).all())
+        rows = dict(connection.execute(sa.text("SELECT status, count(*) FROM inbox_event GROUP BY status")).all())
     engine.dispose()
     if rows != {"done": expected}:
         raise SystemExit(f"expected {expected} deliveries done, the inbox holds {rows}")
@@ -297,15 +347,29 @@ def check_durable(database_url: str, expected: int) -> None:
 
 # -- the run -------------------------------------------------------------------------------
 
+
 @contextmanager
 def spying(pid: int, profile: Path | None) -> Iterator[None]:
     """Record a process with py-spy into profile (speedscope format), if asked."""
     if profile is None:
         yield
         return
-    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
-                            "--output", str(profile), "--format", "speedscope", "--rate", "200",
-                            "--nonblocking"], stdout=subprocess.DEVNULL)
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--output",
+            str(profile),
+            "--format",
+            "speedscope",
+            "--rate",
+            "200",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(1)
     try:
         yield
@@ -314,8 +378,9 @@ def spying(pid: int, profile: Path | None) -> Iterator[None]:
         spy.wait(timeout=60)
 
 
-def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, embedded: bool,
-                  profile: Path | None) -> list[Phase]:
+def opsync_phases(
+    bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, embedded: bool, profile: Path | None
+) -> list[Phase]:
     """Post every delivery to `opsync serve` on a fresh database and wait until all are applied.
     embedded: the server applies them itself as they arrive (the default deployment);
     otherwise the server only takes them in (`--no-workers`), and `opsync worker` is started
@@ -326,8 +391,14 @@ def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, 
         prepare_database(database_url)
         config = str(write_config(Path(directory)))
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_DATABASE_URL": database_url,
-               "BENCH_GH_TOKEN": "t", "BENCH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "OPSYNC_DATABASE_URL": database_url,
+            "BENCH_GH_TOKEN": "t",
+            "BENCH_GH_SECRET": SECRET,
+            "OPSYNC_LOG_LEVEL": "WARNING",
+        }
         command = [sys.executable, "-m", "opsync.cli", "serve", "--config", config, "--port", str(port)]
         if not embedded:
             command.append("--no-workers")
@@ -338,18 +409,33 @@ def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, 
                 seconds, latencies = asyncio.run(drive(port, bodies, concurrency))
                 intake_done = time.perf_counter()
                 intake_cpu = cpu_seconds(server.pid)
-                phases = [Phase(f"opsync intake, {label}", count, seconds, latencies,
-                                intake_cpu - cpu if cpu is not None else None)]
+                phases = [
+                    Phase(
+                        f"opsync intake, {label}",
+                        count,
+                        seconds,
+                        latencies,
+                        intake_cpu - cpu if cpu is not None else None,
+                    )
+                ]
                 if embedded:
                     wait_applied(database_url, count)
                     applied = time.perf_counter()
                     applied_cpu = cpu_seconds(server.pid)
-                    phases.append(Phase("  applied (first send to last)", count, applied - started, [],
-                                        applied_cpu - cpu if cpu is not None else None))
+                    phases.append(
+                        Phase(
+                            "  applied (first send to last)",
+                            count,
+                            applied - started,
+                            [],
+                            applied_cpu - cpu if cpu is not None else None,
+                        )
+                    )
                     phases.append(Phase("  of which after the last 202", count, applied - intake_done, []))
             if not embedded:
-                worker = subprocess.Popen([sys.executable, "-m", "opsync.cli", "worker", "--config", config],
-                                          env=env, cwd=directory)
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "opsync.cli", "worker", "--config", config], env=env, cwd=directory
+                )
                 try:
                     with spying(worker.pid, profile and profile.with_suffix(".apply.json")):
                         first, done, cpu = wait_applied(database_url, count, worker.pid)
@@ -359,16 +445,27 @@ def opsync_phases(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, 
                     worker.terminate()
                     worker.wait(timeout=15)
                 # timed from the first deliveries seen applied: the worker's start-up is not in it
-                phases.append(Phase("opsync apply alone (opsync worker)", count - done, applied - first, [],
-                                    applied_cpu - cpu if cpu is not None else None))
+                phases.append(
+                    Phase(
+                        "opsync apply alone (opsync worker)",
+                        count - done,
+                        applied - first,
+                        [],
+                        applied_cpu - cpu if cpu is not None else None,
+                    )
+                )
         check_durable(database_url, count)
     return phases
 
 
 def bare_phase(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int) -> Phase:
     port = free_port()
-    with serving([sys.executable, __file__, "--serve-bare", str(port)], f"http://127.0.0.1:{port}/healthz",
-                 dict(os.environ), ROOT) as server:
+    with serving(
+        [sys.executable, __file__, "--serve-bare", str(port)],
+        f"http://127.0.0.1:{port}/healthz",
+        dict(os.environ),
+        ROOT,
+    ) as server:
         cpu = cpu_seconds(server.pid)
         seconds, latencies = asyncio.run(drive(port, bodies, concurrency))
         cpu = cpu_seconds(server.pid) - cpu if cpu is not None else None
@@ -379,8 +476,10 @@ def run(count: int, concurrency: int, rounds: int, profile: Path | None) -> None
     bodies = deliveries(count)
     size = sum(len(body) for body, _ in bodies) // count
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
-    print(f"{count} signed GitHub issues deliveries ({size} bytes each), concurrency {concurrency}, on {database}, "
-          f"{rounds} rounds")
+    print(
+        f"{count} signed GitHub issues deliveries ({size} bytes each), concurrency {concurrency}, on {database}, "
+        f"{rounds} rounds"
+    )
     # Each round measures the ceiling and opsync one after the other: on a shared machine
     # the speed drifts over a minute, and a ratio of neighbours drifts least.
     results = []
@@ -389,13 +488,17 @@ def run(count: int, concurrency: int, rounds: int, profile: Path | None) -> None
         alone = opsync_phases(bodies, concurrency, embedded=False, profile=profile if n == 0 else None)
         embedded = opsync_phases(bodies, concurrency, embedded=True, profile=profile if n == 0 else None)
         ratio = bare.seconds / alone[0].seconds
-        print(f"  round {n + 1}: ratio intake/bare {ratio:.2f}, "
-              f"with the embedded worker {bare.seconds / embedded[0].seconds:.2f}")
+        print(
+            f"  round {n + 1}: ratio intake/bare {ratio:.2f}, "
+            f"with the embedded worker {bare.seconds / embedded[0].seconds:.2f}"
+        )
         results.append((ratio, bare, alone, embedded))
     ratio, bare, alone, embedded = sorted(results, key=lambda result: result[0])[len(results) // 2]
 
-    print(f"the median round:\n{'phase':<38}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'CPU ms/req':>12}")
+    print(
+        f"the median round:\n{'phase':<38}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU ms/req':>12}"
+    )
     for phase in [bare, *alone, *embedded]:
         print(phase.row())
     print(f"ratio intake/bare with the embedded worker applying meanwhile = {bare.seconds / embedded[0].seconds:.2f}")

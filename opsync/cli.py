@@ -1,12 +1,12 @@
 """The `opsync` command: the composition root that wires the core, the API and the connectors
 (the core itself imports neither)."""
+
 from __future__ import annotations
 
 import asyncio
 import gc
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -47,7 +47,7 @@ def long_lived() -> None:
     gc.freeze()
 
 
-def _open_hub(settings: Settings):  # noqa: ANN202
+def _open_hub(settings: Settings):
     from opsync.service.hub import Hub
 
     try:
@@ -57,8 +57,12 @@ def _open_hub(settings: Settings):  # noqa: ANN202
 
 
 @app.command()
-def serve(config: Optional[Path] = ConfigOption, host: str = "127.0.0.1", port: int = 8000,
-          workers: bool = typer.Option(True, help="apply webhooks and run schedules in this process")) -> None:
+def serve(
+    config: Path | None = ConfigOption,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: bool = typer.Option(True, help="apply webhooks and run schedules in this process"),
+) -> None:
     """Serve the API (and, by default, its workers and schedules)."""
     import uvicorn
 
@@ -77,9 +81,11 @@ def serve(config: Optional[Path] = ConfigOption, host: str = "127.0.0.1", port: 
 
 
 @app.command()
-def worker(config: Optional[Path] = ConfigOption,
-           metrics_port: Optional[int] = typer.Option(None, help="serve this process's /metrics on this port"),
-           metrics_host: str = typer.Option("127.0.0.1", help="the address of --metrics-port")) -> None:
+def worker(
+    config: Path | None = ConfigOption,
+    metrics_port: int | None = typer.Option(None, help="serve this process's /metrics on this port"),
+    metrics_host: str = typer.Option("127.0.0.1", help="the address of --metrics-port"),
+) -> None:
     """Apply webhook deliveries and run schedules, without serving the API."""
     from opsync.service.worker import Worker
 
@@ -107,9 +113,12 @@ def worker(config: Optional[Path] = ConfigOption,
 
 
 @app.command()
-def sync(connection: str, config: Optional[Path] = ConfigOption,
-         full: bool = typer.Option(False, "--full", help="pull everything, then reconcile deletions"),
-         allow_mass_delete: bool = typer.Option(False, help="let reconcile delete more than max_delete_share")) -> None:
+def sync(
+    connection: str,
+    config: Path | None = ConfigOption,
+    full: bool = typer.Option(False, "--full", help="pull everything, then reconcile deletions"),
+    allow_mass_delete: bool = typer.Option(False, help="let reconcile delete more than max_delete_share"),
+) -> None:
     """Pull one connection now, with progress, and record the run."""
     from opsync.service.leases import AlreadyRunning
     from opsync.service.sync import sync_connection
@@ -119,20 +128,35 @@ def sync(connection: str, config: Optional[Path] = ConfigOption,
     async def run() -> None:
         hub = _open_hub(settings)
         if connection not in hub.connections:
-            _fail(f"no connection {connection!r} in {settings.config}; configured: {', '.join(hub.connections) or 'none'}")
+            _fail(
+                f"no connection {connection!r} in {settings.config}; configured: {', '.join(hub.connections) or 'none'}"
+            )
         try:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                          TextColumn("{task.completed} records"), TimeElapsedColumn(), console=console) as bar:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed} records"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
                 task = bar.add_task(f"pulling {connection}", total=None)
-                result = await sync_connection(hub, connection, full=full, allow_mass_delete=allow_mass_delete,
-                                               progress=lambda n: bar.update(task, completed=n))
+                result = await sync_connection(
+                    hub,
+                    connection,
+                    full=full,
+                    allow_mass_delete=allow_mass_delete,
+                    progress=lambda n: bar.update(task, completed=n),
+                )
         except AlreadyRunning as busy:
             _fail(str(busy))
         finally:
             await hub.close()
-        console.print(f"{result.status}: fetched {result.fetched}, created {result.created}, updated"
-                      f" {result.updated}, unchanged {result.unchanged}, stale {result.stale}, deleted"
-                      f" {result.deleted}, failed {result.failed}")
+        console.print(
+            f"{result.status}: fetched {result.fetched}, created {result.created}, updated"
+            f" {result.updated}, unchanged {result.unchanged}, stale {result.stale}, deleted"
+            f" {result.deleted}, failed {result.failed}"
+        )
         for error in result.errors:
             console.print(f"  [yellow]{error}[/yellow]")
         if result.status != "succeeded":
@@ -151,8 +175,10 @@ def db_upgrade() -> None:
 
 
 @tokens_app.command("create")
-def tokens_create(scope: list[str] = typer.Option(["read"], "--scope", help="read, write or admin; repeatable"),
-                  name: str = typer.Option("", help="what the token is for")) -> None:
+def tokens_create(
+    scope: list[str] = typer.Option(["read"], "--scope", help="read, write or admin; repeatable"),
+    name: str = typer.Option("", help="what the token is for"),
+) -> None:
     """Create an API token and print it (it is stored hashed: this is the only time it shows)."""
     from opsync.service.db import create_db_engine, upgrade
     from opsync.service.tokens import create_token
@@ -184,8 +210,12 @@ def mappings_validate(files: list[Path]) -> None:
 
 
 @app.command()
-def demo(port: int = 8000, jira_issues: int = 2000, github_items: int = 500,
-         workdir: Path = typer.Option(Path("opsync-demo"), help="where the demo keeps its config and database")) -> None:
+def demo(
+    port: int = 8000,
+    jira_issues: int = 2000,
+    github_items: int = 500,
+    workdir: Path = typer.Option(Path("opsync-demo"), help="where the demo keeps its config and database"),
+) -> None:
     """Start simulated Jira and GitHub, sync them, serve the API on 127.0.0.1 and keep changing records."""
     found = [ep for ep in entry_points(group="opsync.demo")]
     if not found:

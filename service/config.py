@@ -4,6 +4,7 @@ A reference is read only in a credential field (CREDENTIAL_FIELDS); anywhere els
 error, so that what a file means is in the file. A base URL is https, or http to this machine.
 No message shows a credential field's value, which the environment may have supplied.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -16,11 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import ValidationError
-
 from opsync.service.contract import ConnectionSettings
 from opsync.service.plugins import connector_class
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
+from pydantic import ValidationError
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CREDENTIAL_FIELDS = ("token", "webhook_secret", "email")  # a connection's, where ${NAME} is read
@@ -38,14 +38,18 @@ class HubConfig:
 
 def _is_secret(loc: tuple[Any, ...]) -> bool:
     """Never echo a credential back in an error message."""
-    return any(isinstance(p, str) and (p in CREDENTIAL_FIELDS or any(w in p for w in ("token", "secret", "password")))
-               for p in loc)
+    return any(
+        isinstance(p, str) and (p in CREDENTIAL_FIELDS or any(w in p for w in ("token", "secret", "password")))
+        for p in loc
+    )
 
 
 def _refuse_references(value: Any, doc: YamlDocument, path: tuple[Any, ...]) -> None:
     if isinstance(value, str) and "${" in value:
-        raise ConfigError(f"{doc.where(path)}: ${{...}} references are read only in "
-                          f"{', '.join(CREDENTIAL_FIELDS)}; write this setting's value itself")
+        raise ConfigError(
+            f"{doc.where(path)}: ${{...}} references are read only in "
+            f"{', '.join(CREDENTIAL_FIELDS)}; write this setting's value itself"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             _refuse_references(item, doc, path + (key,))
@@ -54,8 +58,9 @@ def _refuse_references(value: Any, doc: YamlDocument, path: tuple[Any, ...]) -> 
             _refuse_references(item, doc, path + (index,))
 
 
-def _expand_credentials(raw: dict[str, Any], doc: YamlDocument, path: tuple[Any, ...],
-                        environ: Mapping[str, str]) -> dict[str, Any]:
+def _expand_credentials(
+    raw: dict[str, Any], doc: YamlDocument, path: tuple[Any, ...], environ: Mapping[str, str]
+) -> dict[str, Any]:
     expanded = {}
     for key, value in raw.items():
         if key in CREDENTIAL_FIELDS:
@@ -68,6 +73,7 @@ def _expand_credentials(raw: dict[str, Any], doc: YamlDocument, path: tuple[Any,
 
 def _expand(value: Any, doc: YamlDocument, path: tuple[Any, ...], environ: Mapping[str, str]) -> Any:
     if isinstance(value, str):
+
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in environ:
@@ -76,6 +82,7 @@ def _expand(value: Any, doc: YamlDocument, path: tuple[Any, ...], environ: Mappi
                     " (secrets are written as ${NAME} and read from the environment)"
                 )
             return environ[name]
+
         return ENV_REFERENCE.sub(substitute, value)
     return value
 
@@ -96,8 +103,10 @@ def _check_base_url(url: str, doc: YamlDocument, path: tuple[Any, ...]) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
         return
-    raise ConfigError(f"{doc.where(path)}: base_url must be https:// (http:// only to a loopback address: "
-                      f"127.0.0.0/8, localhost, [::1]); got {parts.scheme}://{parts.netloc.rpartition('@')[2]}")
+    raise ConfigError(
+        f"{doc.where(path)}: base_url must be https:// (http:// only to a loopback address: "
+        f"127.0.0.0/8, localhost, [::1]); got {parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    )
 
 
 def load_config(file: Path, environ: Mapping[str, str] | None = None) -> HubConfig:

@@ -4,6 +4,7 @@ A connector turns one tool's API and webhooks into raw records. It never writes 
 the store and never keeps cursors: the engine owns both, so that a cursor is committed
 in the same transaction as the data it covers.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -152,9 +153,7 @@ class Connector(ABC):
         return orjson.loads(body)  # orjson.JSONDecodeError is a ValueError
 
     @abstractmethod
-    def parse_webhook(
-        self, headers: Mapping[str, str], payload: Any, received_at: datetime
-    ) -> WebhookContent:
+    def parse_webhook(self, headers: Mapping[str, str], payload: Any, received_at: datetime) -> WebhookContent:
         """Turn a verified delivery into upserts, deletions and ids to refetch."""
 
     @classmethod
@@ -162,5 +161,5 @@ class Connector(ABC):
     def default_mapping(cls) -> Path:
         """The shipped YAML mapping for this kind."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional: most connectors hold no client to close)
         """Release clients; the default has nothing to release."""

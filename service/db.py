@@ -1,4 +1,5 @@
 """Database engines and schema migrations (Alembic), the same code on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ def create_db_engine(url: str) -> Engine:
         return engine
     # executemany as psycopg does it (pipelined, one short statement prepared once), not
     # SQLAlchemy's multi-row INSERTs: psycopg re-parses every long statement it is given.
-    engine = sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True,
-                              use_insertmanyvalues=False, **codecs)
+    engine = sa.create_engine(
+        url, pool_size=10, max_overflow=10, pool_pre_ping=True, use_insertmanyvalues=False, **codecs
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _custom_plans(dbapi_connection, _record):  # type: ignore[no-untyped-def]

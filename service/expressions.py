@@ -5,6 +5,7 @@ interpreter costs more than fetching the record did. The subset mappings use (fi
 indexes, projections, filters, ||, &&, comparisons, functions) compiles here to plain
 closures with the same semantics; anything else falls back to jmespath itself.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,12 +49,14 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
         constant = node["value"]
         return lambda v: constant
     if kind == "subexpression":
+
         def subexpression(v: Any) -> Any:
             for step in kids:
                 v = step(v)
                 if v is None:
                     return None
             return v
+
         return subexpression
     if kind == "index_expression":
         index_node = node["children"][1]
@@ -67,6 +70,7 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
             if not isinstance(v, list) or not -len(v) <= index < len(v):
                 return None
             return v[index]
+
         return at_index
     if kind == "or_expression":
         left, right = kids
@@ -91,6 +95,7 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
             for item in v:
                 out.extend(item) if isinstance(item, list) else out.append(item)
             return out
+
         return flatten
     if kind == "projection":
         left, right = kids
@@ -100,6 +105,7 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
             if not isinstance(base, list):
                 return None
             return [r for r in map(right, base) if r is not None]
+
         return project
     if kind == "filter_projection":
         left, right, condition = kids
@@ -109,6 +115,7 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
             if not isinstance(base, list):
                 return None
             return [r for item in base if not is_false(condition(item)) and (r := right(item)) is not None]
+
         return filter_project
     if kind == "multi_select_list":
         return lambda v: None if v is None else [k(v) for k in kids]
@@ -124,6 +131,7 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
         def compare(v: Any) -> Any:
             a, b = left(v), right(v)
             return order(a, b) if _is_number(a) and _is_number(b) else None
+
         return compare
     if kind == "function_expression":
         return _function(node["value"], kids, library)
@@ -133,22 +141,25 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
 def _function(name: str, kids: list[Evaluate], library: functions.Functions) -> Evaluate:
     """A call: straight to the function when every argument has an allowed type; otherwise
     through jmespath, which checks arity, array element types, and raises its errors."""
+
     def checked(v: Any) -> Any:
         return library.call_function(name, [k(v) for k in kids])
 
     spec = library.FUNCTION_TABLE.get(name)
     if spec is None or any(a.get("variadic") or any("-" in t for t in a["types"]) for a in spec["signature"]):
         return checked
-    allowed = [frozenset(library._get_allowed_pytypes(a["types"])[0]) if a["types"] else None
-               for a in spec["signature"]]
+    allowed = [
+        frozenset(library._get_allowed_pytypes(a["types"])[0]) if a["types"] else None for a in spec["signature"]
+    ]
     function = spec["function"]
     if len(allowed) != len(kids):
         return checked
 
     def call(v: Any) -> Any:
         args = [k(v) for k in kids]
-        for arg, types in zip(args, allowed):
+        for arg, types in zip(args, allowed, strict=False):
             if types is not None and type(arg).__name__ not in types:
                 return library.call_function(name, args)
         return function(library, *args)
+
     return call

@@ -1,4 +1,5 @@
 """The functions mappings may call beside JMESPath's own."""
+
 from __future__ import annotations
 
 import re
@@ -43,7 +44,7 @@ _MACRO = re.compile(r"\{(?:code|noformat|quote|panel|color)(?::[^{}]*)?\}")
 _LINK = re.compile(r"\[([^|\[\]]+)\|[^\[\]]+\]")  # [label|url] -> label
 _HEADING = re.compile(r"^h[1-6]\.\s*", re.MULTILINE)
 EMPHASIS_SPAN = 200
-_EMPHASIS = re.compile(r"(?<!\w)[*_+-]([^\s*_+-][^*_+]{0,%d}?)[*_+-](?!\w)" % EMPHASIS_SPAN)
+_EMPHASIS = re.compile(rf"(?<!\w)[*_+-]([^\s*_+-][^*_+]{{0,{EMPHASIS_SPAN}}}?)[*_+-](?!\w)")
 
 
 def wiki_to_text(markup: str) -> str:

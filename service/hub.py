@@ -1,16 +1,13 @@
 """The running hub: database, connections, their connectors, mappings and the portfolio."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
-from opsync import mappings as shipped_mappings
 from opsync.service.clock import now
 from opsync.service.config import HubConfig, load_config
-from opsync.service.contract import Connector, ConnectionSettings
+from opsync.service.contract import ConnectionSettings, Connector
 from opsync.service.db import create_db_engine, upgrade
 from opsync.service.leases import interrupt_orphaned_runs
 from opsync.service.mapping import Mapping, load_mapping
@@ -19,6 +16,10 @@ from opsync.service.plugins import build_connector, connector_class
 from opsync.service.portfolio import Portfolio, load_people, load_portfolio
 from opsync.service.settings import Settings
 from opsync.service.store import Store
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from opsync import mappings as shipped_mappings
 
 
 @dataclass
@@ -45,9 +46,14 @@ class Hub:
             config = load_config(settings.config) if settings.config else HubConfig(connections={})
         upgrade(settings.database_url)
         engine = create_db_engine(settings.database_url)
-        hub = cls(settings=settings, engine=engine, store=Store(engine),
-                  connections=config.connections, portfolio=load_portfolio(hub_file(settings, "portfolio.yaml")),
-                  people=load_people(hub_file(settings, "people.yaml")))
+        hub = cls(
+            settings=settings,
+            engine=engine,
+            store=Store(engine),
+            connections=config.connections,
+            portfolio=load_portfolio(hub_file(settings, "portfolio.yaml")),
+            people=load_people(hub_file(settings, "people.yaml")),
+        )
         for kind in sorted({c.kind for c in config.connections.values()}):
             custom = settings.mappings_dir / f"{kind}.yaml" if settings.mappings_dir else None
             file = custom if custom and custom.exists() else connector_class(kind).default_mapping()
@@ -59,11 +65,11 @@ class Hub:
     def activate_mapping(self, mapping: Mapping) -> int:
         """Store the mapping as a version (once per content) and use it from now on."""
         with Session(self.engine) as session:
-            version = session.exec(select(MappingVersion).where(
-                MappingVersion.kind == mapping.kind, MappingVersion.hash == mapping.hash)).first()
+            version = session.exec(
+                select(MappingVersion).where(MappingVersion.kind == mapping.kind, MappingVersion.hash == mapping.hash)
+            ).first()
             if version is None:
-                version = MappingVersion(kind=mapping.kind, hash=mapping.hash, content=mapping.source,
-                                         applied_at=now())
+                version = MappingVersion(kind=mapping.kind, hash=mapping.hash, content=mapping.source, applied_at=now())
                 session.add(version)
                 session.commit()
                 session.refresh(version)
@@ -99,4 +105,3 @@ def hub_file(settings: Settings, name: str) -> Path:
     if settings.mappings_dir and (settings.mappings_dir / name).exists():
         return settings.mappings_dir / name
     return Path(shipped_mappings.__file__).parent / name
-

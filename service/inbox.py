@@ -8,6 +8,7 @@ the tool is away, rescheduled with backoff. A delivery whose content, mapping or
 is parked as failed alone: the rest of its batch is applied. Every claim is an attempt, and
 a delivery is parked once it has had its attempts, whatever the error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-
 from opsync.service import metrics
 from opsync.service.clock import now
 from opsync.service.contract import Deletion, RawRecord, TransientError, WebhookContent
@@ -31,6 +30,7 @@ from opsync.service.mapping import Unified
 from opsync.service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin
 from opsync.service.normalise import map_records, tombstones_for
 from opsync.service.store import Tombstone
+from sqlalchemy.dialects import postgresql, sqlite
 
 log = logging.getLogger("opsync.inbox")
 LEASE = timedelta(seconds=15)  # a worker that died mid-batch: its claims return to the queue then
@@ -39,9 +39,16 @@ FETCH_CONCURRENCY = 4  # fetches in flight at once, per worker
 CLOCK_SKEW = timedelta(hours=1)  # between a tool's signing clock and ours
 PRUNE_BATCH = 5000
 # Headers worth keeping with a delivery (never Authorization or cookies).
-KEPT_HEADERS = ("content-type", "x-github-event", "x-github-delivery", "x-github-hook-id",
-                "x-atlassian-webhook-identifier", "x-atlassian-webhook-flow",
-                "x-atlassian-webhook-retry", "user-agent")
+KEPT_HEADERS = (
+    "content-type",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+    "x-atlassian-webhook-identifier",
+    "x-atlassian-webhook-flow",
+    "x-atlassian-webhook-retry",
+    "user-agent",
+)
 _TABLE = InboxEvent.__table__
 # Errors of the database itself (gone, locked): the batch is retried after its lease, not parked.
 _DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
@@ -71,24 +78,33 @@ def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes
     signed = connector.signed_at(lowered, payload)
     if signed is not None and signed < at - timedelta(days=hub.settings.inbox_retention_days):
         _refuse_if_pruned(hub, connection_id, signed)
-    return {"connection_id": connection_id, "delivery_id": connector.delivery_id(lowered, body),
-            "body_hash": hashlib.sha256(body).hexdigest(), "received_at": at,
-            "headers": {k: lowered[k] for k in KEPT_HEADERS if k in lowered},
-            "body": body.decode("utf-8", errors="replace"), "status": DeliveryStatus.PENDING,
-            "lane": Lane.APPLY, "attempts": 0, "available_at": at}
+    return {
+        "connection_id": connection_id,
+        "delivery_id": connector.delivery_id(lowered, body),
+        "body_hash": hashlib.sha256(body).hexdigest(),
+        "received_at": at,
+        "headers": {k: lowered[k] for k in KEPT_HEADERS if k in lowered},
+        "body": body.decode("utf-8", errors="replace"),
+        "status": DeliveryStatus.PENDING,
+        "lane": Lane.APPLY,
+        "attempts": 0,
+        "available_at": at,
+    }
 
 
 def _refuse_if_pruned(hub: Hub, connection_id: str, signed: datetime) -> None:
     """A body signed before the newest pruned delivery may have been pruned: its duplicate
     could no longer be recognised. (Read only for old bodies: never on the usual path.)"""
     with hub.engine.connect() as connection:
-        pruned = connection.execute(sa.select(Connection.__table__.c.pruned_through).where(
-            Connection.__table__.c.id == connection_id)).scalar()
+        pruned = connection.execute(
+            sa.select(Connection.__table__.c.pruned_through).where(Connection.__table__.c.id == connection_id)
+        ).scalar()
     if pruned is not None and signed <= pruned + CLOCK_SKEW:
         raise StaleDelivery(
             f"the delivery was signed at {signed:%Y-%m-%d %H:%M:%S} UTC, before deliveries this hub has already"
             f" pruned (kept {hub.settings.inbox_retention_days:g} days): it may be one of them, so it is not"
-            " applied again")
+            " applied again"
+        )
 
 
 def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
@@ -98,10 +114,20 @@ def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
     ids = {(row["connection_id"], row["delivery_id"]) for row in rows}
     hashes = {(row["connection_id"], row["body_hash"]) for row in rows}
     with hub.engine.begin() as connection:
-        seen_ids = set(connection.execute(sa.select(_TABLE.c.connection_id, _TABLE.c.delivery_id).where(
-            sa.tuple_(_TABLE.c.connection_id, _TABLE.c.delivery_id).in_(ids))).all())
-        seen_hashes = set(connection.execute(sa.select(_TABLE.c.connection_id, _TABLE.c.body_hash).where(
-            sa.tuple_(_TABLE.c.connection_id, _TABLE.c.body_hash).in_(hashes))).all())
+        seen_ids = set(
+            connection.execute(
+                sa.select(_TABLE.c.connection_id, _TABLE.c.delivery_id).where(
+                    sa.tuple_(_TABLE.c.connection_id, _TABLE.c.delivery_id).in_(ids)
+                )
+            ).all()
+        )
+        seen_hashes = set(
+            connection.execute(
+                sa.select(_TABLE.c.connection_id, _TABLE.c.body_hash).where(
+                    sa.tuple_(_TABLE.c.connection_id, _TABLE.c.body_hash).in_(hashes)
+                )
+            ).all()
+        )
         duplicates, fresh = [], []
         for row in rows:
             key, body = (row["connection_id"], row["delivery_id"]), (row["connection_id"], row["body_hash"])
@@ -116,7 +142,7 @@ def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
     return duplicates
 
 
-def _insert(hub: Hub):  # noqa: ANN202  (the dialect's INSERT, which knows ON CONFLICT)
+def _insert(hub: Hub):
     return (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(_TABLE)
 
 
@@ -148,7 +174,7 @@ class Intake:
                         if not future.done():
                             future.set_exception(error)
                     continue
-                for (_, future), duplicate in zip(group, duplicates):
+                for (_, future), duplicate in zip(group, duplicates, strict=True):
                     if not future.done():
                         future.set_result(duplicate)
         finally:
@@ -156,6 +182,7 @@ class Intake:
 
 
 # -- claiming and marking ----------------------------------------------------------------
+
 
 @dataclass
 class Claim:
@@ -169,13 +196,28 @@ def claim(hub: Hub, lane: Lane, limit: int, lease: timedelta = LEASE) -> Claim:
     """Lease a batch of pending deliveries of a lane, in one statement; another worker skips
     them (SKIP LOCKED on PostgreSQL) until the lease ends. Each claim counts as an attempt."""
     at, token = now(), uuid.uuid4().hex
-    pending = (sa.select(_TABLE.c.id).where(_TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lane == lane,
-                                            _TABLE.c.available_at <= at)
-               .order_by(_TABLE.c.id).limit(limit).with_for_update(skip_locked=True))
-    lease_them = (sa.update(_TABLE).where(_TABLE.c.id.in_(pending))
-                  .values(available_at=at + lease, attempts=_TABLE.c.attempts + 1, claim=token)
-                  .returning(_TABLE.c.id, _TABLE.c.connection_id, _TABLE.c.delivery_id, _TABLE.c.headers,
-                             _TABLE.c.body, _TABLE.c.received_at, _TABLE.c.attempts, _TABLE.c.last_error))
+    pending = (
+        sa.select(_TABLE.c.id)
+        .where(_TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lane == lane, _TABLE.c.available_at <= at)
+        .order_by(_TABLE.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    lease_them = (
+        sa.update(_TABLE)
+        .where(_TABLE.c.id.in_(pending))
+        .values(available_at=at + lease, attempts=_TABLE.c.attempts + 1, claim=token)
+        .returning(
+            _TABLE.c.id,
+            _TABLE.c.connection_id,
+            _TABLE.c.delivery_id,
+            _TABLE.c.headers,
+            _TABLE.c.body,
+            _TABLE.c.received_at,
+            _TABLE.c.attempts,
+            _TABLE.c.last_error,
+        )
+    )
     with hub.engine.begin() as connection:
         return Claim(token, sorted(connection.execute(lease_them).all(), key=lambda event: event.id))
 
@@ -194,21 +236,37 @@ class Marks:
         at = now()
         held = _TABLE.c.claim == token
         if self.done:  # the usual case, one statement for the batch
-            db.execute(sa.update(_TABLE).where(_TABLE.c.id.in_(self.done), held).values(
-                status=DeliveryStatus.DONE, last_error=None, processed_at=at, claim=None))
+            db.execute(
+                sa.update(_TABLE)
+                .where(_TABLE.c.id.in_(self.done), held)
+                .values(status=DeliveryStatus.DONE, last_error=None, processed_at=at, claim=None)
+            )
         if self.to_fetch:
-            db.execute(sa.update(_TABLE).where(_TABLE.c.id.in_(self.to_fetch), held).values(
-                lane=Lane.FETCH, available_at=at, claim=None))
+            db.execute(
+                sa.update(_TABLE)
+                .where(_TABLE.c.id.in_(self.to_fetch), held)
+                .values(lane=Lane.FETCH, available_at=at, claim=None)
+            )
         one = sa.update(_TABLE).where(_TABLE.c.id == sa.bindparam("_id"), held)
-        finished = [{"_id": i, "_status": DeliveryStatus.IGNORED, "_error": reason} for i, reason in self.ignored.items()]
+        finished = [
+            {"_id": i, "_status": DeliveryStatus.IGNORED, "_error": reason} for i, reason in self.ignored.items()
+        ]
         finished += [{"_id": i, "_status": DeliveryStatus.FAILED, "_error": error} for i, error in self.failed.items()]
         if finished:
-            db.execute(one.values(status=sa.bindparam("_status"), last_error=sa.bindparam("_error"),
-                                  processed_at=at, claim=None), finished)
+            db.execute(
+                one.values(
+                    status=sa.bindparam("_status"), last_error=sa.bindparam("_error"), processed_at=at, claim=None
+                ),
+                finished,
+            )
         if self.retry:
-            db.execute(one.values(available_at=sa.bindparam("_at"), last_error=sa.bindparam("_error"), claim=None),
-                       [{"_id": i, "_at": at + timedelta(seconds=wait), "_error": error}
-                        for i, (error, wait) in self.retry.items()])
+            db.execute(
+                one.values(available_at=sa.bindparam("_at"), last_error=sa.bindparam("_error"), claim=None),
+                [
+                    {"_id": i, "_at": at + timedelta(seconds=wait), "_error": error}
+                    for i, (error, wait) in self.retry.items()
+                ],
+            )
 
     def count(self) -> int:
         return len(self.done) + len(self.ignored) + len(self.failed) + len(self.to_fetch) + len(self.retry)
@@ -224,8 +282,11 @@ def _mark(hub: Hub, token: str, marks: Marks, events: list[sa.Row]) -> None:
 def _observe(marks: Marks, events: list[sa.Row]) -> None:
     """Count what became of deliveries, per connection, for /metrics."""
     connection_of = {event.id: event.connection_id for event in events}
-    for outcome, ids in ((metrics.DeliveryOutcome.APPLIED, marks.done), (metrics.DeliveryOutcome.FAILED, marks.failed),
-                         (metrics.DeliveryOutcome.IGNORED, marks.ignored)):
+    for outcome, ids in (
+        (metrics.DeliveryOutcome.APPLIED, marks.done),
+        (metrics.DeliveryOutcome.FAILED, marks.failed),
+        (metrics.DeliveryOutcome.IGNORED, marks.ignored),
+    ):
         per_connection: dict[str, int] = {}
         for event_id in ids:
             per_connection[connection_of[event_id]] = per_connection.get(connection_of[event_id], 0) + 1
@@ -234,10 +295,11 @@ def _observe(marks: Marks, events: list[sa.Row]) -> None:
 
 
 def backoff(attempts: int) -> float:
-    return float(min(300, 2 ** attempts))
+    return float(min(300, 2**attempts))
 
 
 # -- applying ----------------------------------------------------------------------------
+
 
 @dataclass
 class _Ready:
@@ -275,7 +337,9 @@ def _screen(hub: Hub, event: sa.Row, marks: Marks) -> bool:
         return False
     limit = hub.settings.inbox_max_attempts
     if event.attempts > limit:
-        marks.failed[event.id] = f"gave up after {limit} attempts; last error: {event.last_error or 'none (the worker stopped)'}"
+        marks.failed[event.id] = (
+            f"gave up after {limit} attempts; last error: {event.last_error or 'none (the worker stopped)'}"
+        )
         return False
     return True
 
@@ -346,6 +410,7 @@ def _write(hub: Hub, connection_id: str, token: str, items: list[_Ready], origin
 
 # -- the fetch lane ----------------------------------------------------------------------
 
+
 async def fetch_batch(hub: Hub, limit: int = FETCH_BATCH) -> int:
     """Fetch and apply one claimed batch of the fetch lane; how many were claimed."""
     deadline = hub.settings.fetch_deadline_seconds
@@ -395,28 +460,38 @@ async def _fetched(hub: Hub, event: sa.Row) -> _Ready:
 
 # -- keeping the inbox -------------------------------------------------------------------
 
+
 def prune(hub: Hub) -> int:
     """Delete applied and ignored deliveries older than the retention period (failed ones
     stay for a person to see), remembering per connection the newest one pruned."""
     cutoff = now() - timedelta(days=hub.settings.inbox_retention_days)
-    finished = sa.and_(_TABLE.c.status.in_([DeliveryStatus.DONE, DeliveryStatus.IGNORED]),
-                       _TABLE.c.processed_at < cutoff)
+    finished = sa.and_(
+        _TABLE.c.status.in_([DeliveryStatus.DONE, DeliveryStatus.IGNORED]), _TABLE.c.processed_at < cutoff
+    )
     connections = Connection.__table__
     total = 0
     while True:
         with hub.engine.begin() as db:
-            rows = db.execute(sa.select(_TABLE.c.id, _TABLE.c.connection_id, _TABLE.c.received_at)
-                              .where(finished).order_by(_TABLE.c.id).limit(PRUNE_BATCH)).all()
+            rows = db.execute(
+                sa.select(_TABLE.c.id, _TABLE.c.connection_id, _TABLE.c.received_at)
+                .where(finished)
+                .order_by(_TABLE.c.id)
+                .limit(PRUNE_BATCH)
+            ).all()
             if not rows:
                 return total
             newest: dict[str, datetime] = {}
             for row in rows:
                 newest[row.connection_id] = max(row.received_at, newest.get(row.connection_id, row.received_at))
             for connection_id, received in newest.items():
-                db.execute(sa.update(connections).where(
-                    connections.c.id == connection_id,
-                    sa.or_(connections.c.pruned_through.is_(None), connections.c.pruned_through < received))
-                    .values(pruned_through=received))
+                db.execute(
+                    sa.update(connections)
+                    .where(
+                        connections.c.id == connection_id,
+                        sa.or_(connections.c.pruned_through.is_(None), connections.c.pruned_through < received),
+                    )
+                    .values(pruned_through=received)
+                )
             db.execute(sa.delete(_TABLE).where(_TABLE.c.id.in_([row.id for row in rows])))
             total += len(rows)
 
@@ -424,7 +499,15 @@ def prune(hub: Hub) -> int:
 def replay(hub: Hub, event_ids: list[int]) -> int:
     """Put failed deliveries back in the queue (after a fix to a mapping or a connector)."""
     with hub.engine.begin() as connection:
-        return connection.execute(sa.update(_TABLE).where(
-            _TABLE.c.id.in_(event_ids), _TABLE.c.status == DeliveryStatus.FAILED).values(
-            status=DeliveryStatus.PENDING, lane=Lane.APPLY, attempts=0, available_at=now(), last_error=None,
-            claim=None)).rowcount
+        return connection.execute(
+            sa.update(_TABLE)
+            .where(_TABLE.c.id.in_(event_ids), _TABLE.c.status == DeliveryStatus.FAILED)
+            .values(
+                status=DeliveryStatus.PENDING,
+                lane=Lane.APPLY,
+                attempts=0,
+                available_at=now(),
+                last_error=None,
+                claim=None,
+            )
+        ).rowcount

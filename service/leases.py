@@ -1,6 +1,7 @@
 """One pull per connection at a time, across every process on the database: a lease row that
 its holder renews while the pull runs, and that another process may take once it expires
 (its holder died). Runs whose lease is gone are marked interrupted."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +10,10 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
-
 from opsync.service.clock import now
 from opsync.service.models import PullLease, RunStatus, SyncRun
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 
 log = logging.getLogger("opsync.leases")
 TTL = timedelta(seconds=30)
@@ -27,8 +27,9 @@ class AlreadyRunning(Exception):
 
     def __init__(self, connection_id: str, run_id: int | None) -> None:
         running = f" (run {run_id})" if run_id is not None else ""
-        super().__init__(f"a pull of {connection_id} is already running{running}; it holds the connection's"
-                         " lease until it finishes")
+        super().__init__(
+            f"a pull of {connection_id} is already running{running}; it holds the connection's lease until it finishes"
+        )
         self.connection_id, self.run_id = connection_id, run_id
 
 
@@ -45,13 +46,16 @@ class Lease:
         holder, at = uuid.uuid4().hex, now()
         insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(_LEASES)
         take = insert.values(connection_id=connection_id, holder=holder, run_id=None, expires_at=at + TTL)
-        take = take.on_conflict_do_update(index_elements=[_LEASES.c.connection_id],
-                                          set_={"holder": holder, "run_id": None, "expires_at": at + TTL},
-                                          where=_LEASES.c.expires_at < at)
+        take = take.on_conflict_do_update(
+            index_elements=[_LEASES.c.connection_id],
+            set_={"holder": holder, "run_id": None, "expires_at": at + TTL},
+            where=_LEASES.c.expires_at < at,
+        )
         with engine.begin() as db:
             db.execute(take)
-            current = db.execute(sa.select(_LEASES.c.holder, _LEASES.c.run_id).where(
-                _LEASES.c.connection_id == connection_id)).one()
+            current = db.execute(
+                sa.select(_LEASES.c.holder, _LEASES.c.run_id).where(_LEASES.c.connection_id == connection_id)
+            ).one()
         if current.holder != holder:
             raise AlreadyRunning(connection_id, current.run_id)
         interrupt_orphaned_runs(engine)  # the run of a holder whose lease this took over, if any
@@ -91,7 +95,15 @@ def interrupt_orphaned_runs(engine: Engine) -> int:
     at = now()
     alive = sa.select(_LEASES.c.run_id).where(_LEASES.c.run_id == _RUNS.c.id, _LEASES.c.expires_at > at)
     with engine.begin() as db:
-        return db.execute(sa.update(_RUNS).where(_RUNS.c.status == RunStatus.RUNNING, ~sa.exists(alive)).values(
-            status=RunStatus.INTERRUPTED, finished_at=at,
-            errors=["the process running this pull stopped before it finished; the next pull resumes from"
-                    " the stored cursor"])).rowcount
+        return db.execute(
+            sa.update(_RUNS)
+            .where(_RUNS.c.status == RunStatus.RUNNING, ~sa.exists(alive))
+            .values(
+                status=RunStatus.INTERRUPTED,
+                finished_at=at,
+                errors=[
+                    "the process running this pull stopped before it finished; the next pull resumes from"
+                    " the stored cursor"
+                ],
+            )
+        ).rowcount

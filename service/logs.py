@@ -6,6 +6,7 @@ configure() prints them as `key=value` after the message, or as fields of one JS
 per line. Secrets stay out because nothing logs them: connection settings keep them as
 SecretStr, and API clients send them in headers, never in URLs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,22 +14,23 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 IDS = ("connection_id", "run_id", "delivery_id")
 
-_context: ContextVar[dict[str, Any]] = ContextVar("opsync_log_context", default={})
+_context: ContextVar[dict[str, Any]] = ContextVar("opsync_log_context")
 
 
 @contextmanager
-def log_context(*, connection_id: str | None = None, run_id: int | str | None = None,
-                delivery_id: int | str | None = None) -> Iterator[None]:
+def log_context(
+    *, connection_id: str | None = None, run_id: int | str | None = None, delivery_id: int | str | None = None
+) -> Iterator[None]:
     """Tag every record logged inside with these ids (those given; outer ones stay)."""
     given = {"connection_id": connection_id, "run_id": run_id, "delivery_id": delivery_id}
-    token = _context.set({**_context.get(), **{k: v for k, v in given.items() if v is not None}})
+    token = _context.set({**_context.get({}), **{k: v for k, v in given.items() if v is not None}})
     try:
         yield
     finally:
@@ -39,7 +41,7 @@ class ContextFilter(logging.Filter):
     """Copies the enclosing log_context's ids onto each record (ids given with extra= win)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _context.get().items():
+        for key, value in _context.get({}).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True
@@ -51,7 +53,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
+    def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
         ids = " ".join(f"{key}={getattr(record, key)}" for key in IDS if getattr(record, key, None) is not None)
         return f"{line} {ids}" if ids else line
@@ -62,8 +64,11 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         for key in IDS:
             value = getattr(record, key, None)
             if value is not None:

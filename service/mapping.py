@@ -3,13 +3,14 @@
 Applying a mapping is a pure function of (raw record, mapping): no I/O, so it is
 cheap to run over every stored raw record when a mapping changes.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,6 @@ import jmespath
 import orjson
 import yaml
 from jmespath.exceptions import JMESPathError
-
 from opsync.service.contract import RawRecord
 from opsync.service.expressions import compile_node
 from opsync.service.functions import FUNCTIONS, SCAN_LIMIT
@@ -34,16 +34,41 @@ ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
 TEXT, NUMBER, INTEGER, TIME, LIST, OBJECT, PERSON = "text", "number", "integer", "time", "list", "object", "person"
 FIELDS: dict[str, dict[str, str]] = {
     "work_item": {
-        "key": TEXT, "url": TEXT, "title": TEXT, "kind": TEXT, "description": TEXT, "status": TEXT,
-        "status_category": TEXT, "priority": TEXT, "assignee": PERSON, "reporter": PERSON,
-        "labels": LIST, "parent_external_id": TEXT, "estimate": NUMBER, "iteration": TEXT,
-        "release": TEXT, "due_at": TIME, "created_at": TIME, "started_at": TIME,
-        "completed_at": TIME, "extra": OBJECT,
+        "key": TEXT,
+        "url": TEXT,
+        "title": TEXT,
+        "kind": TEXT,
+        "description": TEXT,
+        "status": TEXT,
+        "status_category": TEXT,
+        "priority": TEXT,
+        "assignee": PERSON,
+        "reporter": PERSON,
+        "labels": LIST,
+        "parent_external_id": TEXT,
+        "estimate": NUMBER,
+        "iteration": TEXT,
+        "release": TEXT,
+        "due_at": TIME,
+        "created_at": TIME,
+        "started_at": TIME,
+        "completed_at": TIME,
+        "extra": OBJECT,
     },
     "code_change": {
-        "key": TEXT, "url": TEXT, "title": TEXT, "state": TEXT, "author": PERSON, "reviewers": LIST,
-        "head_branch": TEXT, "base_branch": TEXT, "created_at": TIME, "merged_at": TIME,
-        "closed_at": TIME, "additions": INTEGER, "deletions": INTEGER,
+        "key": TEXT,
+        "url": TEXT,
+        "title": TEXT,
+        "state": TEXT,
+        "author": PERSON,
+        "reviewers": LIST,
+        "head_branch": TEXT,
+        "base_branch": TEXT,
+        "created_at": TIME,
+        "merged_at": TIME,
+        "closed_at": TIME,
+        "additions": INTEGER,
+        "deletions": INTEGER,
     },
 }
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
@@ -203,8 +228,10 @@ class Mapping:
 
 
 def content_hash(unified: Unified) -> str:
-    body = orjson.dumps([unified.product_key, unified.values, unified.people, unified.links],
-                        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    body = orjson.dumps(
+        [unified.product_key, unified.values, unified.people, unified.links],
+        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+    )
     return hashlib.sha256(body).hexdigest()
 
 
@@ -243,7 +270,7 @@ def _convert(kind: str, value: Any) -> Any:
 def parse_time(value: Any) -> datetime | None:
     """Tool timestamps: ISO 8601 ('Z', '+00:00', Jira's '+0000'), dates, epoch ms."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
     if not isinstance(value, str) or not value:
         return None
     text = value.strip().replace("Z", "+00:00")
@@ -253,7 +280,7 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _require(doc: YamlDocument, path: tuple[Any, ...], value: Any, kind: type, expected: str) -> Any:
@@ -284,14 +311,17 @@ def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str
     expression = Expression(str(spec["from"]), doc.where(path + ("from",))) if "from" in spec else None
     value_map = spec.get("map")
     if value_map is not None:
-        value_map = {str(k): v for k, v in _require(doc, path + ("map",), value_map, dict, "a mapping of values").items()}
+        value_map = {
+            str(k): v for k, v in _require(doc, path + ("map",), value_map, dict, "a mapping of values").items()
+        }
     if allowed:
         for source, target in [*(value_map or {}).items(), ("default", spec.get("default"))]:
             if target is not None and target not in allowed:
                 at = path + (("map", source) if source != "default" else ("default",))
                 raise MappingError(f"{doc.where(at)}: {target!r} is not one of {', '.join(allowed)}")
-    return FieldRule(name, kind, expression=expression, value_map=value_map, default=spec.get("default"),
-                     allowed=allowed)
+    return FieldRule(
+        name, kind, expression=expression, value_map=value_map, default=spec.get("default"), allowed=allowed
+    )
 
 
 def _link_rule(doc: YamlDocument, path: tuple[Any, ...], spec: Any) -> LinkRule:
@@ -330,7 +360,9 @@ def parse_mapping(file: Path | str, text: str) -> Mapping:
         if entity not in FIELDS:
             raise MappingError(f"{doc.where(path + ('entity',))}: {entity!r} is not one of {', '.join(FIELDS)}")
         fields = _require(doc, path + ("fields",), spec.get("fields"), dict, "a mapping of field: expression")
-        container = _require(doc, path + ("container",), spec.get("container"), str, "an expression naming the container")
+        container = _require(
+            doc, path + ("container",), spec.get("container"), str, "an expression naming the container"
+        )
         compiled[record_type] = RecordMapping(
             record_type=record_type,
             entity=entity,

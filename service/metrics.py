@@ -5,18 +5,18 @@ Counters live in the process that counts (each `opsync serve` and `opsync worker
 Prometheus scrapes every process and sums; the inbox gauges are the database's, the same
 from any process.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 
 import sqlalchemy as sa
+from opsync.service.clock import now
+from opsync.service.models import InboxEvent
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.engine import Engine
-
-from opsync.service.clock import now
-from opsync.service.models import InboxEvent
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -38,41 +38,65 @@ class RetryReason(StrEnum):
 
 
 DELIVERIES_RECEIVED = Counter(
-    "opsync_webhook_deliveries_received", "Webhook deliveries verified and stored (202), duplicates included",
-    ["connection"])
+    "opsync_webhook_deliveries_received",
+    "Webhook deliveries verified and stored (202), duplicates included",
+    ["connection"],
+)
 DELIVERIES_DUPLICATE = Counter(
     "opsync_webhook_deliveries_duplicate",
-    "Webhook deliveries received again (same delivery id or same body): not stored twice", ["connection"])
+    "Webhook deliveries received again (same delivery id or same body): not stored twice",
+    ["connection"],
+)
 DELIVERIES_REJECTED = Counter(
-    "opsync_webhook_deliveries_rejected", "Webhook deliveries refused at intake, by reason: signature (401), "
-    "bad_body (400), stale (400: signed before pruned deliveries), too_large (413)", ["connection", "reason"])
+    "opsync_webhook_deliveries_rejected",
+    "Webhook deliveries refused at intake, by reason: signature (401), "
+    "bad_body (400), stale (400: signed before pruned deliveries), too_large (413)",
+    ["connection", "reason"],
+)
 DELIVERIES_PROCESSED = Counter(
-    "opsync_webhook_deliveries_processed", "Webhook deliveries the inbox worker finished, by outcome: "
-    "applied, failed (parked), ignored", ["connection", "outcome"])
+    "opsync_webhook_deliveries_processed",
+    "Webhook deliveries the inbox worker finished, by outcome: applied, failed (parked), ignored",
+    ["connection", "outcome"],
+)
 
 SYNC_RUNS = Counter(
-    "opsync_sync_runs", "Sync runs finished, by mode (incremental, full) and status (succeeded, failed, "
-    "interrupted)", ["connection", "mode", "status"])
+    "opsync_sync_runs",
+    "Sync runs finished, by mode (incremental, full) and status (succeeded, failed, interrupted)",
+    ["connection", "mode", "status"],
+)
 SYNC_RUN_SECONDS = Histogram(
-    "opsync_sync_run_duration_seconds", "How long sync runs took, by mode and status",
-    ["connection", "mode", "status"], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200))
+    "opsync_sync_run_duration_seconds",
+    "How long sync runs took, by mode and status",
+    ["connection", "mode", "status"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)
 SYNC_LAST_SUCCESS = Gauge(
-    "opsync_sync_last_success_timestamp_seconds", "When a sync run of this mode last succeeded (Unix time)",
-    ["connection", "mode"])
+    "opsync_sync_last_success_timestamp_seconds",
+    "When a sync run of this mode last succeeded (Unix time)",
+    ["connection", "mode"],
+)
 
 UPSTREAM_REQUESTS = Counter(
-    "opsync_upstream_requests", "HTTP requests to the tools' APIs, by HTTP status of the answer "
-    "(error: no answer at all)", ["connection", "tool", "status"])
+    "opsync_upstream_requests",
+    "HTTP requests to the tools' APIs, by HTTP status of the answer (error: no answer at all)",
+    ["connection", "tool", "status"],
+)
 UPSTREAM_RETRIES = Counter(
-    "opsync_upstream_retries", "Calls to a tool's API retried after a transient error, by reason",
-    ["connection", "reason"])
+    "opsync_upstream_retries",
+    "Calls to a tool's API retried after a transient error, by reason",
+    ["connection", "reason"],
+)
 RATE_LIMIT_WAIT = Counter(
-    "opsync_upstream_rate_limit_wait_seconds", "Seconds spent waiting because a tool asked to (Retry-After, "
-    "a spent rate-limit budget)", ["connection"])
+    "opsync_upstream_rate_limit_wait_seconds",
+    "Seconds spent waiting because a tool asked to (Retry-After, a spent rate-limit budget)",
+    ["connection"],
+)
 
 HTTP_REQUEST_SECONDS = Histogram(
-    "opsync_http_request_duration_seconds", "The hub's API: time to answer, by route template, method and status",
-    ["route", "method", "status"])
+    "opsync_http_request_duration_seconds",
+    "The hub's API: time to answer, by route template, method and status",
+    ["route", "method", "status"],
+)
 
 
 def delivery_received(connection_id: str, *, duplicate: bool) -> None:
@@ -127,6 +151,7 @@ def http_request(route: str, method: str, status: int, seconds: float) -> None:
 
 # --- the scrape -------------------------------------------------------------------------
 
+
 def exposition(engine: Engine, connection_ids: Iterable[str]) -> bytes:
     """The text Prometheus scrapes: this process's counters and the inbox as stored now."""
     connection_ids = list(connection_ids)
@@ -152,9 +177,11 @@ class _Scrape:
 def inbox_metrics(engine: Engine, connection_ids: Iterable[str]) -> list[Metric]:
     """Pending and failed deliveries per connection, and the age of the oldest pending one."""
     table = InboxEvent.__table__
-    query = (sa.select(table.c.connection_id, table.c.status, sa.func.count(), sa.func.min(table.c.received_at))
-             .where(table.c.status.in_(("pending", "failed")))
-             .group_by(table.c.connection_id, table.c.status))
+    query = (
+        sa.select(table.c.connection_id, table.c.status, sa.func.count(), sa.func.min(table.c.received_at))
+        .where(table.c.status.in_(("pending", "failed")))
+        .group_by(table.c.connection_id, table.c.status)
+    )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
     at = now()
@@ -165,12 +192,17 @@ def inbox_metrics(engine: Engine, connection_ids: Iterable[str]) -> list[Metric]
             pending[connection_id] = (count, max((at - oldest).total_seconds(), 0.0))
         else:
             failed[connection_id] = count
-    depth = GaugeMetricFamily("opsync_inbox_pending", "Webhook deliveries waiting to be applied (or retried)",
-                              labels=["connection"])
-    age = GaugeMetricFamily("opsync_inbox_oldest_pending_age_seconds",
-                            "Age of the oldest pending delivery (0 when none is pending)", labels=["connection"])
-    parked = GaugeMetricFamily("opsync_inbox_failed", "Deliveries parked as failed, waiting for a replay",
-                               labels=["connection"])
+    depth = GaugeMetricFamily(
+        "opsync_inbox_pending", "Webhook deliveries waiting to be applied (or retried)", labels=["connection"]
+    )
+    age = GaugeMetricFamily(
+        "opsync_inbox_oldest_pending_age_seconds",
+        "Age of the oldest pending delivery (0 when none is pending)",
+        labels=["connection"],
+    )
+    parked = GaugeMetricFamily(
+        "opsync_inbox_failed", "Deliveries parked as failed, waiting for a replay", labels=["connection"]
+    )
     for connection_id, (count, seconds) in sorted(pending.items()):
         depth.add_metric([connection_id], count)
         age.add_metric([connection_id], seconds)

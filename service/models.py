@@ -3,9 +3,10 @@
 Every synced record has a hub id and an identity (connection_id, external_id), a version
 (source_updated_at, the tool's own last-change time) and deleted_at (a tombstone).
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -25,13 +26,13 @@ class UTCDateTime(sa.types.TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC times only")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Origin(StrEnum):
@@ -134,12 +135,28 @@ class WorkItem(SyncedRecord, table=True):
         sa.UniqueConstraint("connection_id", "external_id"),
         # The read side (migrations 0002, 0003): filters in keyset order, the product summary, children.
         # On PostgreSQL, 0003 also adds trigram indexes on lower(title) and lower(key) for ?q=.
-        sa.Index("ix_work_item_live_product_status", "product_key", "status_category", "id",
-                 postgresql_where=_LIVE, sqlite_where=_LIVE),
-        sa.Index("ix_work_item_live_product_kind", "product_key", "kind", "id",
-                 postgresql_where=_LIVE, sqlite_where=_LIVE),
-        sa.Index("ix_work_item_live_product_summary", "product_key", "status_category", "completed_at", "kind",
-                 "created_at", "started_at", postgresql_where=_LIVE, sqlite_where=_LIVE),
+        sa.Index(
+            "ix_work_item_live_product_status",
+            "product_key",
+            "status_category",
+            "id",
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
+        sa.Index(
+            "ix_work_item_live_product_kind", "product_key", "kind", "id", postgresql_where=_LIVE, sqlite_where=_LIVE
+        ),
+        sa.Index(
+            "ix_work_item_live_product_summary",
+            "product_key",
+            "status_category",
+            "completed_at",
+            "kind",
+            "created_at",
+            "started_at",
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
         sa.Index("ix_work_item_source_updated_at", "source_updated_at"),
         sa.Index("ix_work_item_parent", "connection_id", "parent_external_id"),
     )
@@ -166,8 +183,14 @@ class CodeChange(SyncedRecord, table=True):
     __tablename__ = "code_change"
     __table_args__ = (
         sa.UniqueConstraint("connection_id", "external_id"),
-        sa.Index("ix_code_change_live_product_state", "product_key", "state", "id",
-                 postgresql_where=_LIVE, sqlite_where=_LIVE),
+        sa.Index(
+            "ix_code_change_live_product_state",
+            "product_key",
+            "state",
+            "id",
+            postgresql_where=_LIVE,
+            sqlite_where=_LIVE,
+        ),
     )
     state: str | None = Field(default=None, index=True)
     author_id: int | None = None

@@ -1,5 +1,6 @@
 """The normalising step: raw records through the active mapping into the product-work model,
 and deletions into tombstones. No I/O."""
+
 from __future__ import annotations
 
 from opsync.service.contract import Deletion, RawRecord
@@ -38,6 +39,5 @@ def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> l
         if deletion.payload is not None:
             raw = RawRecord(deletion.record_type, deletion.external_id, deletion.payload, None)
             record = active.apply(raw, hub.portfolio.containers(kind), hub.people.get(kind))
-        result.append(Tombstone(active.records[deletion.record_type].entity, deletion.external_id,
-                                deletion.at, record))
+        result.append(Tombstone(active.records[deletion.record_type].entity, deletion.external_id, deletion.at, record))
     return result

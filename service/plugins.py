@@ -1,10 +1,11 @@
 """Connector discovery through the `opsync.connectors` entry-point group."""
+
 from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import entry_points
 
-from opsync.service.contract import Connector, ConnectionSettings
+from opsync.service.contract import ConnectionSettings, Connector
 
 GROUP = "opsync.connectors"
 

@@ -1,4 +1,5 @@
 """portfolio.yaml: the products, and which tool containers belong to each."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from opsync.service.mapping import MappingError
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
 
@@ -47,10 +47,15 @@ def parse_portfolio(file: Path | str, text: str) -> Portfolio:
         containers = item.get("containers") or {}
         if not isinstance(containers, dict) or not all(isinstance(v, list) for v in containers.values()):
             raise MappingError(f"{doc.where(path + ('containers',))}: expected kind: [container, ...]")
-        products.append(ProductSpec(
-            key=item["key"], name=str(item["name"]), description=item.get("description"),
-            owner=item.get("owner"), containers={k: [str(c) for c in v] for k, v in containers.items()},
-        ))
+        products.append(
+            ProductSpec(
+                key=item["key"],
+                name=str(item["name"]),
+                description=item.get("description"),
+                owner=item.get("owner"),
+                containers={k: [str(c) for c in v] for k, v in containers.items()},
+            )
+        )
     return Portfolio(products)
 
 

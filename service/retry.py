@@ -4,12 +4,15 @@ Connectors raise TransientError for what is worth retrying (429, 5xx, dropped
 connections); a Retry-After or rate-limit reset the tool gave is honoured as a floor.
 Each retry is counted by reason, and the waits a tool asked for, in service.metrics.
 """
+
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from opsync.service import metrics
+from opsync.service.contract import TransientError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -18,9 +21,6 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
-
-from opsync.service import metrics
-from opsync.service.contract import TransientError
 
 T = TypeVar("T")
 
@@ -81,6 +81,7 @@ async def with_retries(
         before_sleep=_count(connection_id),
         reraise=True,
     )
+
     async def attempt() -> T:  # tenacity awaits only what is declared async
         return await call()
 

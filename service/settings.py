@@ -1,4 +1,5 @@
 """The one settings object: environment variables with the OPSYNC_ prefix (and DATABASE_URL)."""
+
 from __future__ import annotations
 
 from pathlib import Path

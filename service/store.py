@@ -11,6 +11,7 @@ Rules (order-independent, so webhooks and pulls can arrive in any order):
 - only a real change of content writes a Change row, numbered gap-free and in
   commit order (writers serialise on the change counter row).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
 from opsync.service.clock import now
 from opsync.service.contract import RawRecord as RawRecordIn
 from opsync.service.mapping import LinkRef, PersonRef, Unified, without_nul
@@ -39,6 +37,8 @@ from opsync.service.models import (
     PersonIdentity,
     RawRecord,
 )
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 PERSON_COLUMNS = {"assignee": "assignee_id", "reporter": "reporter_id", "author": "author_id"}
 
@@ -71,8 +71,14 @@ class Verdict(Enum):
     TIE = "tie"  # two webhook bodies of one version disagree: only the tool can say which is right
 
 
-def judge(version: datetime | None, origin: Origin, digest: str, stored_version: datetime | None,
-          stored_origin: str | None, stored_digest: str | None) -> Verdict:
+def judge(
+    version: datetime | None,
+    origin: Origin,
+    digest: str,
+    stored_version: datetime | None,
+    stored_origin: str | None,
+    stored_digest: str | None,
+) -> Verdict:
     """Does incoming content win over the stored one? The versioning rules, for records and
     raw payloads alike."""
     if stored_digest is None:  # a tombstone that never had content
@@ -119,8 +125,9 @@ class Transaction:
         # The first statement takes the writers' lock (row lock on PostgreSQL, the database
         # write lock on SQLite), so seqs are handed out in commit order.
         counter = ChangeCounter.__table__
-        self._seq = self.db.execute(sa.update(counter).where(counter.c.id == 1).values(value=counter.c.value)
-                                    .returning(counter.c.value)).scalar_one()
+        self._seq = self.db.execute(
+            sa.update(counter).where(counter.c.id == 1).values(value=counter.c.value).returning(counter.c.value)
+        ).scalar_one()
         self._at = now()
 
     # -- changes -----------------------------------------------------------------------
@@ -135,8 +142,13 @@ class Transaction:
         if not wanted:
             return {}
         identity = PersonIdentity.__table__
-        found = dict(self.db.execute(sa.select(identity.c.external_id, identity.c.person_id).where(
-            identity.c.connection_id == self.connection_id, identity.c.external_id.in_(list(wanted)))).all())
+        found = dict(
+            self.db.execute(
+                sa.select(identity.c.external_id, identity.c.person_id).where(
+                    identity.c.connection_id == self.connection_id, identity.c.external_id.in_(list(wanted))
+                )
+            ).all()
+        )
         if len(found) == len(wanted):
             return found
         for external_id, ref in wanted.items():
@@ -148,9 +160,15 @@ class Transaction:
                 person = Person(display_name=ref.display_name or ref.login, email=email)
                 self.session.add(person)
                 self.session.flush()
-            self.session.add(PersonIdentity(person_id=person.id, connection_id=self.connection_id,
-                                            external_id=external_id, login=ref.login,
-                                            display_name=ref.display_name))
+            self.session.add(
+                PersonIdentity(
+                    person_id=person.id,
+                    connection_id=self.connection_id,
+                    external_id=external_id,
+                    login=ref.login,
+                    display_name=ref.display_name,
+                )
+            )
             found[external_id] = person.id
         self.session.flush()  # the statements that follow go around the session
         return found
@@ -160,8 +178,9 @@ class Transaction:
     # per record costs more than the tool's own API does.
 
     def _existing(self, table: sa.Table, external_ids: set[str]) -> dict[str, _Row]:
-        rows = self.db.execute(sa.select(table).where(
-            table.c.connection_id == self.connection_id, table.c.external_id.in_(external_ids)))
+        rows = self.db.execute(
+            sa.select(table).where(table.c.connection_id == self.connection_id, table.c.external_id.in_(external_ids))
+        )
         return {row.external_id: _Row(dict(row._mapping)) for row in rows}
 
     def _columns(self, record: Unified, people: dict[str, int]) -> dict[str, Any]:
@@ -179,8 +198,7 @@ class Transaction:
             batch = [r for r in records if r.entity == entity]
             rows = self._existing(table, {r.external_id for r in batch})
             for record in batch:
-                rows[record.external_id] = self._upsert_one(table, record, origin, rows.get(record.external_id),
-                                                            people)
+                rows[record.external_id] = self._upsert_one(table, record, origin, rows.get(record.external_id), people)
             self._write(entity, table, rows.values())
 
     def _new_row(self, table: sa.Table, external_id: str) -> _Row:
@@ -188,21 +206,35 @@ class Transaction:
         values.update(connection_id=self.connection_id, external_id=external_id, updated_at=self._at)
         return _Row(values, new=True)
 
-    def _upsert_one(self, table: sa.Table, record: Unified, origin: Origin, row: _Row | None,
-                    people: dict[str, int]) -> _Row:
+    def _upsert_one(
+        self, table: sa.Table, record: Unified, origin: Origin, row: _Row | None, people: dict[str, int]
+    ) -> _Row:
         columns = self._columns(record, people)
         if row is None:
             row = self._new_row(table, record.external_id)
-            row.set(source_updated_at=record.version, content_hash=record.content_hash, origin=origin,
-                    container=record.container, mapping_version_id=self.mapping_version_id, **columns)
+            row.set(
+                source_updated_at=record.version,
+                content_hash=record.content_hash,
+                origin=origin,
+                container=record.container,
+                mapping_version_id=self.mapping_version_id,
+                **columns,
+            )
             row.links = record.links
-            row.events.append(("create", {k: [None, _jsonable(v)] for k, v in columns.items()
-                                          if v not in (None, [], {})}))
+            row.events.append(
+                ("create", {k: [None, _jsonable(v)] for k, v in columns.items() if v not in (None, [], {})})
+            )
             self.counts.created += 1
             return row
         values = row.values
-        verdict = judge(record.version, origin, record.content_hash, values["source_updated_at"],
-                        values["origin"], values["content_hash"])
+        verdict = judge(
+            record.version,
+            origin,
+            record.content_hash,
+            values["source_updated_at"],
+            values["origin"],
+            values["content_hash"],
+        )
         if verdict in (Verdict.STALE, Verdict.TIE):
             if verdict is Verdict.TIE:
                 self.ties.add((record.entity, record.external_id))
@@ -211,12 +243,18 @@ class Transaction:
         changed: dict[str, list[Any]] = {}
         if verdict is Verdict.NEWER:
             changed = {k: [_jsonable(values[k]), _jsonable(v)] for k, v in columns.items() if values[k] != v}
-            row.set(content_hash=record.content_hash, mapping_version_id=self.mapping_version_id,
-                    source_updated_at=record.version, origin=origin, **columns)
+            row.set(
+                content_hash=record.content_hash,
+                mapping_version_id=self.mapping_version_id,
+                source_updated_at=record.version,
+                origin=origin,
+                **columns,
+            )
             row.links = record.links
         else:  # the same content: a newer version or a fetch confirming a webhook body moves on, no Change
-            if record.version is not None and (values["source_updated_at"] is None
-                                               or record.version > values["source_updated_at"]):
+            if record.version is not None and (
+                values["source_updated_at"] is None or record.version > values["source_updated_at"]
+            ):
                 row.set(source_updated_at=record.version)
             if origin is Origin.FETCH and values["origin"] == Origin.WEBHOOK:
                 row.set(origin=origin)
@@ -273,31 +311,61 @@ class Transaction:
             # cheaper on both databases than INSERT .. RETURNING for many rows
             by_external_id = {r.values["external_id"]: r for r in new}
             self.db.execute(sa.insert(table), [r.values for r in new])
-            for external_id, row_id in self.db.execute(sa.select(table.c.external_id, table.c.id).where(
-                    table.c.connection_id == self.connection_id, table.c.external_id.in_(by_external_id))):
+            for external_id, row_id in self.db.execute(
+                sa.select(table.c.external_id, table.c.id).where(
+                    table.c.connection_id == self.connection_id, table.c.external_id.in_(by_external_id)
+                )
+            ):
                 row = by_external_id[external_id]
                 row.values["id"], row.new = row_id, False
         dirty = [r for r in rows if r.dirty and r not in new]
         if dirty:
             names = sorted({name for r in dirty for name in r.dirty})
-            statement = sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
-                {name: sa.bindparam(name) for name in names})
+            statement = (
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("_id"))
+                .values({name: sa.bindparam(name) for name in names})
+            )
             self.db.execute(statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
         relinked = [r for r in rows if r.links is not None]
         if relinked:
             link_table = Link.__table__
-            self.db.execute(sa.delete(link_table).where(
-                link_table.c.from_entity == entity, link_table.c.from_id.in_([r.values["id"] for r in relinked])))
-            links = [{"from_entity": entity, "from_id": r.values["id"], "to_entity": l.to_entity, "to_key": l.to_key,
-                      "type": l.type, "origin": l.origin, "evidence": l.evidence}
-                     for r in relinked for l in {(l.type, l.to_entity, l.to_key): l for l in r.links}.values()]
+            self.db.execute(
+                sa.delete(link_table).where(
+                    link_table.c.from_entity == entity, link_table.c.from_id.in_([r.values["id"] for r in relinked])
+                )
+            )
+            links = [
+                {
+                    "from_entity": entity,
+                    "from_id": r.values["id"],
+                    "to_entity": link.to_entity,
+                    "to_key": link.to_key,
+                    "type": link.type,
+                    "origin": link.origin,
+                    "evidence": link.evidence,
+                }
+                for r in relinked
+                for link in {(x.type, x.to_entity, x.to_key): x for x in r.links}.values()
+            ]
             if links:
                 self.db.execute(sa.insert(link_table), links)
         events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
         if events:
-            self.db.execute(sa.insert(Change.__table__), [
-                {"seq": self._next_seq(), "entity": entity, "entity_id": row_id, "op": op, "fields": fields,
-                 "at": self._at} for row_id, op, fields in events])
+            self.db.execute(
+                sa.insert(Change.__table__),
+                [
+                    {
+                        "seq": self._next_seq(),
+                        "entity": entity,
+                        "entity_id": row_id,
+                        "op": op,
+                        "fields": fields,
+                        "at": self._at,
+                    }
+                    for row_id, op, fields in events
+                ],
+            )
         for row in rows:
             row.dirty, row.links, row.events = set(), None, []
 
@@ -320,36 +388,77 @@ class Transaction:
                 latest[key] = (raw, payload, digest)
         stored = {}
         for record_type in {k[0] for k in latest}:  # the unique index is (connection, type, id)
-            stored |= {(row.record_type, row.external_id): row for row in self.db.execute(
-                sa.select(table.c.id, table.c.record_type, table.c.external_id, table.c.hash, table.c.version,
-                          table.c.origin).where(
-                    table.c.connection_id == self.connection_id, table.c.record_type == record_type,
-                    table.c.external_id.in_({k[1] for k in latest if k[0] == record_type})))}
+            stored |= {
+                (row.record_type, row.external_id): row
+                for row in self.db.execute(
+                    sa.select(
+                        table.c.id,
+                        table.c.record_type,
+                        table.c.external_id,
+                        table.c.hash,
+                        table.c.version,
+                        table.c.origin,
+                    ).where(
+                        table.c.connection_id == self.connection_id,
+                        table.c.record_type == record_type,
+                        table.c.external_id.in_({k[1] for k in latest if k[0] == record_type}),
+                    )
+                )
+            }
         inserts, updates = [], []
         for key, (raw, payload, digest) in latest.items():
             row = stored.get(key)
             if row is None:
-                inserts.append({"connection_id": self.connection_id, "record_type": raw.record_type,
-                                "external_id": raw.external_id, "payload": payload, "hash": digest,
-                                "fetched_at": self._at, "version": raw.version, "origin": origin})
+                inserts.append(
+                    {
+                        "connection_id": self.connection_id,
+                        "record_type": raw.record_type,
+                        "external_id": raw.external_id,
+                        "payload": payload,
+                        "hash": digest,
+                        "fetched_at": self._at,
+                        "version": raw.version,
+                        "origin": origin,
+                    }
+                )
                 continue
             verdict = judge(raw.version, origin, digest, row.version, row.origin, row.hash)
-            if verdict is Verdict.NEWER or (verdict is Verdict.SAME and raw.version is not None
-                                            and (row.version is None or raw.version > row.version)):
-                updates.append({"_id": row.id, "payload": payload, "hash": digest, "fetched_at": self._at,
-                                "version": raw.version, "origin": origin})
+            if verdict is Verdict.NEWER or (
+                verdict is Verdict.SAME
+                and raw.version is not None
+                and (row.version is None or raw.version > row.version)
+            ):
+                updates.append(
+                    {
+                        "_id": row.id,
+                        "payload": payload,
+                        "hash": digest,
+                        "fetched_at": self._at,
+                        "version": raw.version,
+                        "origin": origin,
+                    }
+                )
         if inserts:
             self.db.execute(sa.insert(table), inserts)
         if updates:
-            self.db.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")).values(
-                payload=sa.bindparam("payload"), hash=sa.bindparam("hash"), fetched_at=sa.bindparam("fetched_at"),
-                version=sa.bindparam("version"), origin=sa.bindparam("origin")), updates)
+            self.db.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("_id"))
+                .values(
+                    payload=sa.bindparam("payload"),
+                    hash=sa.bindparam("hash"),
+                    fetched_at=sa.bindparam("fetched_at"),
+                    version=sa.bindparam("version"),
+                    origin=sa.bindparam("origin"),
+                ),
+                updates,
+            )
 
 
 class _Row:
     """A record's row while a transaction works on it: its values and what is to be written."""
 
-    __slots__ = ("values", "new", "dirty", "links", "events")
+    __slots__ = ("dirty", "events", "links", "new", "values")
 
     def __init__(self, values: dict[str, Any], new: bool = False) -> None:
         self.values = values
@@ -371,9 +480,13 @@ class Store:
         """A record's last stored payload (GitHub finds a record to fetch by repository and number)."""
         table = RawRecord.__table__
         with self.engine.connect() as db:
-            return db.execute(sa.select(table.c.payload).where(
-                table.c.connection_id == connection_id, table.c.record_type == record_type,
-                table.c.external_id == external_id)).scalar()
+            return db.execute(
+                sa.select(table.c.payload).where(
+                    table.c.connection_id == connection_id,
+                    table.c.record_type == record_type,
+                    table.c.external_id == external_id,
+                )
+            ).scalar()
 
     @contextmanager
     def transaction(self, connection_id: str, mapping_version_id: int | None = None) -> Iterator[Transaction]:

@@ -1,4 +1,5 @@
 """Pulls: page by page into the store, the cursor committed with each page; reconcile."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session
-
 from opsync.service import metrics
 from opsync.service.clock import now
 from opsync.service.contract import ConnectorError, Page, RawRecord
@@ -20,6 +19,7 @@ from opsync.service.mapping import Unified
 from opsync.service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
+from sqlmodel import Session
 
 log = logging.getLogger("opsync.sync")
 Progress = Callable[[int], None]
@@ -52,8 +52,9 @@ def _set_cursor(tx: Transaction, cursor: str | None) -> None:
     tx.db.execute(sa.update(table).where(table.c.id == tx.connection_id).values(cursor=cursor))
 
 
-async def _prepared(hub: Hub, connection_id: str, pages: AsyncIterator[Page],
-                    depth: int = 4) -> AsyncIterator[list[_Mapped]]:
+async def _prepared(
+    hub: Hub, connection_id: str, pages: AsyncIterator[Page], depth: int = 4
+) -> AsyncIterator[list[_Mapped]]:
     """Fetch and map ahead while the caller writes: fetching, mapping and writing overlap
     (mapping runs while the writer waits on the database). Yields the pages that are ready,
     up to depth: when the writer falls behind, it writes several in one transaction."""
@@ -121,8 +122,15 @@ def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
     return Pull(connection_id, full, lease, run.id, cursor)
 
 
-async def sync_connection(hub: Hub, connection_id: str, *, full: bool = False, allow_mass_delete: bool = False,
-                          progress: Progress | None = None, pull: Pull | None = None) -> SyncRun:
+async def sync_connection(
+    hub: Hub,
+    connection_id: str,
+    *,
+    full: bool = False,
+    allow_mass_delete: bool = False,
+    progress: Progress | None = None,
+    pull: Pull | None = None,
+) -> SyncRun:
     """Pull what changed since the stored cursor (everything, then reconcile, if full).
     Raises AlreadyRunning when another pull of the connection holds its lease."""
     if pull is None:
@@ -142,8 +150,10 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
     try:
         async for ready in _prepared(hub, connection_id, connector.pull(pull.cursor)):
             if pull.lease.lost:
-                raise ConnectorError("another process took this connection's pull lease over (this one had"
-                                     " stalled); the pages before were stored")
+                raise ConnectorError(
+                    "another process took this connection's pull lease over (this one had"
+                    " stalled); the pages before were stored"
+                )
             counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, mapping_version, ready))
             for mapped in ready:
                 fetched += len(mapped.page.records)
@@ -160,7 +170,10 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
         error = str(exc)
         log.warning("sync of %s failed: %s", connection_id, error)
     except asyncio.CancelledError:
-        status, error = RunStatus.INTERRUPTED, "the process stopped during the pull; the next pull resumes from its cursor"
+        status, error = (
+            RunStatus.INTERRUPTED,
+            "the process stopped during the pull; the next pull resumes from its cursor",
+        )
         raise
     except Exception as exc:  # a bug or a database fault: the run says so, the scheduler goes on
         error = f"{type(exc).__name__}: {exc}"
@@ -179,8 +192,16 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
     return _load_run(hub, pull.run_id)
 
 
-def _finish_run(hub: Hub, run_id: int, status: RunStatus, error: str | None, counts: Counts, errors: list[str],
-                fetched: int, failed: int) -> None:
+def _finish_run(
+    hub: Hub,
+    run_id: int,
+    status: RunStatus,
+    error: str | None,
+    counts: Counts,
+    errors: list[str],
+    fetched: int,
+    failed: int,
+) -> None:
     with Session(hub.engine) as session:
         run = session.get(SyncRun, run_id)
         run.status, run.finished_at, run.fetched, run.failed = status, now(), fetched, failed
@@ -230,22 +251,30 @@ async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = F
             if external_id in present.get(entity, ()):
                 continue
             group = container.lower() if container else None
-            if (listing.containers is not None and group is not None and group not in listing.containers
-                    and not settings.delete_vanished_containers):
+            if (
+                listing.containers is not None
+                and group is not None
+                and group not in listing.containers
+                and not settings.delete_vanished_containers
+            ):
                 vanished[group] = vanished.get(group, 0) + 1
                 continue
             missing.setdefault((entity, group), []).append(external_id)
     for container, kept in sorted(vanished.items()):
         why = listing.unlisted.get(container, "it is gone, archived, or no longer readable with this token")
-        report.notes.append(f"{container} was not listed ({why}): its {kept} records were kept; set"
-                            " delete_vanished_containers: true on the connection to delete them")
+        report.notes.append(
+            f"{container} was not listed ({why}): its {kept} records were kept; set"
+            " delete_vanished_containers: true on the connection to delete them"
+        )
     alive: list[RawRecord] = []
     if 0 < sum(map(len, missing.values())) <= CONFIRM_AT_MOST:
         alive = await _confirm(hub, connection_id, record_types, missing, report)
     _refuse_mass_deletion(connection_id, settings.max_delete_share, before, missing, allow_mass_delete)
     if not missing and not alive:
         return report
-    tombstones = [Tombstone(entity, external_id, started) for (entity, _), ids in missing.items() for external_id in ids]
+    tombstones = [
+        Tombstone(entity, external_id, started) for (entity, _), ids in missing.items() for external_id in ids
+    ]
 
     def write() -> int:
         mapped, _ = map_records(hub, connection_id, alive)
@@ -265,13 +294,23 @@ def _live_records(hub: Hub, connection_id: str, entities: set[str]) -> dict[str,
     with hub.engine.connect() as db:
         for entity in entities:
             table = ENTITY_TABLES[entity].__table__
-            result[entity] = dict(db.execute(sa.select(table.c.external_id, table.c.container).where(
-                table.c.connection_id == connection_id, table.c.deleted_at.is_(None))).all())
+            result[entity] = dict(
+                db.execute(
+                    sa.select(table.c.external_id, table.c.container).where(
+                        table.c.connection_id == connection_id, table.c.deleted_at.is_(None)
+                    )
+                ).all()
+            )
     return result
 
 
-async def _confirm(hub: Hub, connection_id: str, record_types: dict[str, str],
-                   missing: dict[tuple[str, str | None], list[str]], report: ReconcileReport) -> list[RawRecord]:
+async def _confirm(
+    hub: Hub,
+    connection_id: str,
+    record_types: dict[str, str],
+    missing: dict[tuple[str, str | None], list[str]],
+    report: ReconcileReport,
+) -> list[RawRecord]:
     """Ask the tool for each missing record: those it still has stay (and are returned, fresh),
     those it cannot say anything about stay too, this time."""
     connector = hub.connector(connection_id)
@@ -285,8 +324,10 @@ async def _confirm(hub: Hub, connection_id: str, record_types: dict[str, str],
             try:
                 fetched = await connector.fetch_one(record_type, external_id, known)
             except ConnectorError as error:
-                report.notes.append(f"{record_type} {external_id} is not listed, but fetching it failed ({error}):"
-                                    " kept until a later reconcile can confirm it is gone")
+                report.notes.append(
+                    f"{record_type} {external_id} is not listed, but fetching it failed ({error}):"
+                    " kept until a later reconcile can confirm it is gone"
+                )
                 continue
             if fetched is None:
                 gone.append(external_id)
@@ -298,8 +339,13 @@ async def _confirm(hub: Hub, connection_id: str, record_types: dict[str, str],
     return alive
 
 
-def _refuse_mass_deletion(connection_id: str, share: float, before: dict[str, dict[str, str | None]],
-                          missing: dict[tuple[str, str | None], list[str]], allowed: bool) -> None:
+def _refuse_mass_deletion(
+    connection_id: str,
+    share: float,
+    before: dict[str, dict[str, str | None]],
+    missing: dict[tuple[str, str | None], list[str]],
+    allowed: bool,
+) -> None:
     if allowed:
         return
     refused = []
@@ -311,7 +357,8 @@ def _refuse_mass_deletion(connection_id: str, share: float, before: dict[str, di
         raise ReconcileRefused(
             f"reconcile of {connection_id} would delete {'; '.join(refused)}: more than max_delete_share"
             f" {share:.0%}; nothing was deleted. If the tool really lost them, run"
-            " `opsync sync --full --allow-mass-delete`.")
+            " `opsync sync --full --allow-mass-delete`."
+        )
 
 
 def _untouched_since(tx: Transaction, tombstones: list[Tombstone], started: datetime) -> list[Tombstone]:
@@ -320,8 +367,14 @@ def _untouched_since(tx: Transaction, tombstones: list[Tombstone], started: date
     for entity in {t.entity for t in tombstones}:
         table = ENTITY_TABLES[entity].__table__
         batch = [t for t in tombstones if t.entity == entity]
-        touched = set(tx.db.execute(sa.select(table.c.external_id).where(
-            table.c.connection_id == tx.connection_id, table.c.external_id.in_({t.external_id for t in batch}),
-            table.c.updated_at > started)).scalars())
+        touched = set(
+            tx.db.execute(
+                sa.select(table.c.external_id).where(
+                    table.c.connection_id == tx.connection_id,
+                    table.c.external_id.in_({t.external_id for t in batch}),
+                    table.c.updated_at > started,
+                )
+            ).scalars()
+        )
         result += [t for t in batch if t.external_id not in touched]
     return result

@@ -1,15 +1,15 @@
 """API bearer tokens: stored as hashes, with scopes read, write, admin."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
 from opsync.service.clock import now
 from opsync.service.models import ApiToken
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "ops_"
@@ -37,8 +37,9 @@ def token_scopes(engine: Engine, token: str, bootstrap: str | None = None) -> se
         granted = {"admin"}
     else:
         with Session(engine) as session:
-            row = session.exec(select(ApiToken).where(ApiToken.token_hash == _hash(token),
-                                                      ApiToken.revoked_at.is_(None))).first()
+            row = session.exec(
+                select(ApiToken).where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
+            ).first()
         if row is None:
             return None
         granted = set(row.scopes)

@@ -1,16 +1,16 @@
 """The read side: the unified view as the API serves it, with keyset pagination."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from opsync.service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
-
-from opsync.service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
 
 # The largest id or seq any database we run on holds: they are `integer` columns, 32-bit on
 # PostgreSQL. A larger one in a request is refused (it would be an error in the database).
@@ -40,10 +40,10 @@ def as_utc(moment: datetime) -> datetime:
     """An aware moment in UTC. One beyond datetime's range once in UTC (0001-01-01T00:00+14:00
     is in year 0) becomes that end of the range, which no stored time lies beyond."""
     try:
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:
         end = datetime.min if moment.year == datetime.min.year else datetime.max
-        return end.replace(tzinfo=timezone.utc)
+        return end.replace(tzinfo=UTC)
 
 
 def _people(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
@@ -60,19 +60,37 @@ def _person_json(person: Person) -> dict[str, Any]:
 
 def _common(row: SyncedRecord) -> dict[str, Any]:
     return {
-        "id": row.id, "key": row.key, "url": row.url, "title": row.title, "product": row.product_key,
-        "connection_id": row.connection_id, "external_id": row.external_id,
-        "updated_at": row.source_updated_at, "synced_at": row.updated_at, "deleted_at": row.deleted_at,
+        "id": row.id,
+        "key": row.key,
+        "url": row.url,
+        "title": row.title,
+        "product": row.product_key,
+        "connection_id": row.connection_id,
+        "external_id": row.external_id,
+        "updated_at": row.source_updated_at,
+        "synced_at": row.updated_at,
+        "deleted_at": row.deleted_at,
     }
 
 
 def work_item_json(row: WorkItem, people: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return _common(row) | {
-        "kind": row.kind, "status": row.status, "status_category": row.status_category,
-        "priority": row.priority, "assignee": people.get(row.assignee_id), "reporter": people.get(row.reporter_id),
-        "labels": row.labels or [], "estimate": row.estimate, "iteration": row.iteration, "release": row.release,
-        "due_at": row.due_at, "created_at": row.created_at, "started_at": row.started_at,
-        "completed_at": row.completed_at, "description": row.description, "extra": row.extra or {},
+        "kind": row.kind,
+        "status": row.status,
+        "status_category": row.status_category,
+        "priority": row.priority,
+        "assignee": people.get(row.assignee_id),
+        "reporter": people.get(row.reporter_id),
+        "labels": row.labels or [],
+        "estimate": row.estimate,
+        "iteration": row.iteration,
+        "release": row.release,
+        "due_at": row.due_at,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "completed_at": row.completed_at,
+        "description": row.description,
+        "extra": row.extra or {},
     }
 
 
@@ -97,8 +115,12 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
         conditions.append(WorkItem.id > after)
     if not f.include_deleted:
         conditions.append(WorkItem.deleted_at.is_(None))
-    for column, value in ((WorkItem.product_key, f.product), (WorkItem.kind, f.kind),
-                          (WorkItem.status_category, f.status_category), (WorkItem.connection_id, f.connection_id)):
+    for column, value in (
+        (WorkItem.product_key, f.product),
+        (WorkItem.kind, f.kind),
+        (WorkItem.status_category, f.status_category),
+        (WorkItem.connection_id, f.connection_id),
+    ):
         if value is not None:
             conditions.append(column == value)
     if f.assignee:
@@ -113,14 +135,20 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
         # so that PostgreSQL plans with the text itself and can use its trigram indexes.
         text = f.q.lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
         pattern = f"%{text}%"
-        conditions.append(sa.or_(sa.func.lower(WorkItem.title).like(pattern, escape="/"),
-                                 sa.func.lower(WorkItem.key).like(pattern, escape="/")))
+        conditions.append(
+            sa.or_(
+                sa.func.lower(WorkItem.title).like(pattern, escape="/"),
+                sa.func.lower(WorkItem.key).like(pattern, escape="/"),
+            )
+        )
     # assignee and reporter come in the same statement: one round trip a page, not two
     assignee, reporter = aliased(Person), aliased(Person)
-    query = (select(WorkItem, assignee, reporter)
-             .outerjoin(assignee, assignee.id == WorkItem.assignee_id)
-             .outerjoin(reporter, reporter.id == WorkItem.reporter_id)
-             .order_by(WorkItem.id))
+    query = (
+        select(WorkItem, assignee, reporter)
+        .outerjoin(assignee, assignee.id == WorkItem.assignee_id)
+        .outerjoin(reporter, reporter.id == WorkItem.reporter_id)
+        .order_by(WorkItem.id)
+    )
     narrowed = any((f.product, f.kind, f.status_category, f.connection_id, f.assignee, f.label, f.q))
     if since and not narrowed and _few_updated_since(session, since):
         # Recent changes cluster at high ids, which walking ids in order reaches last
@@ -146,46 +174,66 @@ FEW_UPDATES = 50_000  # up to this many matches, sorting them beats walking the 
 def _few_updated_since(session: Session, since: datetime) -> bool:
     """Whether at most FEW_UPDATES work items changed since then: a count that stops there,
     read from the source_updated_at index alone."""
-    recent = (sa.select(sa.literal(1)).select_from(WorkItem.__table__)
-              .where(WorkItem.source_updated_at >= since).limit(FEW_UPDATES + 1).subquery())
+    recent = (
+        sa.select(sa.literal(1))
+        .select_from(WorkItem.__table__)
+        .where(WorkItem.source_updated_at >= since)
+        .limit(FEW_UPDATES + 1)
+        .subquery()
+    )
     return session.exec(select(sa.func.count()).select_from(recent)).one() <= FEW_UPDATES
 
 
 def _work_item_ids_by_key(session: Session, keys: set[str]) -> dict[str, int]:
     if not keys:
         return {}
-    rows = session.exec(select(WorkItem.key, WorkItem.id).where(
-        col(WorkItem.key).in_(keys), WorkItem.deleted_at.is_(None))).all()
+    rows = session.exec(
+        select(WorkItem.key, WorkItem.id).where(col(WorkItem.key).in_(keys), WorkItem.deleted_at.is_(None))
+    ).all()
     return {key: id_ for key, id_ in rows}
 
 
 def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     if not ids:
         return {}
-    links = session.exec(select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids))
-                         .order_by(Link.id)).all()
-    targets = _work_item_ids_by_key(session, {l.to_key for l in links if l.to_entity == "work_item"})
+    links = session.exec(
+        select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(Link.id)
+    ).all()
+    targets = _work_item_ids_by_key(session, {link.to_key for link in links if link.to_entity == "work_item"})
     result: dict[int, list[dict[str, Any]]] = {}
     for link in links:
-        result.setdefault(link.from_id, []).append({
-            "type": link.type, "to_entity": link.to_entity, "to_key": link.to_key,
-            "to_id": targets.get(link.to_key) if link.to_entity == "work_item" else None,
-            "origin": link.origin, "evidence": link.evidence,
-        })
+        result.setdefault(link.from_id, []).append(
+            {
+                "type": link.type,
+                "to_entity": link.to_entity,
+                "to_key": link.to_key,
+                "to_id": targets.get(link.to_key) if link.to_entity == "work_item" else None,
+                "origin": link.origin,
+                "evidence": link.evidence,
+            }
+        )
     return result
 
 
 def code_change_json(row: CodeChange, people: dict[int, dict[str, Any]], links: list[dict[str, Any]]) -> dict[str, Any]:
     return _common(row) | {
-        "state": row.state, "author": people.get(row.author_id), "reviewers": row.reviewers or [],
-        "head_branch": row.head_branch, "base_branch": row.base_branch, "created_at": row.created_at,
-        "merged_at": row.merged_at, "closed_at": row.closed_at, "additions": row.additions,
-        "deletions": row.deletions, "links": links,
+        "state": row.state,
+        "author": people.get(row.author_id),
+        "reviewers": row.reviewers or [],
+        "head_branch": row.head_branch,
+        "base_branch": row.base_branch,
+        "created_at": row.created_at,
+        "merged_at": row.merged_at,
+        "closed_at": row.closed_at,
+        "additions": row.additions,
+        "deletions": row.deletions,
+        "links": links,
     }
 
 
-def list_code_changes(session: Session, *, product: str | None, state: str | None, include_deleted: bool,
-                      after: int | None, limit: int) -> PageOf:
+def list_code_changes(
+    session: Session, *, product: str | None, state: str | None, include_deleted: bool, after: int | None, limit: int
+) -> PageOf:
     query = select(CodeChange).order_by(CodeChange.id).limit(limit + 1)
     if after is not None:
         query = query.where(CodeChange.id > after)
@@ -207,19 +255,28 @@ def get_code_change(session: Session, change_id: int) -> dict[str, Any] | None:
     row = session.get(CodeChange, change_id)
     if row is None:
         return None
-    item = code_change_json(row, _people(session, {row.author_id}), _links_from(session, "code_change", [row.id]).get(row.id, []))
+    item = code_change_json(
+        row, _people(session, {row.author_id}), _links_from(session, "code_change", [row.id]).get(row.id, [])
+    )
     return item | {"history": history(session, "code_change", row.id)}
 
 
 def history(session: Session, entity: str, entity_id: int) -> list[dict[str, Any]]:
-    rows = session.exec(select(Change).where(Change.entity == entity, Change.entity_id == entity_id)
-                        .order_by(Change.seq)).all()
+    rows = session.exec(
+        select(Change).where(Change.entity == entity, Change.entity_id == entity_id).order_by(Change.seq)
+    ).all()
     return [change_json(c) for c in rows]
 
 
 def change_json(change: Change) -> dict[str, Any]:
-    return {"seq": change.seq, "entity": change.entity, "entity_id": change.entity_id, "op": change.op,
-            "fields": change.fields, "at": change.at}
+    return {
+        "seq": change.seq,
+        "entity": change.entity,
+        "entity_id": change.entity_id,
+        "op": change.op,
+        "fields": change.fields,
+        "at": change.at,
+    }
 
 
 def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
@@ -229,16 +286,47 @@ def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
     item = work_item_json(row, _people(session, {row.assignee_id, row.reporter_id}))
     links = _links_from(session, "work_item", [row.id]).get(row.id, [])
     if row.key:  # records elsewhere that name this one (a PR implementing it)
-        incoming = session.exec(select(Link, CodeChange).join(CodeChange, CodeChange.id == Link.from_id)
-                                .where(Link.to_entity == "work_item", Link.to_key == row.key,
-                                       Link.from_entity == "code_change", CodeChange.deleted_at.is_(None))).all()
-        links += [{"type": l.type, "direction": "incoming", "from_entity": "code_change", "from_id": c.id,
-                   "from_key": c.key, "origin": l.origin, "evidence": l.evidence} for l, c in incoming]
-    children = session.exec(select(WorkItem.id, WorkItem.key).where(
-        WorkItem.connection_id == row.connection_id, WorkItem.parent_external_id == row.external_id,
-        WorkItem.deleted_at.is_(None))).all()
-    links += [{"type": "parent", "direction": "incoming", "from_entity": "work_item", "from_id": i,
-               "from_key": k, "origin": "source", "evidence": f"{k} has parent {row.key}"} for i, k in children]
+        incoming = session.exec(
+            select(Link, CodeChange)
+            .join(CodeChange, CodeChange.id == Link.from_id)
+            .where(
+                Link.to_entity == "work_item",
+                Link.to_key == row.key,
+                Link.from_entity == "code_change",
+                CodeChange.deleted_at.is_(None),
+            )
+        ).all()
+        links += [
+            {
+                "type": link.type,
+                "direction": "incoming",
+                "from_entity": "code_change",
+                "from_id": c.id,
+                "from_key": c.key,
+                "origin": link.origin,
+                "evidence": link.evidence,
+            }
+            for link, c in incoming
+        ]
+    children = session.exec(
+        select(WorkItem.id, WorkItem.key).where(
+            WorkItem.connection_id == row.connection_id,
+            WorkItem.parent_external_id == row.external_id,
+            WorkItem.deleted_at.is_(None),
+        )
+    ).all()
+    links += [
+        {
+            "type": "parent",
+            "direction": "incoming",
+            "from_entity": "work_item",
+            "from_id": i,
+            "from_key": k,
+            "origin": "source",
+            "evidence": f"{k} has parent {row.key}",
+        }
+        for i, k in children
+    ]
     return item | {"links": links, "history": history(session, "work_item", row.id)}
 
 
@@ -256,17 +344,27 @@ def list_people(session: Session, after: int | None, limit: int) -> PageOf:
     rows = rows[:limit]
     identities: dict[int, list[dict[str, Any]]] = {}
     if rows:
-        for i in session.exec(select(PersonIdentity).where(col(PersonIdentity.person_id).in_([p.id for p in rows]))).all():
+        for i in session.exec(
+            select(PersonIdentity).where(col(PersonIdentity.person_id).in_([p.id for p in rows]))
+        ).all():
             identities.setdefault(i.person_id, []).append(
-                {"connection_id": i.connection_id, "external_id": i.external_id, "login": i.login,
-                 "display_name": i.display_name})
-    items = [{"id": p.id, "display_name": p.display_name, "email": p.email,
-              "identities": identities.get(p.id, [])} for p in rows]
+                {
+                    "connection_id": i.connection_id,
+                    "external_id": i.external_id,
+                    "login": i.login,
+                    "display_name": i.display_name,
+                }
+            )
+    items = [
+        {"id": p.id, "display_name": p.display_name, "email": p.email, "identities": identities.get(p.id, [])}
+        for p in rows
+    ]
     return PageOf(items, rows[-1].id if more else None)
 
 
-def list_links(session: Session, *, type: str | None, from_entity: str | None, to_key: str | None,
-               after: int | None, limit: int) -> PageOf:
+def list_links(
+    session: Session, *, type: str | None, from_entity: str | None, to_key: str | None, after: int | None, limit: int
+) -> PageOf:
     query = select(Link).order_by(Link.id).limit(limit + 1)
     for column, value in ((Link.type, type), (Link.from_entity, from_entity), (Link.to_key, to_key)):
         if value is not None:
@@ -276,13 +374,26 @@ def list_links(session: Session, *, type: str | None, from_entity: str | None, t
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    targets = _work_item_ids_by_key(session, {l.to_key for l in rows if l.to_entity == "work_item"})
-    items = [{"id": l.id, "type": l.type, "from_entity": l.from_entity, "from_id": l.from_id,
-              "to_entity": l.to_entity, "to_key": l.to_key, "to_id": targets.get(l.to_key),
-              "origin": l.origin, "evidence": l.evidence} for l in rows]
+    targets = _work_item_ids_by_key(session, {link.to_key for link in rows if link.to_entity == "work_item"})
+    items = [
+        {
+            "id": link.id,
+            "type": link.type,
+            "from_entity": link.from_entity,
+            "from_id": link.from_id,
+            "to_entity": link.to_entity,
+            "to_key": link.to_key,
+            "to_id": targets.get(link.to_key),
+            "origin": link.origin,
+            "evidence": link.evidence,
+        }
+        for link in rows
+    ]
     return PageOf(items, rows[-1].id if more else None)
 
 
 def list_products(session: Session) -> list[dict[str, Any]]:
-    return [{"key": p.key, "name": p.name, "description": p.description, "owner": p.owner}
-            for p in session.exec(select(Product).order_by(Product.key)).all()]
+    return [
+        {"key": p.key, "name": p.name, "description": p.description, "owner": p.owner}
+        for p in session.exec(select(Product).order_by(Product.key)).all()
+    ]

@@ -1,6 +1,7 @@
 """Background work: apply the inbox (both lanes), keep it pruned, and pull each connection on
 its schedule. Any number of processes may run this on one database: pulls take the
 connection's lease, deliveries are claimed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
-
 from opsync.service.clock import now
 from opsync.service.hub import Hub
 from opsync.service.inbox import apply_batch, fetch_batch, prune
@@ -46,8 +46,9 @@ class Worker:
     def start(self) -> None:
         batch = self.hub.settings.worker_batch
         for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
-            self._tasks.append(asyncio.create_task(self._drain(lambda: apply_batch(self.hub, batch), batch),
-                                                   name=f"inbox-{n}"))
+            self._tasks.append(
+                asyncio.create_task(self._drain(lambda: apply_batch(self.hub, batch), batch), name=f"inbox-{n}")
+            )
         self._tasks.append(asyncio.create_task(self._drain(lambda: fetch_batch(self.hub), None), name="inbox-fetch"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.schedules:
@@ -86,8 +87,11 @@ class Worker:
                 if rounds % 10 == 0:
                     pruned = await asyncio.to_thread(prune, self.hub)
                     if pruned:
-                        log.info("pruned %d applied deliveries older than %g days", pruned,
-                                 self.hub.settings.inbox_retention_days)
+                        log.info(
+                            "pruned %d applied deliveries older than %g days",
+                            pruned,
+                            self.hub.settings.inbox_retention_days,
+                        )
             except Exception:
                 log.exception("inbox housekeeping failed")
             rounds += 1
@@ -118,8 +122,11 @@ class Worker:
         with self.hub.engine.connect() as db:
             last = db.execute(sa.select(sa.func.max(runs.c.started_at)).where(mine)).scalar()
             first = db.execute(sa.select(sa.func.min(runs.c.started_at)).where(mine)).scalar()
-            last_full = db.execute(sa.select(sa.func.max(runs.c.started_at)).where(
-                mine, runs.c.mode == "full", runs.c.status == RunStatus.SUCCEEDED)).scalar()
+            last_full = db.execute(
+                sa.select(sa.func.max(runs.c.started_at)).where(
+                    mine, runs.c.mode == "full", runs.c.status == RunStatus.SUCCEEDED
+                )
+            ).scalar()
         if last is None:
             return 0.0, False
         at = now()

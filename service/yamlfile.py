@@ -1,4 +1,5 @@
 """YAML files that people edit: parse them keeping line numbers for error messages."""
+
 from __future__ import annotations
 
 from pathlib import Path

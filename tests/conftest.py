@@ -1,13 +1,13 @@
 """Shared test fixtures: the real payloads in ../shared/fixtures, a fresh store per test."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
-
 from opsync.service.db import create_db_engine, scratch_database, upgrade
+from sqlalchemy.engine import Engine
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

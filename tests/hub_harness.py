@@ -1,4 +1,5 @@
 """Standing up a real hub for tests: its API served over HTTP, signed deliveries, waiting."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,6 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-
 from opsync.api.app import create_app
 from opsync.connectors.simulators.server import serving
 from opsync.service.config import HubConfig
@@ -63,8 +63,9 @@ class RunningHub:
         lane None: of either lane (the fetch lane waits on the tool)."""
         engine = sa.create_engine(self.settings.database_url, poolclass=sa.NullPool)
         deadline = time.monotonic() + timeout
-        query = sa.text("SELECT count(*) FROM inbox_event WHERE status = 'pending'"
-                        + (" AND lane = :lane" if lane else "")).bindparams(**({"lane": lane} if lane else {}))
+        query = sa.text(
+            "SELECT count(*) FROM inbox_event WHERE status = 'pending'" + (" AND lane = :lane" if lane else "")
+        ).bindparams(**({"lane": lane} if lane else {}))
         try:
             while time.monotonic() < deadline:
                 with engine.connect() as connection:
@@ -91,11 +92,18 @@ def sign(secret: str, body: bytes) -> str:
 
 def github_delivery(event: str, payload: Any, secret: str, delivery: str) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
-    return body, {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-                  "X-Hub-Signature-256": sign(secret, body)}
+    return body, {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(secret, body),
+    }
 
 
 def jira_delivery(payload: Any, secret: str, delivery: str) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
-    return body, {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": delivery,
-                  "X-Hub-Signature": sign(secret, body)}
+    return body, {
+        "Content-Type": "application/json",
+        "X-Atlassian-Webhook-Identifier": delivery,
+        "X-Hub-Signature": sign(secret, body),
+    }

@@ -3,6 +3,7 @@
 Most tests read one hub per module that no test changes; a test that changes the tools or
 the store stands up a hub of its own.
 """
+
 from __future__ import annotations
 
 import base64
@@ -11,14 +12,13 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from statistics import quantiles
 from typing import Any
 
 import httpx
 import pytest
 from hub_harness import ADMIN_TOKEN, RunningHub, running_hub
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import GitHubSim
@@ -32,19 +32,39 @@ from opsync.service.tokens import create_token
 JIRA_ISSUES, GITHUB_ITEMS = 60, 40
 PROJECTS = ["PAY", "CHK", "GRO"]
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
-PRODUCTS = {"payments": ("PAY", ["acme/payments", "acme/ledger"]),
-            "checkout": ("CHK", ["acme/checkout"]),
-            "growth": ("GRO", ["acme/growth-web"])}
+PRODUCTS = {
+    "payments": ("PAY", ["acme/payments", "acme/ledger"]),
+    "checkout": ("CHK", ["acme/checkout"]),
+    "growth": ("GRO", ["acme/growth-web"]),
+}
 # Distinctive, so that a test can tell they never leave the hub.
 JIRA_TOKEN, JIRA_SECRET = "jira-api-token-never-shown", "jira-webhook-secret-never-shown"
 GITHUB_TOKEN, GITHUB_SECRET = "github-api-token-never-shown", "github-webhook-secret-never-shown"
 
-WORK_ITEM_FIELDS = {"id", "key", "url", "title", "kind", "status", "status_category", "priority", "product",
-                    "assignee", "labels", "created_at", "updated_at"}
+WORK_ITEM_FIELDS = {
+    "id",
+    "key",
+    "url",
+    "title",
+    "kind",
+    "status",
+    "status_category",
+    "priority",
+    "product",
+    "assignee",
+    "labels",
+    "created_at",
+    "updated_at",
+}
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
 JIRA_KINDS = {"Epic": "epic", "Story": "story", "Task": "task", "Bug": "bug", "Sub-task": "subtask"}
-JIRA_CATEGORIES = {"To Do": "todo", "In Progress": "in_progress", "In Review": "in_progress",
-                   "Done": "done", "Won't Do": "cancelled"}
+JIRA_CATEGORIES = {
+    "To Do": "todo",
+    "In Progress": "in_progress",
+    "In Review": "in_progress",
+    "Done": "done",
+    "Won't Do": "cancelled",
+}
 
 
 @dataclass
@@ -74,12 +94,17 @@ class Portfolio:
         return list(self.jira._issues.values())
 
     def github_issues(self) -> list[Any]:
-        return [item for repo in self.github.items.values() for item in repo.values()
-                if not item.is_pull and not item.deleted]
+        return [
+            item
+            for repo in self.github.items.values()
+            for item in repo.values()
+            if not item.is_pull and not item.deleted
+        ]
 
     def github_pulls(self) -> list[Any]:
-        return [item for repo in self.github.items.values() for item in repo.values()
-                if item.is_pull and not item.deleted]
+        return [
+            item for repo in self.github.items.values() for item in repo.values() if item.is_pull and not item.deleted
+        ]
 
 
 def wait_for_pulls(client: httpx.Client, runs_per_connection: int, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -88,8 +113,9 @@ def wait_for_pulls(client: httpx.Client, runs_per_connection: int, timeout: floa
     while time.monotonic() < deadline:
         runs = client.get("/api/v1/sync-runs").json()
         finished = [r for r in runs if r["status"] != "running"]
-        if all(sum(r["connection_id"] == c for r in finished) >= runs_per_connection
-               for c in ("jira-acme", "github-acme")) and len(finished) == len(runs):
+        if all(
+            sum(r["connection_id"] == c for r in finished) >= runs_per_connection for c in ("jira-acme", "github-acme")
+        ) and len(finished) == len(runs):
             return runs
         time.sleep(0.05)
     raise AssertionError(f"sync runs not finished after {timeout} s: {runs}")
@@ -99,17 +125,33 @@ def wait_for_pulls(client: httpx.Client, runs_per_connection: int, timeout: floa
 def portfolio_hub(database_url: str) -> Iterator[Portfolio]:
     """Simulators served on 127.0.0.1 and a hub on database_url that backfilled from both."""
     jira = JiraSim(issues=JIRA_ISSUES, seed=1, webhook_secret=JIRA_SECRET)
-    github = GitHubSim(items=GITHUB_ITEMS, jira_keys=dict(jira._numbers), token=GITHUB_TOKEN,
-                       webhook_secret=GITHUB_SECRET)
+    github = GitHubSim(
+        items=GITHUB_ITEMS, jira_keys=dict(jira._numbers), token=GITHUB_TOKEN, webhook_secret=GITHUB_SECRET
+    )
     with ExitStack() as stack:
         jira_url = stack.enter_context(serving(jira.app))
         github_url = stack.enter_context(serving(github.app))
-        config = HubConfig(connections={
-            "jira-acme": JiraSettings(id="jira-acme", kind="jira", base_url=jira_url, email="ops@acme.example",
-                                      token=JIRA_TOKEN, webhook_secret=JIRA_SECRET, projects=PROJECTS),
-            "github-acme": GitHubSettings(id="github-acme", kind="github", base_url=github_url,
-                                          token=GITHUB_TOKEN, webhook_secret=GITHUB_SECRET, repos=REPOS),
-        })
+        config = HubConfig(
+            connections={
+                "jira-acme": JiraSettings(
+                    id="jira-acme",
+                    kind="jira",
+                    base_url=jira_url,
+                    email="ops@acme.example",
+                    token=JIRA_TOKEN,
+                    webhook_secret=JIRA_SECRET,
+                    projects=PROJECTS,
+                ),
+                "github-acme": GitHubSettings(
+                    id="github-acme",
+                    kind="github",
+                    base_url=github_url,
+                    token=GITHUB_TOKEN,
+                    webhook_secret=GITHUB_SECRET,
+                    repos=REPOS,
+                ),
+            }
+        )
         hub = stack.enter_context(running_hub(database_url, config))
         wait_for_pulls(hub.client, 1)  # a never-pulled connection backfills at start
         yield Portfolio(jira, github, hub)
@@ -146,8 +188,9 @@ def anonymous(acme: Portfolio, token: str | None = None) -> httpx.Client:
 def sync_and_wait(portfolio: Portfolio, connection_id: str, full: bool = False) -> dict[str, Any]:
     """Trigger a pull over the API (once a scheduled one running has ended); the finished run."""
     deadline = time.monotonic() + 60
-    while (answer := portfolio.client.post(f"/api/v1/connections/{connection_id}/sync",
-                                           params={"full": full})).status_code == 409:
+    while (
+        answer := portfolio.client.post(f"/api/v1/connections/{connection_id}/sync", params={"full": full})
+    ).status_code == 409:
         assert answer.json()["run_id"] is not None and time.monotonic() < deadline, answer.text
         time.sleep(0.05)
     assert answer.status_code == 202, answer.text
@@ -177,6 +220,7 @@ def jira_key_in(title: str) -> str | None:
 
 
 # --- auth ------------------------------------------------------------------------------
+
 
 def test_a_request_without_a_token_gets_401_with_a_bearer_challenge(acme):
     with anonymous(acme) as client:
@@ -224,6 +268,7 @@ def test_health_checks_need_no_token(acme, path):
 
 # --- errors ----------------------------------------------------------------------------
 
+
 def test_an_unknown_work_item_is_a_404_problem(acme):
     answer = acme.client.get("/api/v1/work-items/999999")
     body = assert_problem(answer, 404)
@@ -240,14 +285,17 @@ def test_a_sync_of_an_unknown_connection_is_a_404_problem(acme):
     assert "nonesuch" in body["detail"]
 
 
-@pytest.mark.parametrize("path, params, parameter", [
-    ("/api/v1/work-items", {"kind": "nonsense"}, "kind"),
-    ("/api/v1/work-items", {"limit": 0}, "limit"),
-    ("/api/v1/work-items", {"limit": 501}, "limit"),
-    ("/api/v1/work-items", {"updated_since": "yesterday"}, "updated_since"),
-    ("/api/v1/code-changes", {"state": "nonsense"}, "state"),
-    ("/api/v1/changes", {"after": -1}, "after"),
-])
+@pytest.mark.parametrize(
+    "path, params, parameter",
+    [
+        ("/api/v1/work-items", {"kind": "nonsense"}, "kind"),
+        ("/api/v1/work-items", {"limit": 0}, "limit"),
+        ("/api/v1/work-items", {"limit": 501}, "limit"),
+        ("/api/v1/work-items", {"updated_since": "yesterday"}, "updated_since"),
+        ("/api/v1/code-changes", {"state": "nonsense"}, "state"),
+        ("/api/v1/changes", {"after": -1}, "after"),
+    ],
+)
 def test_a_bad_query_parameter_is_a_422_problem_naming_it(acme, path, params, parameter):
     body = assert_problem(acme.client.get(path, params=params), 422)
     assert parameter in body["detail"]
@@ -262,13 +310,16 @@ def test_an_unknown_path_is_a_404_problem(acme):
     assert_problem(acme.client.get("/api/v1/nonesuch"), 404)
 
 
-@pytest.mark.parametrize("path, params, status", [
-    ("/api/v1/work-items/99999999999999999999", {}, 422),
-    ("/api/v1/code-changes/99999999999999999999", {}, 422),
-    ("/api/v1/changes", {"after": 99999999999999999999}, 422),
-    ("/api/v1/work-items", {"cursor": base64.urlsafe_b64encode(b"99999999999999999999").decode()}, 400),
-    ("/api/v1/work-items", {"cursor": base64.urlsafe_b64encode(b"-1").decode()}, 400),
-])
+@pytest.mark.parametrize(
+    "path, params, status",
+    [
+        ("/api/v1/work-items/99999999999999999999", {}, 422),
+        ("/api/v1/code-changes/99999999999999999999", {}, 422),
+        ("/api/v1/changes", {"after": 99999999999999999999}, 422),
+        ("/api/v1/work-items", {"cursor": base64.urlsafe_b64encode(b"99999999999999999999").decode()}, 400),
+        ("/api/v1/work-items", {"cursor": base64.urlsafe_b64encode(b"-1").decode()}, 400),
+    ],
+)
 def test_an_id_beyond_what_the_database_holds_is_a_client_error(acme, path, params, status):
     assert_problem(acme.client.get(path, params=params), status)
 
@@ -281,6 +332,7 @@ def test_a_cursor_the_api_did_not_hand_out_is_a_400_problem(acme, path, cursor):
 
 
 # --- work items ------------------------------------------------------------------------
+
 
 def test_every_work_item_carries_the_unified_fields(acme):
     items = acme.work_items()
@@ -361,8 +413,7 @@ def test_the_assignee_filter_by_email_returns_that_persons_items_in_either_tool(
 def test_the_assignee_filter_by_github_login_returns_that_persons_items(acme):
     assigned = [i for i in acme.github_issues() if i.assignees]
     person = acme.github.people[assigned[0].assignees[0]]
-    expected = {i["key"] for i in acme.work_items()
-                if i["assignee"] and i["assignee"]["email"] == person.email}
+    expected = {i["key"] for i in acme.work_items() if i["assignee"] and i["assignee"]["email"] == person.email}
     assert acme.keys(assignee=person.login) == expected
 
 
@@ -462,6 +513,7 @@ def test_a_deleted_work_item_is_hidden_unless_include_deleted(own_acme):
 
 # --- one work item ---------------------------------------------------------------------
 
+
 def _id_of(portfolio: Portfolio, key: str) -> int:
     return next(i["id"] for i in portfolio.work_items(q=key) if i["key"] == key)
 
@@ -476,8 +528,11 @@ def test_a_subtask_links_to_its_parent_story_and_the_story_lists_it(acme):
     [parent] = [link for link in detail["links"] if link["type"] == "parent" and link["direction"] == "outgoing"]
     assert (parent["to_key"], parent["to_id"]) == (story.key, story_id)
 
-    children = [link for link in acme.get(f"/api/v1/work-items/{story_id}")["links"]
-                if link["type"] == "parent" and link["direction"] == "incoming"]
+    children = [
+        link
+        for link in acme.get(f"/api/v1/work-items/{story_id}")["links"]
+        if link["type"] == "parent" and link["direction"] == "incoming"
+    ]
     assert (subtask_id, subtask.key) in {(link["from_id"], link["from_key"]) for link in children}
 
 
@@ -525,6 +580,7 @@ def test_a_change_in_jira_shows_in_the_history_with_old_and_new_values(own_acme)
 
 # --- code changes ----------------------------------------------------------------------
 
+
 def _expected_state(pull: Any) -> str:
     return "merged" if pull.merged_at else pull.state
 
@@ -558,8 +614,11 @@ def test_a_pull_request_naming_a_jira_key_in_its_title_implements_that_work_item
     assert named
     for pull in named:
         key = jira_key_in(pull.title)
-        links = [link for link in changes[f"{pull.repo}#{pull.number}"]["links"]
-                 if link["type"] == "implements" and link["to_key"] == key]
+        links = [
+            link
+            for link in changes[f"{pull.repo}#{pull.number}"]["links"]
+            if link["type"] == "implements" and link["to_key"] == key
+        ]
         assert links, pull.title
         assert links[0]["to_entity"] == "work_item"
         assert links[0]["to_id"] == ids[key]
@@ -576,6 +635,7 @@ def test_a_code_change_is_served_alone_with_its_history(acme):
 
 # --- people, products, links -----------------------------------------------------------
 
+
 def test_people_from_jira_carry_their_email(acme):
     people = acme.hub.all("/api/v1/people")
     emails = {p.email for p in acme.jira.people}
@@ -589,7 +649,10 @@ def test_people_from_jira_carry_their_email(acme):
 def test_products_are_the_three_in_the_portfolio(acme):
     products = acme.get("/api/v1/products")
     assert [(p["key"], p["name"]) for p in products] == [
-        ("checkout", "Checkout"), ("growth", "Growth"), ("payments", "Payments")]
+        ("checkout", "Checkout"),
+        ("growth", "Growth"),
+        ("payments", "Payments"),
+    ]
     assert all(p["owner"].endswith("@acme.example") and p["description"] for p in products)
 
 
@@ -635,9 +698,10 @@ def test_a_product_summary_shows_the_percentiles_of_recent_done_work(own_acme):
     assert sync_and_wait(own_acme, "jira-acme")["updated"] == len(started)
 
     summary = own_acme.get("/api/v1/products/payments/summary")
-    since = datetime.now(timezone.utc) - timedelta(weeks=12)
-    done = [i for i in own_acme.work_items(product="payments", status_category="done")
-            if _when(i["completed_at"]) >= since]
+    since = datetime.now(UTC) - timedelta(weeks=12)
+    done = [
+        i for i in own_acme.work_items(product="payments", status_category="done") if _when(i["completed_at"]) >= since
+    ]
     assert len(done) == len(started)
     assert sum(week["done"] for week in summary["throughput_per_week"]) == len(done)
     for field, start in (("lead_time_days", "created_at"), ("cycle_time_days", "started_at")):
@@ -658,6 +722,7 @@ def test_the_links_listing_filters_by_type(acme):
 
 
 # --- the change feed -------------------------------------------------------------------
+
 
 def test_following_the_change_feed_sees_every_seq_once_in_order(acme):
     seqs, after = [], 0
@@ -681,13 +746,15 @@ def test_the_change_feed_after_the_last_seq_is_empty(acme):
 
 # --- administration --------------------------------------------------------------------
 
+
 def test_connections_show_their_status_and_never_their_credentials(acme):
     answer = acme.client.get("/api/v1/connections")
     assert answer.status_code == 200
     connections = {c["id"]: c for c in answer.json()}
-    assert {c: (v["kind"], v["status"] != "new", v["webhook_secret_configured"])
-            for c, v in connections.items()} == {"jira-acme": ("jira", True, True),
-                                                 "github-acme": ("github", True, True)}
+    assert {c: (v["kind"], v["status"] != "new", v["webhook_secret_configured"]) for c, v in connections.items()} == {
+        "jira-acme": ("jira", True, True),
+        "github-acme": ("github", True, True),
+    }
     assert connections["jira-acme"]["webhook_url"].endswith("/api/v1/webhooks/jira-acme")
     for secret in (JIRA_TOKEN, JIRA_SECRET, GITHUB_TOKEN, GITHUB_SECRET):
         assert secret not in answer.text
@@ -698,15 +765,30 @@ def test_sync_runs_count_what_the_backfill_created(acme):
     by_connection = {r["connection_id"]: r for r in runs}
     assert len(runs) == 2
     jira, github = by_connection["jira-acme"], by_connection["github-acme"]
-    assert (jira["status"], jira["fetched"], jira["created"], jira["failed"], jira["errors"]) == \
-        ("succeeded", JIRA_ISSUES, JIRA_ISSUES, 0, [])
-    assert (github["status"], github["fetched"], github["created"], github["failed"]) == \
-        ("succeeded", GITHUB_ITEMS, GITHUB_ITEMS, 0)
+    assert (jira["status"], jira["fetched"], jira["created"], jira["failed"], jira["errors"]) == (
+        "succeeded",
+        JIRA_ISSUES,
+        JIRA_ISSUES,
+        0,
+        [],
+    )
+    assert (github["status"], github["fetched"], github["created"], github["failed"]) == (
+        "succeeded",
+        GITHUB_ITEMS,
+        GITHUB_ITEMS,
+        0,
+    )
     assert [r["connection_id"] for r in acme.get("/api/v1/sync-runs", connection_id="github-acme")] == ["github-acme"]
 
 
 def test_a_triggered_sync_with_nothing_new_creates_nothing(own_acme):
     run = sync_and_wait(own_acme, "github-acme", full=True)
-    assert (run["mode"], run["status"], run["fetched"], run["created"], run["updated"], run["deleted"]) == \
-        ("full", "succeeded", GITHUB_ITEMS, 0, 0, 0)
+    assert (run["mode"], run["status"], run["fetched"], run["created"], run["updated"], run["deleted"]) == (
+        "full",
+        "succeeded",
+        GITHUB_ITEMS,
+        0,
+        0,
+        0,
+    )
     assert run["unchanged"] == GITHUB_ITEMS

@@ -3,6 +3,7 @@
 Over HTTP, on a hub that pulled small simulated tools; and the text functions that read what
 a tool's users typed, on crafted input a backtracking pattern would take minutes over.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,8 +17,6 @@ import httpx
 import jmespath
 import pytest
 from hub_harness import RunningHub, running_hub
-
-from opsync import mappings
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import ALL_REPOS, GitHubSim
@@ -27,6 +26,8 @@ from opsync.service.config import HubConfig
 from opsync.service.contract import RawRecord
 from opsync.service.functions import FUNCTIONS, wiki_to_text
 from opsync.service.mapping import load_mapping
+
+from opsync import mappings
 
 SECRET = "bad-input-webhook-secret"
 PROBLEM = "application/problem+json"
@@ -39,12 +40,22 @@ def hub(module_database_url: str) -> Iterator[RunningHub]:
     github = GitHubSim(items=10, jira_keys=dict(jira._numbers), token="t", webhook_secret=SECRET)
     with ExitStack() as stack:
         jira_url, github_url = stack.enter_context(serving(jira.app)), stack.enter_context(serving(github.app))
-        config = HubConfig(connections={
-            "jira": JiraSettings(id="jira", kind="jira", base_url=jira_url, email="ops@acme.example", token="t",
-                                 webhook_secret=SECRET, projects=["PAY", "CHK", "GRO"]),
-            "gh": GitHubSettings(id="gh", kind="github", base_url=github_url, token="t", webhook_secret=SECRET,
-                                 repos=list(ALL_REPOS)),
-        })
+        config = HubConfig(
+            connections={
+                "jira": JiraSettings(
+                    id="jira",
+                    kind="jira",
+                    base_url=jira_url,
+                    email="ops@acme.example",
+                    token="t",
+                    webhook_secret=SECRET,
+                    projects=["PAY", "CHK", "GRO"],
+                ),
+                "gh": GitHubSettings(
+                    id="gh", kind="github", base_url=github_url, token="t", webhook_secret=SECRET, repos=list(ALL_REPOS)
+                ),
+            }
+        )
         running = stack.enter_context(running_hub(module_database_url, config))
         _wait_for_backfill(running.client)
         yield running
@@ -82,9 +93,11 @@ def max_length(hub: RunningHub, path: str, name: str) -> int:
 
 # --- ids and positions -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["/api/v1/work-items/{}", "/api/v1/code-changes/{}"])
-@pytest.mark.parametrize("item_id", ["2147483648", "9223372036854775808", "99999999999999999999",
-                                     "-1247252916997217685864448", "0", "-1"])
+@pytest.mark.parametrize(
+    "item_id", ["2147483648", "9223372036854775808", "99999999999999999999", "-1247252916997217685864448", "0", "-1"]
+)
 def test_an_id_outside_what_the_database_holds_is_a_422_naming_it(hub, path, item_id):
     body = problem(hub.client.get(path.format(item_id)), 422)
     assert body["errors"][0]["where"] in ("path.item_id", "path.change_id")
@@ -124,6 +137,7 @@ def test_a_cursor_of_more_digits_than_an_id_has_is_a_400_problem(hub):
 
 # --- updated_since at the ends of time ---------------------------------------------------
 
+
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00-14:00"])
 def test_updated_since_the_first_day_of_year_1_returns_every_work_item(hub, moment):
     everything = ids(hub.client.get("/api/v1/work-items", params={"limit": 500}))
@@ -146,8 +160,11 @@ def test_updated_since_that_is_not_a_moment_with_an_offset_is_a_422_saying_what_
 # --- text parameters ---------------------------------------------------------------------
 
 TEXT_PARAMETERS = [("/api/v1/work-items", name) for name in ("q", "label", "assignee", "product", "connection_id")] + [
-    ("/api/v1/code-changes", "product"), ("/api/v1/links", "type"), ("/api/v1/links", "to_key"),
-    ("/api/v1/sync-runs", "connection_id")]
+    ("/api/v1/code-changes", "product"),
+    ("/api/v1/links", "type"),
+    ("/api/v1/links", "to_key"),
+    ("/api/v1/sync-runs", "connection_id"),
+]
 
 
 @pytest.mark.parametrize("path, name", TEXT_PARAMETERS)
@@ -184,6 +201,7 @@ def test_any_other_text_in_a_filter_is_answered(hub, text):
 
 # --- the webhook inbox -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("status", ["pending", "done", "ignored", "failed"])
 def test_the_inbox_lists_deliveries_in_each_real_status(hub, status):
     answer = hub.client.get("/api/v1/inbox", params={"status": status})
@@ -198,30 +216,34 @@ def test_an_inbox_status_that_is_not_a_real_one_is_a_422_listing_the_real_ones(h
     assert all(s in body["detail"] for s in ("pending", "done", "ignored", "failed"))
 
 
-@pytest.mark.parametrize("body, where", [
-    ({"ids": ["1"]}, "body.ids.0"),
-    ({"ids": [1, True]}, "body.ids.1"),
-    ({"ids": [1.5]}, "body.ids.0"),
-    ({"ids": [None]}, "body.ids.0"),
-    ({"ids": [0]}, "body.ids.0"),
-    ({"ids": [2**31]}, "body.ids.0"),
-    ({"ids": [2**63]}, "body.ids.0"),
-    ({"ids": {"1": 1}}, "body.ids"),
-    ({"ids": "1,2"}, "body.ids"),
-    ({"ids": list(range(1, 1002))}, "body.ids"),
-    ({}, "body.ids"),
-    ({"ids": [1], "force": True}, "body.force"),
-    ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    "body, where",
+    [
+        ({"ids": ["1"]}, "body.ids.0"),
+        ({"ids": [1, True]}, "body.ids.1"),
+        ({"ids": [1.5]}, "body.ids.0"),
+        ({"ids": [None]}, "body.ids.0"),
+        ({"ids": [0]}, "body.ids.0"),
+        ({"ids": [2**31]}, "body.ids.0"),
+        ({"ids": [2**63]}, "body.ids.0"),
+        ({"ids": {"1": 1}}, "body.ids"),
+        ({"ids": "1,2"}, "body.ids"),
+        ({"ids": list(range(1, 1002))}, "body.ids"),
+        ({}, "body.ids"),
+        ({"ids": [1], "force": True}, "body.force"),
+        ([1, 2], "body"),
+    ],
+)
 def test_a_replay_body_that_is_not_a_bounded_list_of_delivery_ids_is_a_422_naming_where(hub, body, where):
     answer = problem(hub.client.post("/api/v1/inbox/replay", json=body), 422)
     assert [e["where"] for e in answer["errors"]] == [where]
 
 
-@pytest.mark.parametrize("content, status", [(b"{\"ids\": [\xc3\x28]}", 400), (b"{", 422), (b"", 422)])
+@pytest.mark.parametrize("content, status", [(b'{"ids": [\xc3\x28]}', 400), (b"{", 422), (b"", 422)])
 def test_a_replay_body_that_is_not_json_is_a_client_error(hub, content, status):
-    problem(hub.client.post("/api/v1/inbox/replay", content=content,
-                            headers={"Content-Type": "application/json"}), status)
+    problem(
+        hub.client.post("/api/v1/inbox/replay", content=content, headers={"Content-Type": "application/json"}), status
+    )
 
 
 def test_a_replay_of_ids_that_are_no_failed_delivery_replays_none(hub):
@@ -232,13 +254,23 @@ def test_a_replay_of_ids_that_are_no_failed_delivery_replays_none(hub):
 
 # --- webhook signatures ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("connection_id, header", [("jira", "X-Hub-Signature"), ("gh", "X-Hub-Signature-256")])
-@pytest.mark.parametrize("signature", ["sha256=caf\xe9".encode("latin-1"), "sha256=☃".encode(),
-                                       ("sha256=" + "é" * 32).encode("latin-1"), "shä256=00".encode()])
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "sha256=caf\xe9".encode("latin-1"),
+        "sha256=☃".encode(),
+        ("sha256=" + "é" * 32).encode("latin-1"),
+        "shä256=00".encode(),
+    ],
+)
 def test_a_signature_with_characters_beyond_ascii_is_a_401_problem(hub, connection_id, header, signature):
-    answer = hub.client.post(f"/api/v1/webhooks/{connection_id}", content=b'{"webhookEvent": "x"}',
-                             headers={"Content-Type": "application/json", header: signature,
-                                      "X-GitHub-Event": "issues"})
+    answer = hub.client.post(
+        f"/api/v1/webhooks/{connection_id}",
+        content=b'{"webhookEvent": "x"}',
+        headers={"Content-Type": "application/json", header: signature, "X-GitHub-Event": "issues"},
+    )
     problem(answer, 401)
 
 
@@ -257,16 +289,17 @@ def test_crafted_wiki_markup_without_markup_comes_back_as_it_is(shape):
     assert wiki_to_text(markup) == markup.strip()
 
 
-@pytest.mark.parametrize("shape, plain", [("*a* ", "a "), ("[l|https://x.example/l] ", "l "),
-                                          ("{code:java}x{code}", "x"), ("-struck- ", "struck ")])
+@pytest.mark.parametrize(
+    "shape, plain",
+    [("*a* ", "a "), ("[l|https://x.example/l] ", "l "), ("{code:java}x{code}", "x"), ("-struck- ", "struck ")],
+)
 def test_crafted_wiki_markup_made_of_markup_comes_back_as_text(shape, plain):
     count = N // len(shape)
     assert wiki_to_text(shape * count) == (plain * count).strip()
 
 
 def _regex(value: str, pattern: str) -> Any:
-    return jmespath.search(f"regex(v, '{pattern}')", {"v": value},
-                           options=jmespath.Options(custom_functions=FUNCTIONS))
+    return jmespath.search(f"regex(v, '{pattern}')", {"v": value}, options=jmespath.Options(custom_functions=FUNCTIONS))
 
 
 def test_the_regex_function_scans_the_first_64_kib_of_a_value():
@@ -279,10 +312,17 @@ def test_a_pull_request_links_the_keys_named_in_the_first_64_kib_of_its_body():
     mapping = load_mapping(Path(mappings.__file__).parent / "github.yaml")
 
     def linked(body: str) -> list[str]:
-        pull = {"id": 1, "number": 3, "title": "Refunds", "body": body, "state": "open", "head": {"ref": "main"},
-                "base": {"ref": "main", "repo": {"full_name": "acme/payments"}},
-                "html_url": "https://github.com/acme/payments/pull/3",
-                "url": "https://api.github.com/repos/acme/payments/pulls/3"}
+        pull = {
+            "id": 1,
+            "number": 3,
+            "title": "Refunds",
+            "body": body,
+            "state": "open",
+            "head": {"ref": "main"},
+            "base": {"ref": "main", "repo": {"full_name": "acme/payments"}},
+            "html_url": "https://github.com/acme/payments/pull/3",
+            "url": "https://api.github.com/repos/acme/payments/pulls/3",
+        }
         return [link.to_key for link in mapping.apply(RawRecord("pull_request", "1", pull, None), {}).links]
 
     assert linked("PAY-1 " + "x" * 200_000 + " PAY-2") == ["PAY-1"]

@@ -1,4 +1,5 @@
 """A crash (SIGKILL) after deliveries were acknowledged loses none of them."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ from pathlib import Path
 import httpx
 import yaml
 from hub_harness import github_delivery
-
 from opsync.service.inbox import LEASE
 
 SECRET = "crash-secret"
@@ -29,15 +29,37 @@ def _free_port() -> int:
 
 def _start(tmp_path: Path, database_url: str, port: int) -> subprocess.Popen:
     config = tmp_path / "connections.yaml"
-    config.write_text(yaml.safe_dump({"connections": [{
-        "id": "gh", "kind": "github", "base_url": "http://127.0.0.1:9", "token": "${CRASH_GH_TOKEN}",
-        "webhook_secret": "${CRASH_GH_SECRET}", "repos": ["acme/payments"],
-        # no scheduled pull during the test: the tool is unreachable on purpose
-        "pull_every_minutes": 600}]}))
-    env = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
-           "CRASH_GH_TOKEN": "t", "CRASH_GH_SECRET": SECRET, "OPSYNC_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "opsync.cli", "serve", "--config", str(config),
-                                "--port", str(port)], env=env, cwd=tmp_path)
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "connections": [
+                    {
+                        "id": "gh",
+                        "kind": "github",
+                        "base_url": "http://127.0.0.1:9",
+                        "token": "${CRASH_GH_TOKEN}",
+                        "webhook_secret": "${CRASH_GH_SECRET}",
+                        "repos": ["acme/payments"],
+                        # no scheduled pull during the test: the tool is unreachable on purpose
+                        "pull_every_minutes": 600,
+                    }
+                ]
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
+        "CRASH_GH_TOKEN": "t",
+        "CRASH_GH_SECRET": SECRET,
+        "OPSYNC_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsync.cli", "serve", "--config", str(config), "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -50,11 +72,24 @@ def _start(tmp_path: Path, database_url: str, port: int) -> subprocess.Popen:
 
 
 def _payload(n: int) -> dict:
-    return {"action": "opened", "issue": {
-        "id": 90_000 + n, "number": n, "title": f"Issue {n}", "state": "open", "body": None,
-        "assignee": None, "labels": [], "html_url": f"https://github.com/acme/payments/issues/{n}",
-        "repository_url": "https://api.github.com/repos/acme/payments", "user": {"login": "adal", "id": 1000},
-        "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-01T10:00:00Z", "closed_at": None}}
+    return {
+        "action": "opened",
+        "issue": {
+            "id": 90_000 + n,
+            "number": n,
+            "title": f"Issue {n}",
+            "state": "open",
+            "body": None,
+            "assignee": None,
+            "labels": [],
+            "html_url": f"https://github.com/acme/payments/issues/{n}",
+            "repository_url": "https://api.github.com/repos/acme/payments",
+            "user": {"login": "adal", "id": 1000},
+            "created_at": "2024-03-01T10:00:00Z",
+            "updated_at": "2024-03-01T10:00:00Z",
+            "closed_at": None,
+        },
+    }
 
 
 def test_deliveries_acknowledged_before_a_sigkill_are_all_applied_after_restart(tmp_path, database_url):

@@ -1,6 +1,7 @@
 """Under faults (an API that rate-limits, fails and dawdles; webhooks lost, repeated, replayed
 and late; deletions nobody announces; a service killed mid-work) the hub's view ends equal to
 the tool's truth, record by record."""
+
 from __future__ import annotations
 
 import os
@@ -14,6 +15,14 @@ from typing import Any
 
 import pytest
 from hub_harness import RunningHub, running_hub
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.connectors.simulators.faults import Fault
+from opsync.connectors.simulators.github import GitHubSim
+from opsync.connectors.simulators.jira import JiraSim
+from opsync.connectors.simulators.server import serving
+from opsync.service.config import HubConfig
+from opsync.service.inbox import LEASE
 from support import processes
 from support.processes import free_port, write_config
 from support.runs import pull, wait_until_idle
@@ -25,19 +34,9 @@ from support.truth import (
     jira_view_diff,
 )
 
-from opsync.connectors.github.connector import GitHubSettings
-from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.faults import Fault
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
-from opsync.service.config import HubConfig
-from opsync.service.inbox import LEASE
-
 SECRET = "fault-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
-API_FAULTS = [Fault(status=429, retry_after=1), Fault(status=502), Fault(status=503),
-              Fault(delay_seconds=0.3)]
+API_FAULTS = [Fault(status=429, retry_after=1), Fault(status=502), Fault(status=503), Fault(delay_seconds=0.3)]
 
 
 @dataclass
@@ -79,8 +78,9 @@ def connection(name: str, url: str, **extra: Any) -> GitHubSettings | JiraSettin
     if name == "github":
         repos = {} if {"org", "repos"} & set(extra) else {"repos": REPOS}
         return GitHubSettings(id="gh", kind="github", token="t", **repos, **common)
-    return JiraSettings(id="jira", kind="jira", email="ops@acme.example", token="t",
-                        projects=["PAY", "CHK", "GRO"], **common)
+    return JiraSettings(
+        id="jira", kind="jira", email="ops@acme.example", token="t", projects=["PAY", "CHK", "GRO"], **common
+    )
 
 
 @contextmanager
@@ -241,8 +241,10 @@ class CrashOutcome:
 
 
 def _acknowledged(jira: JiraSim, github: GitHubSim) -> dict[str, set[str]]:
-    return {"jira": {d.identifier for d in list(jira.deliveries) if d.status_code and d.status_code < 300},
-            "gh": {d["delivery"] for d in list(github.deliveries) if d["status"] and d["status"] < 300}}
+    return {
+        "jira": {d.identifier for d in list(jira.deliveries) if d.status_code and d.status_code < 300},
+        "gh": {d["delivery"] for d in list(github.deliveries) if d["status"] and d["status"] < 300},
+    }
 
 
 def _mutate_until(stop: threading.Event, jira: JiraSim, github: GitHubSim, seed: int) -> None:
@@ -276,12 +278,32 @@ def crash_outcome(module_database_url: str, tmp_path_factory: pytest.TempPathFac
     port = free_port()
     with serving(jira.app) as jira_url, serving(github.app) as github_url:
         jira.site_url = jira_url
-        config = write_config(directory, [
-            {"id": "jira", "kind": "jira", "base_url": jira_url, "email": "ops@acme.example",
-             "token": "${FAULTS_TOKEN}", "webhook_secret": "${FAULTS_SECRET}", "projects": ["PAY", "CHK", "GRO"],
-             "page_size": 10, "pull_every_minutes": 600},
-            {"id": "gh", "kind": "github", "base_url": github_url, "token": "${FAULTS_TOKEN}",
-             "webhook_secret": "${FAULTS_SECRET}", "repos": REPOS, "page_size": 10, "pull_every_minutes": 600}])
+        config = write_config(
+            directory,
+            [
+                {
+                    "id": "jira",
+                    "kind": "jira",
+                    "base_url": jira_url,
+                    "email": "ops@acme.example",
+                    "token": "${FAULTS_TOKEN}",
+                    "webhook_secret": "${FAULTS_SECRET}",
+                    "projects": ["PAY", "CHK", "GRO"],
+                    "page_size": 10,
+                    "pull_every_minutes": 600,
+                },
+                {
+                    "id": "gh",
+                    "kind": "github",
+                    "base_url": github_url,
+                    "token": "${FAULTS_TOKEN}",
+                    "webhook_secret": "${FAULTS_SECRET}",
+                    "repos": REPOS,
+                    "page_size": 10,
+                    "pull_every_minutes": 600,
+                },
+            ],
+        )
         hub_url = f"http://127.0.0.1:{port}/api/v1/webhooks"
         jira.webhook_url, github.webhook_url = f"{hub_url}/jira", f"{hub_url}/gh"
         kills: list[str] = []
@@ -305,8 +327,9 @@ def crash_outcome(module_database_url: str, tmp_path_factory: pytest.TempPathFac
                     target = delivered + more
                     _wait_for(lambda t=target: sum(map(len, _acknowledged(jira, github).values())) >= t, 10)
                 with processes.client(port) as client:
-                    running = [r["connection_id"] for r in client.get("/api/v1/sync-runs").json()
-                               if r["status"] == "running"]
+                    running = [
+                        r["connection_id"] for r in client.get("/api/v1/sync-runs").json() if r["status"] == "running"
+                    ]
                 process.kill()
                 kills.append(f"after {more} more {aim}, pulls running: {running or 'none'}")
             finally:
@@ -318,19 +341,28 @@ def crash_outcome(module_database_url: str, tmp_path_factory: pytest.TempPathFac
             with processes.client(port) as client:
                 # deliveries a killed worker had claimed come back when their lease ends; a pull
                 # starts once the killed one's lease has expired
-                assert _wait_for(lambda: not client.get("/api/v1/inbox", params={"status": "pending"}).json(),
-                                 LEASE.total_seconds() + 45), "deliveries still pending"
+                assert _wait_for(
+                    lambda: not client.get("/api/v1/inbox", params={"status": "pending"}).json(),
+                    LEASE.total_seconds() + 45,
+                ), "deliveries still pending"
                 for connection_id in ("jira", "gh"):
                     run = pull(client, connection_id)
                     assert run["status"] == "succeeded", run
-                inbox = {row["delivery_id"]: row["status"]
-                         for status in ("done", "ignored", "failed", "pending")
-                         for row in client.get("/api/v1/inbox", params={"status": status, "limit": 1000}).json()}
+                inbox = {
+                    row["delivery_id"]: row["status"]
+                    for status in ("done", "ignored", "failed", "pending")
+                    for row in client.get("/api/v1/inbox", params={"status": status, "limit": 1000}).json()
+                }
                 return CrashOutcome(
-                    kills, _acknowledged(jira, github), inbox,
-                    {"jira": jira_view_diff(client, "jira", jira.truth()),
-                     "gh": github_view_diff(client, "gh", github.truth())},
-                    client.get("/api/v1/sync-runs", params={"limit": 500}).json())
+                    kills,
+                    _acknowledged(jira, github),
+                    inbox,
+                    {
+                        "jira": jira_view_diff(client, "jira", jira.truth()),
+                        "gh": github_view_diff(client, "gh", github.truth()),
+                    },
+                    client.get("/api/v1/sync-runs", params={"limit": 500}).json(),
+                )
         finally:
             process.kill()
 
@@ -340,8 +372,9 @@ def test_a_service_killed_mid_backfill_and_mid_webhooks_loses_no_acknowledged_de
     for connection_id, acknowledged in outcome.acknowledged.items():
         assert acknowledged, f"no delivery to {connection_id} was acknowledged: the scenario tested nothing"
         lost = sorted(d for d in acknowledged if d not in outcome.inbox)
-        unapplied = sorted(f"{d}: {outcome.inbox[d]}" for d in acknowledged
-                           if outcome.inbox.get(d) not in (None, "done", "ignored"))
+        unapplied = sorted(
+            f"{d}: {outcome.inbox[d]}" for d in acknowledged if outcome.inbox.get(d) not in (None, "done", "ignored")
+        )
         assert not lost and not unapplied, (outcome.kills, connection_id, lost[:10], unapplied[:10])
     assert any("pulls running: none" not in kill for kill in outcome.kills), outcome.kills
 
@@ -363,11 +396,13 @@ def test_runs_a_killed_service_left_running_are_shown_interrupted_after_restart(
 def _overlapping(runs: list[dict[str, Any]]) -> list[tuple[int, int]]:
     """Pairs of runs whose [started_at, finished_at] overlap."""
     spans = sorted((run["started_at"], run["finished_at"] or "9999", run["id"]) for run in runs)
-    return [(a[2], b[2]) for n, a in enumerate(spans) for b in spans[n + 1:] if b[0] < a[1]]
+    return [(a[2], b[2]) for n, a in enumerate(spans) for b in spans[n + 1 :] if b[0] < a[1]]
 
 
-@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgresql"),
-                    reason="several processes on one database are a PostgreSQL deployment")
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgresql"),
+    reason="several processes on one database are a PostgreSQL deployment",
+)
 def test_two_workers_and_a_serve_on_one_database_run_one_pull_at_a_time_per_connection(database_url, tmp_path):
     github = GitHubSim(items=150, seed=23, token="t", webhook_secret=SECRET)
     github.inject(pause=True)  # the first request of the first pull waits for the test
@@ -375,9 +410,21 @@ def test_two_workers_and_a_serve_on_one_database_run_one_pull_at_a_time_per_conn
     port = free_port()
     started: list[processes.Process] = []
     with serving(github.app) as github_url:
-        config = write_config(tmp_path, [
-            {"id": "gh", "kind": "github", "base_url": github_url, "token": "${FAULTS_TOKEN}",
-             "webhook_secret": "${FAULTS_SECRET}", "repos": REPOS, "page_size": 10, "pull_every_minutes": 600}])
+        config = write_config(
+            tmp_path,
+            [
+                {
+                    "id": "gh",
+                    "kind": "github",
+                    "base_url": github_url,
+                    "token": "${FAULTS_TOKEN}",
+                    "webhook_secret": "${FAULTS_SECRET}",
+                    "repos": REPOS,
+                    "page_size": 10,
+                    "pull_every_minutes": 600,
+                }
+            ],
+        )
         try:
             started.append(processes.serve(tmp_path, database_url, config, port, env))
             started += [processes.worker(tmp_path, database_url, config, env) for _ in range(2)]
@@ -389,8 +436,13 @@ def test_two_workers_and_a_serve_on_one_database_run_one_pull_at_a_time_per_conn
                 # while the first pull waits, every process has booted and wants to backfill, and
                 # webhooks flow (any process may apply them)
                 github.mutate_random(30, random.Random(23))
-                second = _wait_for(lambda: github.list_requests() > 1 or sum(
-                    r["status"] == "running" for r in client.get("/api/v1/sync-runs").json()) > 1, 5)
+                second = _wait_for(
+                    lambda: (
+                        github.list_requests() > 1
+                        or sum(r["status"] == "running" for r in client.get("/api/v1/sync-runs").json()) > 1
+                    ),
+                    5,
+                )
                 github.faults.resume()
                 wait_until_idle(client, "gh", timeout=60)
                 runs = client.get("/api/v1/sync-runs", params={"connection_id": "gh"}).json()

@@ -1,4 +1,5 @@
 """The GitHub connector against the GitHub simulator, over real HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,12 +8,11 @@ import math
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
 from opsync.connectors.simulators.github import GitHubSim
 from opsync.connectors.simulators.server import serving
 from opsync.service.contract import FatalError, Page
+from pydantic import ValidationError
 
 TOKEN = "ghp_simulated"
 
@@ -96,8 +96,11 @@ def test_pull_resumed_inside_the_pull_request_listing_misses_nothing() -> None:
     sim = GitHubSim(items=200, seed=6, repos=("acme/payments",), token=TOKEN)
     with serving(sim.app) as url:
         pages = pull_all(connector(url, repos=["acme/payments"], page_size=10))
-        mid = next(n for n, p in enumerate(pages)
-                   if json.loads(p.cursor)["repos"]["acme/payments"].get("pulls", {}).get("page", 1) > 2)
+        mid = next(
+            n
+            for n, p in enumerate(pages)
+            if json.loads(p.cursor)["repos"]["acme/payments"].get("pulls", {}).get("page", 1) > 2
+        )
         resumed = pull_all(connector(url, repos=["acme/payments"], page_size=10), pages[mid].cursor)
     assert set(records(pages[: mid + 1])) | set(records(resumed)) == expected(sim)
 

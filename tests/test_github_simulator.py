@@ -1,4 +1,5 @@
 """The GitHub simulator answers like GitHub's REST API: shapes, pagination, limits, faults."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-
 from opsync.connectors.simulators.github import GitHubSim
 from opsync.connectors.simulators.server import serving
 
@@ -56,8 +56,9 @@ def test_issue_list_defaults_to_open_and_since_filters_by_update_time() -> None:
     sim = GitHubSim(items=100, token=TOKEN, repos=("acme/payments",))
     with serving(sim.app) as url:
         opened = get(url, "/repos/acme/payments/issues", per_page=100).json()
-        rows = get(url, "/repos/acme/payments/issues", state="all", per_page=100,
-                   sort="updated", direction="asc").json()
+        rows = get(
+            url, "/repos/acme/payments/issues", state="all", per_page=100, sort="updated", direction="asc"
+        ).json()
         pivot = rows[60]["updated_at"]
         since = get(url, "/repos/acme/payments/issues", state="all", per_page=100, since=pivot).json()
     assert {i["state"] for i in opened} == {"open"}
@@ -81,8 +82,7 @@ def test_pull_request_has_a_pull_id_and_an_issue_id() -> None:
 
 def test_pull_request_titles_and_branches_name_existing_jira_keys() -> None:
     sim = GitHubSim(items=400, jira_keys={"PAY": 12, "CHK": 7, "GRO": 3})
-    texts = [f"{i.title} {i.head_ref} {i.body}" for repo in sim.items.values()
-             for i in repo.values() if i.is_pull]
+    texts = [f"{i.title} {i.head_ref} {i.body}" for repo in sim.items.values() for i in repo.values() if i.is_pull]
     keys = {key for text in texts for key in re.findall(r"\b(PAY|CHK|GRO)-(\d+)\b", text)}
     assert keys and all(1 <= int(n) <= {"PAY": 12, "CHK": 7, "GRO": 3}[p] for p, n in keys)
     assert any(t.startswith("feature/PAY-") for t in (i.head_ref for r in sim.items.values() for i in r.values()))
@@ -201,13 +201,23 @@ def test_truth_lists_every_live_record_as_the_api_does_and_the_ids_of_deleted_is
         issues = get(url, "/repos/acme/payments/issues", state="all", per_page=100).json()
         pulls = get(url, "/repos/acme/payments/pulls", state="all", per_page=100).json()
         served = HTTP.get(url + "/_sim/truth").json()
-    listed = {("issue", str(i["id"])): (f"acme/payments#{i['number']}", i["title"], i["state"], i["updated_at"])
-              for i in issues if "pull_request" not in i}
-    listed |= {("pull_request", str(p["id"])): (f"acme/payments#{p['number']}", p["title"],
-                                                "merged" if p["merged_at"] else p["state"], p["updated_at"])
-               for p in pulls}
-    assert {k: (r.key, r.title, r.state, r.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
-            for k, r in truth.records.items()} == listed
+    listed = {
+        ("issue", str(i["id"])): (f"acme/payments#{i['number']}", i["title"], i["state"], i["updated_at"])
+        for i in issues
+        if "pull_request" not in i
+    }
+    listed |= {
+        ("pull_request", str(p["id"])): (
+            f"acme/payments#{p['number']}",
+            p["title"],
+            "merged" if p["merged_at"] else p["state"],
+            p["updated_at"],
+        )
+        for p in pulls
+    }
+    assert {
+        k: (r.key, r.title, r.state, r.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")) for k, r in truth.records.items()
+    } == listed
     assert truth.deleted == {("issue", str(victim.issue_id))}
     assert sim.deliveries == []  # a silent deletion sends nothing
     assert served == truth.as_json()
@@ -225,8 +235,9 @@ def test_webhook_faults_drop_duplicate_replay_and_reorder_deliveries_the_same_wa
     sims = {}
     with serving(receiver) as hook_url:
         for name in received:
-            sim = sims[name] = GitHubSim(items=10, repos=("acme/payments",), webhook_url=f"{hook_url}/hook/{name}",
-                                         webhook_secret="s")
+            sim = sims[name] = GitHubSim(
+                items=10, repos=("acme/payments",), webhook_url=f"{hook_url}/hook/{name}", webhook_secret="s"
+            )
             sim.set_webhook_faults(drop=0.2, duplicate=0.2, replay=0.2, reorder=0.2, seed=3)
             for n in range(40):
                 sim.create_issue("acme/payments", f"Issue {n}")
@@ -247,7 +258,8 @@ def test_webhook_faults_drop_duplicate_replay_and_reorder_deliveries_the_same_wa
     originals = list(dict.fromkeys(titles))
     assert originals != sorted(originals, key=lambda t: int(t.split()[1]))  # some came late
     assert set(titles) == {f"Issue {n}" for n in range(40)} - {
-        json.loads(d["body"])["issue"]["title"] for d in sim.deliveries if d["fault"] == "dropped"}
+        json.loads(d["body"])["issue"]["title"] for d in sim.deliveries if d["fault"] == "dropped"
+    }
 
 
 def test_admin_routes_hold_webhooks_back_until_flushed_and_reject_a_bad_share() -> None:
@@ -282,8 +294,10 @@ def test_faults_aimed_by_match_and_after_spare_other_requests() -> None:
     sim = GitHubSim(items=20, token=TOKEN, repos=("acme/payments",))
     with serving(sim.app) as url:
         sim.inject(status=503, match="sort=created", after=1, count=2)
-        statuses = [get(url, "/repos/acme/payments/issues", sort=sort).status_code
-                    for sort in ("updated", "created", "updated", "created", "created", "created")]
+        statuses = [
+            get(url, "/repos/acme/payments/issues", sort=sort).status_code
+            for sort in ("updated", "created", "updated", "created", "created", "created")
+        ]
         pending = HTTP.get(url + "/_sim/faults").json()["queued"]
     assert statuses == [200, 200, 200, 503, 503, 200]
     assert pending == [] and sim.faults.served() == {"503": 2}

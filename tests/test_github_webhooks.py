@@ -1,17 +1,17 @@
 """GitHub webhook deliveries: signatures, decoding, and what each real payload means."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from fastapi import FastAPI, Request
-
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
 from opsync.connectors.github.webhook import decode_body
 from opsync.connectors.simulators.github import GitHubSim
@@ -19,7 +19,7 @@ from opsync.connectors.simulators.server import serving
 from opsync.service.contract import WebhookRejected
 
 SECRET = "It's a Secret to Everybody"
-NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def connector(secret: str | None = SECRET) -> GitHubConnector:

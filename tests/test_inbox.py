@@ -1,16 +1,16 @@
 """The inbox under bad deliveries and absent tools: one delivery never holds back the others,
 replays are duplicates, ties are settled by the tool, old deliveries are pruned."""
+
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
 from hub_harness import RunningHub, github_delivery, jira_delivery, running_hub
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import GitHubSim
@@ -24,40 +24,94 @@ AWAY = "http://127.0.0.1:9"  # nothing listens there: the tool is unreachable
 
 
 def _config(github_url: str = AWAY) -> HubConfig:
-    return HubConfig(connections={
-        "gh": GitHubSettings(id="gh", kind="github", base_url=github_url, token="t", webhook_secret=SECRET,
-                             repos=["acme/payments"], pull_every_minutes=600),
-        "jira": JiraSettings(id="jira", kind="jira", base_url=AWAY, email="ops@acme.example", token="t",
-                             webhook_secret=SECRET, projects=["PAY"], pull_every_minutes=600)})
+    return HubConfig(
+        connections={
+            "gh": GitHubSettings(
+                id="gh",
+                kind="github",
+                base_url=github_url,
+                token="t",
+                webhook_secret=SECRET,
+                repos=["acme/payments"],
+                pull_every_minutes=600,
+            ),
+            "jira": JiraSettings(
+                id="jira",
+                kind="jira",
+                base_url=AWAY,
+                email="ops@acme.example",
+                token="t",
+                webhook_secret=SECRET,
+                projects=["PAY"],
+                pull_every_minutes=600,
+            ),
+        }
+    )
 
 
 def _issue(issue_id: int, **changes: Any) -> dict[str, Any]:
-    issue = {"id": issue_id, "number": issue_id - 7000, "title": f"Issue {issue_id}", "state": "open", "body": None,
-             "assignee": None, "labels": [], "html_url": f"https://github.com/acme/payments/issues/{issue_id - 7000}",
-             "repository_url": "https://api.github.com/repos/acme/payments", "user": {"login": "adal", "id": 1000},
-             "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-01T10:00:00Z", "closed_at": None}
+    issue = {
+        "id": issue_id,
+        "number": issue_id - 7000,
+        "title": f"Issue {issue_id}",
+        "state": "open",
+        "body": None,
+        "assignee": None,
+        "labels": [],
+        "html_url": f"https://github.com/acme/payments/issues/{issue_id - 7000}",
+        "repository_url": "https://api.github.com/repos/acme/payments",
+        "user": {"login": "adal", "id": 1000},
+        "created_at": "2024-03-01T10:00:00Z",
+        "updated_at": "2024-03-01T10:00:00Z",
+        "closed_at": None,
+    }
     return {**issue, **changes}
 
 
 def _pull(pull_id: int, **changes: Any) -> dict[str, Any]:
     repo = {"full_name": "acme/payments"}
-    pull = {"id": pull_id, "number": pull_id - 8000, "title": f"Pull {pull_id}", "state": "open", "body": None,
-            "html_url": f"https://github.com/acme/payments/pull/{pull_id - 8000}", "user": {"login": "adal", "id": 1000},
-            "head": {"ref": "topic", "repo": repo}, "base": {"ref": "main", "repo": repo}, "requested_reviewers": [],
-            "created_at": "2024-03-01T10:00:00Z", "updated_at": "2024-03-01T10:00:00Z", "closed_at": None,
-            "merged_at": None, "additions": 1, "deletions": 1}
+    pull = {
+        "id": pull_id,
+        "number": pull_id - 8000,
+        "title": f"Pull {pull_id}",
+        "state": "open",
+        "body": None,
+        "html_url": f"https://github.com/acme/payments/pull/{pull_id - 8000}",
+        "user": {"login": "adal", "id": 1000},
+        "head": {"ref": "topic", "repo": repo},
+        "base": {"ref": "main", "repo": repo},
+        "requested_reviewers": [],
+        "created_at": "2024-03-01T10:00:00Z",
+        "updated_at": "2024-03-01T10:00:00Z",
+        "closed_at": None,
+        "merged_at": None,
+        "additions": 1,
+        "deletions": 1,
+    }
     return {**pull, **changes}
 
 
-def _jira_issue_event(issue_id: int, summary: str, event: str = "jira:issue_created",
-                      sent: datetime | None = None) -> dict[str, Any]:
-    sent = sent or datetime.now(timezone.utc)
-    return {"webhookEvent": event, "timestamp": int(sent.timestamp() * 1000), "issue": {
-        "id": str(issue_id), "key": f"PAY-{issue_id - 10000}",
-        "self": f"https://acme.atlassian.net/rest/api/2/issue/{issue_id}",
-        "fields": {"summary": summary, "updated": "2024-03-01T10:00:00.000+0000", "created": "2024-03-01T09:00:00.000+0000",
-                   "project": {"key": "PAY"}, "issuetype": {"name": "Bug"},
-                   "status": {"name": "To Do", "statusCategory": {"key": "new"}}}}}
+def _jira_issue_event(
+    issue_id: int, summary: str, event: str = "jira:issue_created", sent: datetime | None = None
+) -> dict[str, Any]:
+    sent = sent or datetime.now(UTC)
+    return {
+        "webhookEvent": event,
+        "timestamp": int(sent.timestamp() * 1000),
+        "issue": {
+            "id": str(issue_id),
+            "key": f"PAY-{issue_id - 10000}",
+            "self": f"https://acme.atlassian.net/rest/api/2/issue/{issue_id}",
+            "fields": {
+                "summary": summary,
+                "updated": "2024-03-01T10:00:00.000+0000",
+                "created": "2024-03-01T09:00:00.000+0000",
+                "project": {"key": "PAY"},
+                "issuetype": {"name": "Bug"},
+                "status": {"name": "To Do", "statusCategory": {"key": "new"}},
+            },
+        },
+    }
 
 
 def _post_github(hub: RunningHub, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
@@ -140,8 +194,12 @@ def test_a_delivery_that_needs_an_unreachable_tool_does_not_hold_back_the_others
 def test_the_same_signed_body_under_21_delivery_ids_is_stored_once(database_url):
     with running_hub(database_url, _config(), run_workers=False) as hub:
         body, headers = github_delivery("issues", {"action": "opened", "issue": _issue(7301)}, SECRET, "first")
-        answers = [hub.client.post(hub.webhook_url("gh"), content=body,
-                                   headers={**headers, "X-GitHub-Delivery": f"replay-{n}"}) for n in range(21)]
+        answers = [
+            hub.client.post(
+                hub.webhook_url("gh"), content=body, headers={**headers, "X-GitHub-Delivery": f"replay-{n}"}
+            )
+            for n in range(21)
+        ]
         del headers["X-GitHub-Delivery"]
         answers.append(hub.client.post(hub.webhook_url("gh"), content=body, headers=headers))
         assert [a.status_code for a in answers] == [202] * 22
@@ -162,9 +220,13 @@ def test_at_one_version_the_tool_beats_a_webhook_body_and_two_bodies_that_disagr
             answer.raise_for_status()
             return answer.json()
 
-        number = next(row["number"] for row in httpx.get(
-            f"{url}/repos/acme/payments/issues", params={"state": "all"}, headers={"Authorization": "token t"}).json()
-            if "pull_request" not in row)
+        number = next(
+            row["number"]
+            for row in httpx.get(
+                f"{url}/repos/acme/payments/issues", params={"state": "all"}, headers={"Authorization": "token t"}
+            ).json()
+            if "pull_request" not in row
+        )
         pulled = on_github(number)
         _post_github(hub, "issues", {"action": "edited", "issue": {**pulled, "title": "Never on GitHub"}}, "same")
         hub.wait_for_inbox()
@@ -181,7 +243,7 @@ def test_at_one_version_the_tool_beats_a_webhook_body_and_two_bodies_that_disagr
 
 def test_applied_deliveries_are_pruned_and_a_jira_body_signed_before_them_is_refused(database_url):
     with running_hub(database_url, _config(), inbox_retention_days=1 / 86400) as hub:  # one second
-        old = datetime.now(timezone.utc)
+        old = datetime.now(UTC)
         assert _post_jira(hub, _jira_issue_event(10101, "Kept"), "kept").status_code == 202
         hub.wait_for_inbox()
         time.sleep(1.2)

@@ -1,11 +1,11 @@
 """The Jira connector against the simulator over real HTTP: pulls, cursors, ids, faults."""
+
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
 from opsync.connectors.simulators.jira import JiraSim
 from opsync.connectors.simulators.server import serving
@@ -14,10 +14,20 @@ from opsync.service.contract import FatalError, Page
 EMAIL, TOKEN = "ops@acme.example", "api-token"
 
 
-def connector(url: str, token: str = TOKEN, projects: tuple[str, ...] = ("PAY", "CHK", "GRO"),
-              page_size: int = 50) -> JiraConnector:
-    return JiraConnector(JiraSettings(id="jira-test", kind="jira", base_url=url, email=EMAIL,
-                                      token=token, projects=list(projects), page_size=page_size))
+def connector(
+    url: str, token: str = TOKEN, projects: tuple[str, ...] = ("PAY", "CHK", "GRO"), page_size: int = 50
+) -> JiraConnector:
+    return JiraConnector(
+        JiraSettings(
+            id="jira-test",
+            kind="jira",
+            base_url=url,
+            email=EMAIL,
+            token=token,
+            projects=list(projects),
+            page_size=page_size,
+        )
+    )
 
 
 async def pull(jira: JiraConnector, cursor: str | None, pages: int | None = None) -> list[Page]:
@@ -100,9 +110,9 @@ def test_rate_limit_with_retry_after_is_retried_until_success() -> None:
     sim = JiraSim(issues=60)
     sim.inject(status=429, retry_after=1, count=2)
     with serving(sim.app) as url:
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         pages = asyncio.run(pull(connector(url), None))
-        waited = datetime.now(timezone.utc) - started
+        waited = datetime.now(UTC) - started
     assert sum(len(page.records) for page in pages) == 60
     assert waited >= timedelta(seconds=2)  # Retry-After was honoured twice
 
@@ -172,12 +182,12 @@ def test_fetch_one_returns_the_current_issue_or_none() -> None:
 
 
 def test_settings_require_projects_and_uppercase_them() -> None:
-    settings = JiraSettings(id="j", kind="jira", base_url="https://acme.atlassian.net", email=EMAIL,
-                            token=TOKEN, projects=["pay"])
+    settings = JiraSettings(
+        id="j", kind="jira", base_url="https://acme.atlassian.net", email=EMAIL, token=TOKEN, projects=["pay"]
+    )
     assert settings.projects == ["PAY"]
     with pytest.raises(ValueError):
-        JiraSettings(id="j", kind="jira", base_url="https://acme.atlassian.net", email=EMAIL,
-                     token=TOKEN, projects=[])
+        JiraSettings(id="j", kind="jira", base_url="https://acme.atlassian.net", email=EMAIL, token=TOKEN, projects=[])
 
 
 def test_default_mapping_is_the_shipped_jira_yaml() -> None:

@@ -1,4 +1,5 @@
 """The Jira Cloud simulator answers like Jira Cloud: paths, shapes, paging, errors, webhooks."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,6 @@ import random
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-
 from opsync.connectors.simulators.jira import JiraSim
 from opsync.connectors.simulators.server import serving
 from opsync.connectors.simulators.world import people
@@ -66,8 +66,9 @@ def test_generated_issue_has_cloud_shaped_fields() -> None:
     assert fields["reporter"]["emailAddress"] in {person.email for person in people()}
     assert fields["project"]["key"] in ("PAY", "CHK", "GRO")
     assert fields["updated"][-5:] == "+0000" and "." in fields["updated"]
-    assert any("parent" in s["fields"] and s["fields"]["parent"]["fields"]["issuetype"]["name"] == "Epic"
-               for s in stories)
+    assert any(
+        "parent" in s["fields"] and s["fields"]["parent"]["fields"]["issuetype"]["name"] == "Epic" for s in stories
+    )
 
 
 def test_server_info_says_cloud_without_credentials() -> None:
@@ -114,8 +115,7 @@ def test_search_jql_filters_by_project_and_updated_to_the_minute() -> None:
         everything = search_all(url, "project = PAY ORDER BY updated DESC", fields="updated,project")
         middle = everything[len(everything) // 2]["fields"]["updated"]  # 2024-..T10:15:30.123+0000
         since = middle[:10] + " " + middle[11:16]
-        recent = search_all(url, f'project = PAY AND updated >= "{since}" ORDER BY updated DESC',
-                            fields="updated")
+        recent = search_all(url, f'project = PAY AND updated >= "{since}" ORDER BY updated DESC', fields="updated")
     assert all(issue["fields"]["project"]["key"] == "PAY" for issue in everything)
     stamps = [issue["fields"]["updated"] for issue in everything]
     assert stamps == sorted(stamps, reverse=True)
@@ -124,10 +124,12 @@ def test_search_jql_filters_by_project_and_updated_to_the_minute() -> None:
 
 def test_ids_only_search_allows_large_pages_and_full_search_caps_at_100() -> None:
     with serving(JiraSim(issues=600).app) as url:
-        ids = httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,
-                        params={"jql": "", "fields": "id", "maxResults": 5000}).json()
-        full = httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,
-                         params={"jql": "", "fields": "*all", "maxResults": 5000}).json()
+        ids = httpx.get(
+            f"{url}/rest/api/3/search/jql", auth=AUTH, params={"jql": "", "fields": "id", "maxResults": 5000}
+        ).json()
+        full = httpx.get(
+            f"{url}/rest/api/3/search/jql", auth=AUTH, params={"jql": "", "fields": "*all", "maxResults": 5000}
+        ).json()
     assert (len(ids["issues"]), ids["isLast"]) == (600, True)
     assert (len(full["issues"]), full["isLast"]) == (100, False)
     assert "fields" not in ids["issues"][0]
@@ -135,8 +137,7 @@ def test_ids_only_search_allows_large_pages_and_full_search_caps_at_100() -> Non
 
 def test_unsupported_jql_is_a_400_in_jiras_error_shape() -> None:
     with serving(JiraSim(issues=5).app) as url:
-        response = httpx.get(f"{url}/rest/api/3/search/jql", params={"jql": "project = PAY OR x = 1"},
-                             auth=AUTH)
+        response = httpx.get(f"{url}/rest/api/3/search/jql", params={"jql": "project = PAY OR x = 1"}, auth=AUTH)
         unknown = httpx.post(f"{url}/rest/api/3/search/jql", json={"jql": "project = NOPE"}, auth=AUTH)
     assert response.status_code == 400
     assert set(response.json()) == {"errorMessages", "errors"}
@@ -238,10 +239,14 @@ def test_truth_lists_every_live_issue_as_search_shows_it_and_the_ids_of_deleted_
     with serving(sim.app) as url:
         issues = search_all(url, "project in (PAY, CHK, GRO) ORDER BY created ASC", "summary,status,updated")
         served = httpx.get(f"{url}/_sim/truth").json()
-    listed = {("issue", i["id"]): (i["key"], i["fields"]["summary"], i["fields"]["status"]["name"],
-                                   i["fields"]["updated"]) for i in issues}
-    assert {k: (r.key, r.title, r.state, r.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000")
-            for k, r in truth.records.items()} == listed
+    listed = {
+        ("issue", i["id"]): (i["key"], i["fields"]["summary"], i["fields"]["status"]["name"], i["fields"]["updated"])
+        for i in issues
+    }
+    assert {
+        k: (r.key, r.title, r.state, r.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000")
+        for k, r in truth.records.items()
+    } == listed
     assert [r.key for r in truth.records.values() if r.key == "PAY-3"] == []
     assert len(truth.deleted) == 1 and sim.deliveries == []  # a silent deletion sends nothing
     assert served == truth.as_json()
@@ -259,14 +264,18 @@ def test_webhook_faults_set_over_http_act_the_same_way_for_the_same_seed() -> No
                 for n in range(30):
                     sim.update_issue("10003", summary=f"Summary {n}")
                 assert httpx.post(f"{url}/_sim/webhook-faults/flush").status_code == 200
-                runs.append([(d["fault"], d["body"]["issue"]["fields"]["summary"])
-                             for d in httpx.get(f"{url}/_sim/deliveries").json()])
+                runs.append(
+                    [
+                        (d["fault"], d["body"]["issue"]["fields"]["summary"])
+                        for d in httpx.get(f"{url}/_sim/deliveries").json()
+                    ]
+                )
     first, again = runs
     assert [fault for fault, _ in first] == [fault for fault, _ in again]
     assert {"dropped", "duplicate", "replay", "reordered", None} == {fault for fault, _ in first}
     sent = [summary for fault, summary in first if fault != "dropped"]
-    assert [json.loads(body)["issue"]["fields"]["summary"] for _, body in received[:len(sent)]] == sent
-    identifiers = [headers["x-atlassian-webhook-identifier"] for headers, _ in received[:len(sent)]]
+    assert [json.loads(body)["issue"]["fields"]["summary"] for _, body in received[: len(sent)]] == sent
+    identifiers = [headers["x-atlassian-webhook-identifier"] for headers, _ in received[: len(sent)]]
     assert len(set(identifiers)) == len(identifiers) - sum(fault == "duplicate" for fault, _ in first)
 
 
@@ -274,7 +283,10 @@ def test_a_fault_aimed_at_the_id_listing_spares_the_other_searches() -> None:
     sim = JiraSim(issues=10)
     sim.inject(status=500, match="fields=id")
     with serving(sim.app) as url:
-        statuses = [httpx.get(f"{url}/rest/api/3/search/jql", auth=AUTH,
-                              params={"jql": "project = PAY", "fields": fields}).status_code
-                    for fields in ("summary", "id", "id")]
+        statuses = [
+            httpx.get(
+                f"{url}/rest/api/3/search/jql", auth=AUTH, params={"jql": "project = PAY", "fields": fields}
+            ).status_code
+            for fields in ("summary", "id", "id")
+        ]
     assert statuses == [200, 500, 200]

@@ -1,27 +1,35 @@
 """Jira webhook deliveries: signatures, delivery ids, and what each real payload means."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
-
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
 from opsync.connectors.simulators.jira import JiraSim
 from opsync.connectors.simulators.server import serving
 from opsync.service.contract import WebhookRejected
 
-RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def jira(secret: str | None = "s3cret") -> JiraConnector:
-    return JiraConnector(JiraSettings(id="jira-test", kind="jira", base_url="https://acme.atlassian.net",
-                                      email="ops@acme.example", token="t", projects=["PAY"],
-                                      webhook_secret=secret))
+    return JiraConnector(
+        JiraSettings(
+            id="jira-test",
+            kind="jira",
+            base_url="https://acme.atlassian.net",
+            email="ops@acme.example",
+            token="t",
+            projects=["PAY"],
+            webhook_secret=secret,
+        )
+    )
 
 
 def signed(body: bytes, secret: str = "s3cret") -> dict[str, str]:
@@ -55,7 +63,7 @@ def test_real_issue_events_become_upserts_of_the_issue(shared_fixtures: Path) ->
 def test_issue_version_is_fields_updated_in_utc(shared_fixtures: Path) -> None:
     payload = json.loads((shared_fixtures / "jira/webhooks/mattermost/issue-updated-assigned.json").read_text())
     [record] = jira().parse_webhook({}, payload, RECEIVED_AT).upserts
-    assert record.version == datetime(2019, 2, 16, 3, 18, 1, 707000, tzinfo=timezone.utc)
+    assert record.version == datetime(2019, 2, 16, 3, 18, 1, 707000, tzinfo=UTC)
 
 
 def test_real_deleted_event_is_a_deletion_at_its_timestamp(shared_fixtures: Path) -> None:
@@ -63,7 +71,7 @@ def test_real_deleted_event_is_a_deletion_at_its_timestamp(shared_fixtures: Path
     content = jira().parse_webhook({}, payload, RECEIVED_AT)
     [deletion] = content.deletions
     assert deletion.external_id == "10400"
-    assert deletion.at == datetime.fromtimestamp(payload["timestamp"] / 1000, tz=timezone.utc)
+    assert deletion.at == datetime.fromtimestamp(payload["timestamp"] / 1000, tz=UTC)
     assert not content.upserts
 
 
@@ -80,19 +88,29 @@ def test_server_comment_event_without_issue_is_ignored_with_a_reason(shared_fixt
 
 
 def test_issue_without_updated_takes_the_delivery_timestamp() -> None:
-    payload = {"webhookEvent": "jira:issue_updated", "timestamp": 1550287081752,
-               "issue": {"id": "10040", "key": "TES-41", "fields": {"summary": "x", "assignee": None}}}
+    payload = {
+        "webhookEvent": "jira:issue_updated",
+        "timestamp": 1550287081752,
+        "issue": {"id": "10040", "key": "TES-41", "fields": {"summary": "x", "assignee": None}},
+    }
     [record] = jira().parse_webhook({}, payload, RECEIVED_AT).upserts
-    assert record.version == datetime(2019, 2, 16, 3, 18, 1, 752000, tzinfo=timezone.utc)
+    assert record.version == datetime(2019, 2, 16, 3, 18, 1, 752000, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("payload", [
-    None, [], "text", {}, {"webhookEvent": "jira:issue_updated"},
-    {"webhookEvent": "jira:issue_updated", "issue": {}},
-    {"webhookEvent": "jira:issue_updated", "issue": {"id": None}},
-    {"webhookEvent": "jira:issue_deleted", "issue": "10040"},
-    {"webhookEvent": "project_created", "issue": {"id": "1"}},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        [],
+        "text",
+        {},
+        {"webhookEvent": "jira:issue_updated"},
+        {"webhookEvent": "jira:issue_updated", "issue": {}},
+        {"webhookEvent": "jira:issue_updated", "issue": {"id": None}},
+        {"webhookEvent": "jira:issue_deleted", "issue": "10040"},
+        {"webhookEvent": "project_created", "issue": {"id": "1"}},
+    ],
+)
 def test_unexpected_payload_is_ignored_with_a_reason(payload: object) -> None:
     content = jira().parse_webhook({}, payload, RECEIVED_AT)
     assert content.ignored_reason
@@ -108,14 +126,18 @@ def test_correct_signature_is_accepted_whatever_the_header_case() -> None:
 
 def test_github_docs_test_vector_verifies() -> None:
     expected = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-    jira("It's a Secret to Everybody").verify_webhook({"X-Hub-Signature": f"sha256={expected}"},
-                                                      b"Hello, World!")
+    jira("It's a Secret to Everybody").verify_webhook({"X-Hub-Signature": f"sha256={expected}"}, b"Hello, World!")
 
 
-@pytest.mark.parametrize("headers", [
-    {}, {"X-Hub-Signature": "sha256=00"}, {"X-Hub-Signature": "sha1=abc"},
-    {"X-Hub-Signature": "sha256="},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Hub-Signature": "sha256=00"},
+        {"X-Hub-Signature": "sha1=abc"},
+        {"X-Hub-Signature": "sha256="},
+    ],
+)
 def test_missing_or_wrong_signature_is_rejected(headers: dict[str, str]) -> None:
     with pytest.raises(WebhookRejected):
         jira().verify_webhook(headers, b"{}")

@@ -1,4 +1,5 @@
 """Mappings: validation errors people can act on, and compiled expressions that agree with JMESPath."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import jmespath
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from opsync import mappings
 from opsync.service.contract import RawRecord
 from opsync.service.expressions import compile_node
 from opsync.service.functions import FUNCTIONS, adf_to_text
 from opsync.service.mapping import _OPTIONS, MappingError, load_mapping, parse_mapping
+
+from opsync import mappings
 
 SHIPPED = Path(mappings.__file__).parent
 
@@ -52,17 +53,40 @@ def test_compiled_expressions_agree_with_jmespath_on_every_real_payload(shared_f
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "b", "closed"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "name", "state"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "name", "state"]), inner, max_size=3)
+    ),
     max_leaves=8,
 )
-EXPRESSIONS = ["a", "a.b", "a[0]", "a[-1].name", "a || b", "a && b || 'x'", "!a", "a[].name", "a[?name == 'a'].b",
-               "a == b", "a != `1`", "a.b | [0]", "[a, b]", "state == 'closed' && (a && 'c' || 'd') || 'e'",
-               # functions, which raise on arguments of the wrong type
-               "lower(name)", "regex(name, '(b+)')", "contains(a, 'x')", "starts_with(name, 'a')",
-               "length(a)", "join(',', a)", "concat(name, '-', state)", "adf_text(a)", "to_string(b)"]
+EXPRESSIONS = [
+    "a",
+    "a.b",
+    "a[0]",
+    "a[-1].name",
+    "a || b",
+    "a && b || 'x'",
+    "!a",
+    "a[].name",
+    "a[?name == 'a'].b",
+    "a == b",
+    "a != `1`",
+    "a.b | [0]",
+    "[a, b]",
+    "state == 'closed' && (a && 'c' || 'd') || 'e'",
+    # functions, which raise on arguments of the wrong type
+    "lower(name)",
+    "regex(name, '(b+)')",
+    "contains(a, 'x')",
+    "starts_with(name, 'a')",
+    "length(a)",
+    "join(',', a)",
+    "concat(name, '-', state)",
+    "adf_text(a)",
+    "to_string(b)",
+]
 
 
-def _outcome(evaluate, document):  # noqa: ANN001, ANN202
+def _outcome(evaluate, document):
     try:
         return evaluate(document)
     except jmespath.exceptions.JMESPathError as error:
@@ -74,7 +98,7 @@ def test_compiled_expressions_agree_with_jmespath_on_any_document(document):
     for source in EXPRESSIONS:
         parsed = jmespath.compile(source)
         compiled = compile_node(parsed.parsed, FUNCTIONS)
-        expected = _outcome(lambda d: parsed.search(d, options=_OPTIONS), document)
+        expected = _outcome(lambda d, parsed=parsed: parsed.search(d, options=_OPTIONS), document)
         assert _outcome(compiled, document) == expected, source
 
 
@@ -89,11 +113,16 @@ BASE = "kind: jira\nrecords:\n  issue:\n    entity: work_item\n    container: fi
 
 def test_a_value_outside_the_allowed_set_names_file_line_and_field():
     message = _error(BASE + "      status_category:\n        from: x\n        map: {Doing: doing}\n")
-    assert message == "jira.yaml line 9: records.issue.fields.status_category.map.Doing: 'doing' is not one of todo, in_progress, done, cancelled"
+    assert (
+        message == "jira.yaml line 9: records.issue.fields.status_category.map.Doing: 'doing' is not one of todo,"
+        " in_progress, done, cancelled"
+    )
 
 
 def test_an_unknown_field_lists_the_fields_there_are():
-    assert "work_item has no field 'titel'; expected one of key, url, title" in _error(BASE + "      titel: fields.summary\n")
+    assert "work_item has no field 'titel'; expected one of key, url, title" in _error(
+        BASE + "      titel: fields.summary\n"
+    )
 
 
 def test_a_broken_expression_is_reported_where_it_stands():
@@ -107,21 +136,43 @@ def test_invalid_yaml_is_reported_with_its_line():
 
 def test_a_jira_issue_maps_to_a_work_item_with_plain_text_description():
     mapping = load_mapping(SHIPPED / "jira.yaml")
-    issue = {"id": "10001", "key": "PAY-7", "self": "https://acme.atlassian.net/rest/api/3/issue/10001", "fields": {
-        "summary": "Refunds", "project": {"key": "PAY"}, "issuetype": {"name": "Story"},
-        "status": {"name": "Won't Do", "statusCategory": {"key": "done"}}, "priority": {"name": "Highest"},
-        "description": {"type": "doc", "version": 1, "content": [
-            {"type": "paragraph", "content": [{"type": "text", "text": "Pay back"}]}]},
-        "labels": ["money"], "assignee": None}}
+    issue = {
+        "id": "10001",
+        "key": "PAY-7",
+        "self": "https://acme.atlassian.net/rest/api/3/issue/10001",
+        "fields": {
+            "summary": "Refunds",
+            "project": {"key": "PAY"},
+            "issuetype": {"name": "Story"},
+            "status": {"name": "Won't Do", "statusCategory": {"key": "done"}},
+            "priority": {"name": "Highest"},
+            "description": {
+                "type": "doc",
+                "version": 1,
+                "content": [{"type": "paragraph", "content": [{"type": "text", "text": "Pay back"}]}],
+            },
+            "labels": ["money"],
+            "assignee": None,
+        },
+    }
     unified = mapping.apply(RawRecord("issue", "10001", issue, None), {"pay": "payments"})
     assert unified.product_key == "payments"
     assert unified.values["url"] == "https://acme.atlassian.net/browse/PAY-7"
-    assert (unified.values["kind"], unified.values["status_category"], unified.values["priority"]) == ("story", "cancelled", "critical")
+    assert (unified.values["kind"], unified.values["status_category"], unified.values["priority"]) == (
+        "story",
+        "cancelled",
+        "critical",
+    )
     assert unified.values["description"] == "Pay back"
     assert unified.people["assignee"] is None
 
 
 def test_adf_text_keeps_paragraphs_apart():
-    doc = {"type": "doc", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "One"}]},
-                                      {"type": "paragraph", "content": [{"type": "text", "text": "Two"}]}]}
+    doc = {
+        "type": "doc",
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": "One"}]},
+            {"type": "paragraph", "content": [{"type": "text", "text": "Two"}]},
+        ],
+    }
     assert adf_to_text(doc) == "One\nTwo"

@@ -3,6 +3,7 @@
 Counters belong to the process, which runs every test of a session: each test uses
 connections of its own, or compares a scrape after with one before.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,9 +23,6 @@ from typing import Any
 import httpx
 import pytest
 from hub_harness import github_delivery, running_hub, sign
-from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import GitHubSim
@@ -34,6 +32,8 @@ from opsync.service import logs
 from opsync.service.config import HubConfig
 from opsync.service.logs import log_context
 from opsync.service.settings import Settings
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "observability-webhook-secret"
@@ -49,8 +49,11 @@ def scrape(url: str) -> Samples:
     answer = httpx.get(f"{url}/metrics", timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("text/plain")
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(answer.text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -58,22 +61,46 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def github(connection_id: str, base_url: str = UNREACHABLE) -> GitHubSettings:
-    return GitHubSettings(id=connection_id, kind="github", base_url=base_url, token=GITHUB_TOKEN,
-                          webhook_secret=SECRET, repos=["acme/payments"])
+    return GitHubSettings(
+        id=connection_id,
+        kind="github",
+        base_url=base_url,
+        token=GITHUB_TOKEN,
+        webhook_secret=SECRET,
+        repos=["acme/payments"],
+    )
 
 
 def jira(connection_id: str, base_url: str = UNREACHABLE, token: str = JIRA_TOKEN) -> JiraSettings:
-    return JiraSettings(id=connection_id, kind="jira", base_url=base_url, email="ops@acme.example",
-                        token=token, webhook_secret=SECRET, projects=["PAY"])
+    return JiraSettings(
+        id=connection_id,
+        kind="jira",
+        base_url=base_url,
+        email="ops@acme.example",
+        token=token,
+        webhook_secret=SECRET,
+        projects=["PAY"],
+    )
 
 
 def issue_event(issue_id: int) -> dict[str, Any]:
-    return {"action": "opened", "repository": {"full_name": "acme/payments"},
-            "issue": {"id": issue_id, "number": issue_id, "title": f"Issue {issue_id}", "state": "open",
-                      "updated_at": "2024-03-01T10:00:00Z", "html_url": f"https://github.com/acme/payments/issues/{issue_id}"}}
+    return {
+        "action": "opened",
+        "repository": {"full_name": "acme/payments"},
+        "issue": {
+            "id": issue_id,
+            "number": issue_id,
+            "title": f"Issue {issue_id}",
+            "state": "open",
+            "updated_at": "2024-03-01T10:00:00Z",
+            "html_url": f"https://github.com/acme/payments/issues/{issue_id}",
+        },
+    }
 
 
-def wait_for_runs(client: httpx.Client, connection_id: str, count: int = 1, timeout: float = 60.0) -> list[dict[str, Any]]:
+def wait_for_runs(
+    client: httpx.Client, connection_id: str, count: int = 1, timeout: float = 60.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         runs = client.get("/api/v1/sync-runs", params={"connection_id": connection_id}).json()
@@ -85,6 +112,7 @@ def wait_for_runs(client: httpx.Client, connection_id: str, count: int = 1, time
 
 # --- webhook intake and the inbox ---------------------------------------------------------
 
+
 def test_metrics_count_deliveries_received_duplicated_and_rejected_and_show_the_pending_inbox(database_url):
     config = HubConfig(connections={"obs-intake": github("obs-intake"), "obs-quiet": github("obs-quiet")})
     with running_hub(database_url, config, run_workers=False, max_webhook_bytes=4096) as hub:
@@ -95,8 +123,12 @@ def test_metrics_count_deliveries_received_duplicated_and_rejected_and_show_the_
         forged, headers = github_delivery("issues", issue_event(3), "not the secret", "delivery-3")
         assert hub.client.post(url, content=forged, headers=headers).status_code == 401
         not_json = b"<xml/>"
-        assert hub.client.post(url, content=not_json, headers={**headers, "X-Hub-Signature-256": sign(SECRET, not_json)}
-                               ).status_code == 400
+        assert (
+            hub.client.post(
+                url, content=not_json, headers={**headers, "X-Hub-Signature-256": sign(SECRET, not_json)}
+            ).status_code
+            == 400
+        )
         huge = github_delivery("issues", {**issue_event(4), "padding": "x" * 5000}, SECRET, "delivery-4")
         assert hub.client.post(url, content=huge[0], headers=huge[1]).status_code == 413
         samples = scrape(hub.url)
@@ -109,12 +141,18 @@ def test_metrics_count_deliveries_received_duplicated_and_rejected_and_show_the_
     assert value(samples, "opsync_inbox_oldest_pending_age_seconds", connection="obs-intake") >= 0
     assert value(samples, "opsync_inbox_failed", connection="obs-intake") == 0
     # a configured connection with nothing to show still has its series, at 0, to alert on
-    for name in ("opsync_inbox_pending", "opsync_inbox_oldest_pending_age_seconds", "opsync_inbox_failed",
-                 "opsync_webhook_deliveries_received_total"):
+    for name in (
+        "opsync_inbox_pending",
+        "opsync_inbox_oldest_pending_age_seconds",
+        "opsync_inbox_failed",
+        "opsync_webhook_deliveries_received_total",
+    ):
         assert (name, frozenset({("connection", "obs-quiet")})) in samples, name
     for outcome in ("applied", "failed", "ignored"):
-        assert ("opsync_webhook_deliveries_processed_total",
-                frozenset({("connection", "obs-quiet"), ("outcome", outcome)})) in samples
+        assert (
+            "opsync_webhook_deliveries_processed_total",
+            frozenset({("connection", "obs-quiet"), ("outcome", outcome)}),
+        ) in samples
 
 
 def test_the_inbox_gauges_count_a_delivery_parked_as_failed_and_nothing_pending(database_url):
@@ -134,19 +172,24 @@ def test_the_inbox_gauges_count_a_delivery_parked_as_failed_and_nothing_pending(
 def test_deliveries_applied_and_ignored_are_counted_per_connection(database_url):
     config = HubConfig(connections={"obs-applied": github("obs-applied")})
     with running_hub(database_url, config) as hub:
-        for body, headers in (github_delivery("issues", issue_event(8), SECRET, "applied-1"),
-                              github_delivery("issues", issue_event(9), SECRET, "applied-2"),
-                              github_delivery("ping", {"zen": "Keep it logically awesome."}, SECRET, "ping-1")):
+        for body, headers in (
+            github_delivery("issues", issue_event(8), SECRET, "applied-1"),
+            github_delivery("issues", issue_event(9), SECRET, "applied-2"),
+            github_delivery("ping", {"zen": "Keep it logically awesome."}, SECRET, "ping-1"),
+        ):
             assert hub.client.post(hub.webhook_url("obs-applied"), content=body, headers=headers).status_code == 202
         hub.wait_for_inbox()
         samples = scrape(hub.url)
 
-    outcomes = {outcome: value(samples, "opsync_webhook_deliveries_processed_total", connection="obs-applied",
-                               outcome=outcome) for outcome in ("applied", "ignored", "failed")}
+    outcomes = {
+        outcome: value(samples, "opsync_webhook_deliveries_processed_total", connection="obs-applied", outcome=outcome)
+        for outcome in ("applied", "ignored", "failed")
+    }
     assert outcomes == {"applied": 2, "ignored": 1, "failed": 0}
 
 
 # --- the API ------------------------------------------------------------------------------
+
 
 def test_api_latency_is_labelled_by_route_template_method_and_status_never_by_raw_path(database_url):
     config = HubConfig(connections={"obs-api": github("obs-api")})
@@ -161,8 +204,9 @@ def test_api_latency_is_labelled_by_route_template_method_and_status_never_by_ra
 
     def served(route: str, method: str, status: str) -> float:
         labels = {"route": route, "method": method, "status": status}
-        return (value(after, "opsync_http_request_duration_seconds_count", **labels)
-                - value(before, "opsync_http_request_duration_seconds_count", **labels))
+        return value(after, "opsync_http_request_duration_seconds_count", **labels) - value(
+            before, "opsync_http_request_duration_seconds_count", **labels
+        )
 
     assert served("/api/v1/work-items/{item_id}", "GET", "404") == 2
     assert served("unmatched", "GET", "404") == 1
@@ -173,6 +217,7 @@ def test_api_latency_is_labelled_by_route_template_method_and_status_never_by_ra
 
 
 # --- the tools' APIs ----------------------------------------------------------------------
+
 
 def test_github_answers_retries_and_rate_limit_waits_are_counted_per_connection(database_url):
     sim = GitHubSim(items=30, seed=11, repos=("acme/payments",), token=GITHUB_TOKEN)
@@ -188,11 +233,15 @@ def test_github_answers_retries_and_rate_limit_waits_are_counted_per_connection(
     assert run["status"] == "succeeded", run
     mode = run["mode"]
     assert value(samples, "opsync_sync_runs_total", connection="obs-gh-api", mode=mode, status="succeeded") == 1
-    assert value(samples, "opsync_sync_run_duration_seconds_count", connection="obs-gh-api", mode=mode,
-                 status="succeeded") == 1
+    assert (
+        value(samples, "opsync_sync_run_duration_seconds_count", connection="obs-gh-api", mode=mode, status="succeeded")
+        == 1
+    )
     assert value(samples, "opsync_sync_last_success_timestamp_seconds", connection="obs-gh-api", mode=mode) > 0
-    answered = {status: value(samples, "opsync_upstream_requests_total", connection="obs-gh-api", tool="github",
-                              status=status) for status in ("200", "429", "502", "error")}
+    answered = {
+        status: value(samples, "opsync_upstream_requests_total", connection="obs-gh-api", tool="github", status=status)
+        for status in ("200", "429", "502", "error")
+    }
     assert answered["429"] == answered["502"] == answered["error"] == 1
     assert answered["200"] >= 2  # the issues and the pull requests of the repository
     for reason in ("rate_limited", "server_error", "network"):
@@ -211,8 +260,10 @@ def test_jira_answers_retries_and_rate_limit_waits_are_counted_from_the_first_re
             samples = scrape(hub.url)
 
     assert run["status"] == "succeeded", run
-    answered = {status: value(samples, "opsync_upstream_requests_total", connection="obs-jira-api", tool="jira",
-                              status=status) for status in ("200", "429", "503")}
+    answered = {
+        status: value(samples, "opsync_upstream_requests_total", connection="obs-jira-api", tool="jira", status=status)
+        for status in ("200", "429", "503")
+    }
     assert answered["429"] == answered["503"] == 1
     assert answered["200"] >= 2  # serverInfo and a search page
     assert value(samples, "opsync_upstream_retries_total", connection="obs-jira-api", reason="rate_limited") == 1
@@ -235,6 +286,7 @@ def test_a_jira_that_refuses_the_credentials_shows_as_401_answers(database_url):
 
 
 # --- logs ---------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def root_logger() -> Iterator[logging.Logger]:
@@ -279,8 +331,12 @@ def test_json_log_lines_are_one_object_each_with_the_ids_and_the_traceback(root_
     first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
 
     assert {k: first[k] for k in ("level", "logger", "message", "connection_id", "delivery_id")} == {
-        "level": "INFO", "logger": "opsync.test", "message": "in a worker thread",
-        "connection_id": "github-acme", "delivery_id": "abc-123"}
+        "level": "INFO",
+        "logger": "opsync.test",
+        "message": "in a worker thread",
+        "connection_id": "github-acme",
+        "delivery_id": "abc-123",
+    }
     assert first["time"].endswith("+00:00") and "exc_info" not in first and "run_id" not in first
     assert second["level"] == "ERROR" and second["message"] == "delivery failed"
     assert "KeyError: 'issue'" in second["exc_info"]
@@ -293,8 +349,12 @@ def test_debug_logs_of_syncs_and_deliveries_carry_no_secret(root_logger, capsys,
     with ExitStack() as stack:
         github_url = stack.enter_context(serving(github_sim.app))
         jira_url = stack.enter_context(serving(jira_sim.app))
-        config = HubConfig(connections={"obs-gh-logs": github("obs-gh-logs", github_url),
-                                        "obs-jira-logs": jira("obs-jira-logs", jira_url, token=JIRA_TOKEN + "-wrong")})
+        config = HubConfig(
+            connections={
+                "obs-gh-logs": github("obs-gh-logs", github_url),
+                "obs-jira-logs": jira("obs-jira-logs", jira_url, token=JIRA_TOKEN + "-wrong"),
+            }
+        )
         hub = stack.enter_context(running_hub(database_url, config))
         wait_for_runs(hub.client, "obs-gh-logs")
         wait_for_runs(hub.client, "obs-jira-logs")
@@ -322,8 +382,13 @@ def test_serve_prints_json_lines_with_log_format_json(tmp_path, database_url):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     environment = {**os.environ, "DATABASE_URL": database_url, "OPSYNC_LOG_FORMAT": "json"}
-    server = subprocess.Popen([sys.executable, "-m", "opsync.cli", "serve", "--port", str(port)], cwd=ROOT,
-                              env=environment, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "opsync.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     stuck = threading.Timer(60, server.kill)  # a server that never says it serves ends the loop below
     stuck.start()
@@ -337,8 +402,9 @@ def test_serve_prints_json_lines_with_log_format_json(tmp_path, database_url):
         server.terminate()
         server.wait(timeout=30)
     entries = [json.loads(line) for line in lines]
-    assert any(entry["logger"].startswith("uvicorn") and "Uvicorn running on" in entry["message"]
-               for entry in entries), lines
+    assert any(
+        entry["logger"].startswith("uvicorn") and "Uvicorn running on" in entry["message"] for entry in entries
+    ), lines
 
 
 def test_a_worker_alone_serves_its_own_metrics_on_the_port_it_is_given(tmp_path, database_url):
@@ -346,18 +412,25 @@ def test_a_worker_alone_serves_its_own_metrics_on_the_port_it_is_given(tmp_path,
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = tmp_path / "connections.yaml"
-    config.write_text("connections:\n  - id: gh-worker\n    kind: github\n    base_url: http://127.0.0.1:9\n"
-                      "    token: ${WORKER_GH_TOKEN}\n    repos: [acme/payments]\n    pull_every_minutes: 600\n")
+    config.write_text(
+        "connections:\n  - id: gh-worker\n    kind: github\n    base_url: http://127.0.0.1:9\n"
+        "    token: ${WORKER_GH_TOKEN}\n    repos: [acme/payments]\n    pull_every_minutes: 600\n"
+    )
     environment = {**os.environ, "DATABASE_URL": database_url, "WORKER_GH_TOKEN": "t"}
-    worker = subprocess.Popen([sys.executable, "-m", "opsync.cli", "worker", "--config", str(config),
-                               "--metrics-port", str(port)], cwd=ROOT, env=environment, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "opsync.cli", "worker", "--config", str(config), "--metrics-port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # the worker's start-up backfill fails (nothing listens on port 9): counted as a run
             try:
                 samples = scrape(f"http://127.0.0.1:{port}")
-                if value(samples, "opsync_sync_runs_total", connection="gh-worker", mode="incremental",
-                         status="failed"):
+                if value(
+                    samples, "opsync_sync_runs_total", connection="gh-worker", mode="incremental", status="failed"
+                ):
                     break
             except httpx.TransportError:
                 pass

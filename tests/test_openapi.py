@@ -1,5 +1,6 @@
 """The OpenAPI document is a contract: every status and content type an operation answers is
 declared, the token it needs is declared, and the cursor's format is the one handed out."""
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 from hub_harness import RunningHub, running_hub
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import ALL_REPOS, GitHubSim
@@ -44,10 +44,17 @@ DECLARED = {
     ("get", "/readyz"): {200, 500, 503},
     ("get", "/metrics"): {200, 500},
 }
-SCOPE = {("post", "/api/v1/connections/{connection_id}/sync"): "write",
-         ("get", "/api/v1/inbox"): "admin", ("post", "/api/v1/inbox/replay"): "admin"}
-UNPROTECTED = {("post", "/api/v1/webhooks/{connection_id}"), ("get", "/healthz"), ("get", "/readyz"),
-               ("get", "/metrics")}
+SCOPE = {
+    ("post", "/api/v1/connections/{connection_id}/sync"): "write",
+    ("get", "/api/v1/inbox"): "admin",
+    ("post", "/api/v1/inbox/replay"): "admin",
+}
+UNPROTECTED = {
+    ("post", "/api/v1/webhooks/{connection_id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+}
 
 # Requests a client gets wrong, each with the answer it gets: (method, operation path, URL, params or body, status).
 MISTAKES = [
@@ -71,7 +78,7 @@ MISTAKES = [
     ("post", "/api/v1/connections/{connection_id}/sync", "/api/v1/connections/nonesuch/sync", {}, 404),
     ("post", "/api/v1/connections/{connection_id}/sync", "/api/v1/connections/jira/sync", {"full": "maybe"}, 422),
     ("get", "/api/v1/inbox", "/api/v1/inbox", {"status": "nonsense"}, 422),
-    ("post", "/api/v1/inbox/replay", "/api/v1/inbox/replay", b"{\"ids\": [\xc3\x28]}", 400),
+    ("post", "/api/v1/inbox/replay", "/api/v1/inbox/replay", b'{"ids": [\xc3\x28]}', 400),
     ("post", "/api/v1/inbox/replay", "/api/v1/inbox/replay", {"ids": "x"}, 422),
     ("post", "/api/v1/webhooks/{connection_id}", "/api/v1/webhooks/nonesuch", b"{}", 404),
     ("post", "/api/v1/webhooks/{connection_id}", "/api/v1/webhooks/jira", b"{}", 401),
@@ -85,16 +92,27 @@ def hub(module_database_url: str) -> Iterator[RunningHub]:
     github = GitHubSim(items=8, jira_keys=dict(jira._numbers), token="t", webhook_secret="s")
     with ExitStack() as stack:
         jira_url, github_url = stack.enter_context(serving(jira.app)), stack.enter_context(serving(github.app))
-        config = HubConfig(connections={
-            "jira": JiraSettings(id="jira", kind="jira", base_url=jira_url, email="ops@acme.example", token="t",
-                                 webhook_secret="s", projects=["PAY", "CHK", "GRO"]),
-            "gh": GitHubSettings(id="gh", kind="github", base_url=github_url, token="t", webhook_secret="s",
-                                 repos=list(ALL_REPOS)),
-        })
+        config = HubConfig(
+            connections={
+                "jira": JiraSettings(
+                    id="jira",
+                    kind="jira",
+                    base_url=jira_url,
+                    email="ops@acme.example",
+                    token="t",
+                    webhook_secret="s",
+                    projects=["PAY", "CHK", "GRO"],
+                ),
+                "gh": GitHubSettings(
+                    id="gh", kind="github", base_url=github_url, token="t", webhook_secret="s", repos=list(ALL_REPOS)
+                ),
+            }
+        )
         running = stack.enter_context(running_hub(module_database_url, config))
         deadline = time.monotonic() + 60
-        while {r["connection_id"] for r in running.client.get("/api/v1/sync-runs").json()
-               if r["status"] != "running"} != {"jira", "gh"}:
+        while {
+            r["connection_id"] for r in running.client.get("/api/v1/sync-runs").json() if r["status"] != "running"
+        } != {"jira", "gh"}:
             assert time.monotonic() < deadline, "the backfill did not finish"
             time.sleep(0.05)
         yield running
@@ -176,8 +194,12 @@ def test_a_request_without_a_token_gets_a_declared_401(hub, document, method, pa
 @pytest.mark.parametrize("method, path", sorted(SCOPE))
 def test_a_token_without_the_scope_gets_a_declared_403(hub, document, read_token, method, path):
     url = path.format(connection_id="jira")
-    answer = httpx.request(method, hub.url + url, json={"ids": []} if method == "post" else None,
-                           headers={"Authorization": f"Bearer {read_token}"})
+    answer = httpx.request(
+        method,
+        hub.url + url,
+        json={"ids": []} if method == "post" else None,
+        headers={"Authorization": f"Bearer {read_token}"},
+    )
     assert answer.status_code == 403
     assert_declared(document, method, path, answer)
 

@@ -1,5 +1,6 @@
 """One pull per connection at a time across processes, runs of dead processes, and a reconcile
 that deletes only what it is sure of."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import GitHubSim
@@ -23,6 +22,7 @@ from opsync.service.leases import AlreadyRunning
 from opsync.service.models import PullLease, SyncRun, WorkItem
 from opsync.service.settings import Settings
 from opsync.service.sync import begin_pull, sync_connection
+from sqlmodel import Session
 
 REPOS = ["acme/payments", "acme/ledger"]
 
@@ -30,9 +30,19 @@ REPOS = ["acme/payments", "acme/ledger"]
 @contextmanager
 def jira_hub(database_url: str, sim: JiraSim, **extra) -> Iterator[Hub]:
     with serving(sim.app) as url:
-        config = HubConfig(connections={"jira": JiraSettings(
-            id="jira", kind="jira", base_url=url, email="ops@acme.example", token="t",
-            projects=["PAY", "CHK", "GRO"], **extra)})
+        config = HubConfig(
+            connections={
+                "jira": JiraSettings(
+                    id="jira",
+                    kind="jira",
+                    base_url=url,
+                    email="ops@acme.example",
+                    token="t",
+                    projects=["PAY", "CHK", "GRO"],
+                    **extra,
+                )
+            }
+        )
         hub = Hub.open(Settings(database_url=database_url), config)
         try:
             yield hub
@@ -106,8 +116,9 @@ def test_reconcile_refuses_to_empty_one_project_even_when_the_whole_is_within_th
 def test_reconcile_keeps_the_records_of_a_repository_that_vanished_and_says_so(database_url):
     sim = GitHubSim(items=30, seed=5, token="t", repos=REPOS)
     with serving(sim.app) as url:
-        config = HubConfig(connections={"gh": GitHubSettings(id="gh", kind="github", base_url=url, token="t",
-                                                             org="acme")})
+        config = HubConfig(
+            connections={"gh": GitHubSettings(id="gh", kind="github", base_url=url, token="t", org="acme")}
+        )
         hub = Hub.open(Settings(database_url=database_url), config)
         try:
             asyncio.run(sync_connection(hub, "gh"))

@@ -1,25 +1,31 @@
 """The store's versioning rules, against a real database."""
+
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlmodel import Session, select
-
 from opsync.service.mapping import LinkRef, PersonRef, Unified, content_hash
 from opsync.service.models import Change, Link, Person, WorkItem
 from opsync.service.store import Store, Tombstone
+from sqlmodel import Session, select
 
-T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
 _connections = itertools.count()
 
 
 def item(external_id: str, minute: int, title: str, **values: object) -> Unified:
-    record = Unified(entity="work_item", external_id=external_id, version=T0 + timedelta(minutes=minute),
-                     product_key="payments", values={"title": title, "key": f"PAY-{external_id}", **values},
-                     people={}, links=[])
+    record = Unified(
+        entity="work_item",
+        external_id=external_id,
+        version=T0 + timedelta(minutes=minute),
+        product_key="payments",
+        values={"title": title, "key": f"PAY-{external_id}", **values},
+        people={},
+        links=[],
+    )
     record.content_hash = content_hash(record)
     return record
 
@@ -137,7 +143,7 @@ def test_links_are_replaced_when_a_record_changes(engine):
     with store.transaction("gh") as tx:
         tx.upsert([record])
     with Session(engine) as session:
-        assert [l.to_key for l in session.exec(select(Link)).all()] == ["PAY-2"]
+        assert [link.to_key for link in session.exec(select(Link)).all()] == ["PAY-2"]
 
 
 def test_failed_transaction_writes_nothing_and_leaves_no_gap(engine):
@@ -165,7 +171,7 @@ event = st.one_of(
 def _apply(store: Store, connection_id: str, events: list[tuple], per_transaction: int) -> None:
     for start in range(0, len(events), per_transaction):
         with store.transaction(connection_id) as tx:
-            for op, external_id, minute, title in events[start:start + per_transaction]:
+            for op, external_id, minute, title in events[start : start + per_transaction]:
                 if op == "upsert":
                     tx.upsert([item(external_id, minute, title)])
                 else:
@@ -173,8 +179,10 @@ def _apply(store: Store, connection_id: str, events: list[tuple], per_transactio
 
 
 def _state(engine, connection_id: str) -> dict[str, tuple]:
-    return {k: (r.title, r.source_updated_at, r.deleted_at, r.content_hash)
-            for k, r in stored(engine, connection_id).items()}
+    return {
+        k: (r.title, r.source_updated_at, r.deleted_at, r.content_hash)
+        for k, r in stored(engine, connection_id).items()
+    }
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

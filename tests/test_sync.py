@@ -1,16 +1,14 @@
 """Pulls from the simulators into a real database, and webhooks on top of them."""
+
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import yaml
 from hub_harness import running_hub
-from sqlmodel import Session, func, select
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.github import GitHubSim
@@ -21,15 +19,27 @@ from opsync.service.hub import Hub
 from opsync.service.models import Change, Connection, WorkItem
 from opsync.service.settings import Settings
 from opsync.service.sync import sync_connection
+from sqlmodel import Session, func, select
 
 SECRET = "hook-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
 
 
 def jira_config(url: str, **extra) -> HubConfig:
-    return HubConfig(connections={"jira": JiraSettings(
-        id="jira", kind="jira", base_url=url, email="ops@acme.example", token="t",
-        webhook_secret=SECRET, projects=["PAY", "CHK", "GRO"], **extra)})
+    return HubConfig(
+        connections={
+            "jira": JiraSettings(
+                id="jira",
+                kind="jira",
+                base_url=url,
+                email="ops@acme.example",
+                token="t",
+                webhook_secret=SECRET,
+                projects=["PAY", "CHK", "GRO"],
+                **extra,
+            )
+        }
+    )
 
 
 @contextmanager
@@ -116,8 +126,9 @@ def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
     github = GitHubSim(items=40, seed=7, jira_keys=dict(jira._numbers), token="t")
     with serving(jira.app) as jira_url, serving(github.app) as github_url:
         config = jira_config(jira_url)
-        config.connections["gh"] = GitHubSettings(id="gh", kind="github", base_url=github_url, token="t",
-                                                  webhook_secret=SECRET, repos=REPOS)
+        config.connections["gh"] = GitHubSettings(
+            id="gh", kind="github", base_url=github_url, token="t", webhook_secret=SECRET, repos=REPOS
+        )
         with running_hub(database_url, config) as hub:
             for connection in ("jira", "gh"):
                 assert hub.sync(connection)["status"] == "succeeded"
@@ -169,8 +180,21 @@ def _deleted(hub: Hub) -> int:
 
 def test_a_bad_config_names_the_file_line_and_field(tmp_path):
     file = tmp_path / "connections.yaml"
-    file.write_text(yaml.safe_dump({"connections": [
-        {"id": "gh", "kind": "github", "token": "${GH_TOKEN}", "webhook_secret": "x", "repos": ["not-a-repo"]}]}))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "connections": [
+                    {
+                        "id": "gh",
+                        "kind": "github",
+                        "token": "${GH_TOKEN}",
+                        "webhook_secret": "x",
+                        "repos": ["not-a-repo"],
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(ConfigError) as error:
         load_config(file, environ={"GH_TOKEN": "secret-value"})
     message = str(error.value)
@@ -188,5 +212,5 @@ def test_a_config_naming_a_missing_environment_variable_fails_clearly(tmp_path):
 def test_an_unknown_connector_kind_lists_the_known_ones(tmp_path):
     file = tmp_path / "connections.yaml"
     file.write_text("connections:\n  - id: x\n    kind: trello\n")
-    with pytest.raises(ConfigError, match="line 3.*unknown connector kind 'trello'.*github, jira"):
+    with pytest.raises(ConfigError, match=r"line 3.*unknown connector kind 'trello'.*github, jira"):
         load_config(file, environ={})

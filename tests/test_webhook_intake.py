@@ -1,10 +1,11 @@
 """Webhook intake over HTTP: real payloads from ../shared/fixtures, signatures, bad input."""
+
 from __future__ import annotations
 
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +13,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from hub_harness import github_delivery, jira_delivery, running_hub, sign
-
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.connectors.simulators.jira import JiraSim
@@ -28,28 +28,49 @@ SECRET = "It's a Secret to Everybody"
 def _config(jira_url: str = "http://127.0.0.1:9") -> HubConfig:
     # Issue events carry the issue: "jira" needs no Jira. (The fixtures hold bodies of one issue and
     # one version that disagree; such a tie is settled by fetching the issue, here never answered.)
-    return HubConfig(connections={
-        "gh": GitHubSettings(id="gh", kind="github", base_url="http://127.0.0.1:9", token="t",
-                             webhook_secret=SECRET, repos=["acme/payments"]),
-        "jira": JiraSettings(id="jira", kind="jira", base_url="http://127.0.0.1:9", email="ops@acme.example",
-                             token="t", webhook_secret=SECRET, projects=["TES"]),
-        # comment events make the hub fetch the issue; they go to a connection of their own
-        "jira-comments": JiraSettings(id="jira-comments", kind="jira", base_url=jira_url,
-                                      email="ops@acme.example", token="t", webhook_secret=SECRET,
-                                      projects=["TES"]),
-    })
+    return HubConfig(
+        connections={
+            "gh": GitHubSettings(
+                id="gh",
+                kind="github",
+                base_url="http://127.0.0.1:9",
+                token="t",
+                webhook_secret=SECRET,
+                repos=["acme/payments"],
+            ),
+            "jira": JiraSettings(
+                id="jira",
+                kind="jira",
+                base_url="http://127.0.0.1:9",
+                email="ops@acme.example",
+                token="t",
+                webhook_secret=SECRET,
+                projects=["TES"],
+            ),
+            # comment events make the hub fetch the issue; they go to a connection of their own
+            "jira-comments": JiraSettings(
+                id="jira-comments",
+                kind="jira",
+                base_url=jira_url,
+                email="ops@acme.example",
+                token="t",
+                webhook_secret=SECRET,
+                projects=["TES"],
+            ),
+        }
+    )
 
 
 def _time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _jira_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
 
 
 def _expected(events: list[tuple[str, str, datetime, dict[str, Any] | None]]) -> dict[str, dict[str, Any]]:
@@ -66,7 +87,8 @@ def _expected(events: list[tuple[str, str, datetime, dict[str, Any] | None]]) ->
             state["candidates"].append(payload)
     for state in result.values():
         state["deleted"] = state["deleted_at"] is not None and (
-            state["version"] is None or state["deleted_at"] >= state["version"])
+            state["version"] is None or state["deleted_at"] >= state["version"]
+        )
     return result
 
 
@@ -88,7 +110,9 @@ def test_every_github_fixture_is_accepted_and_the_api_shows_the_newest_state(dat
                 assert answer.status_code == 202, (file, answer.text)
             if event == "issues" and "pull_request" not in payload["issue"]:
                 op = "delete" if payload["action"] == "deleted" else "upsert"
-                issues.append((op, str(payload["issue"]["id"]), _time(payload["issue"]["updated_at"]), payload["issue"]))
+                issues.append(
+                    (op, str(payload["issue"]["id"]), _time(payload["issue"]["updated_at"]), payload["issue"])
+                )
             if event == "pull_request":
                 pr = payload["pull_request"]
                 pulls.append(("upsert", str(pr["id"]), _time(pr["updated_at"]), pr))
@@ -104,7 +128,9 @@ def test_every_github_fixture_is_accepted_and_the_api_shows_the_newest_state(dat
         assert item["status"] in {p["state"] for p in state["candidates"]}
     for external_id, state in _expected(pulls).items():
         change = code_changes[external_id]
-        shown = {(p["title"], p["html_url"], "merged" if p.get("merged_at") else p["state"]) for p in state["candidates"]}
+        shown = {
+            (p["title"], p["html_url"], "merged" if p.get("merged_at") else p["state"]) for p in state["candidates"]
+        }
         assert (change["title"], change["url"], change["state"]) in shown
 
 
@@ -120,7 +146,7 @@ def test_every_jira_fixture_is_accepted_and_the_api_shows_the_newest_state(datab
             assert answer.status_code == 202, (file, answer.text)
             if connection == "jira":
                 issue = payload["issue"]
-                sent = datetime.fromtimestamp(payload["timestamp"] / 1000, tz=timezone.utc)
+                sent = datetime.fromtimestamp(payload["timestamp"] / 1000, tz=UTC)
                 version = _jira_time((issue.get("fields") or {}).get("updated")) or sent
                 if event == "jira:issue_deleted":
                     events.append(("delete", str(issue["id"]), sent, None))
@@ -136,8 +162,9 @@ def test_every_jira_fixture_is_accepted_and_the_api_shows_the_newest_state(datab
         if state["candidates"]:
             assert item["title"] in {p["fields"]["summary"] for p in state["candidates"]}
             assert item["url"].endswith(f"/browse/{item['key']}")
-            categories = {p["fields"]["status"]["statusCategory"]["key"] for p in state["candidates"]
-                          if p["fields"].get("status")}
+            categories = {
+                p["fields"]["status"]["statusCategory"]["key"] for p in state["candidates"] if p["fields"].get("status")
+            }
             expected = {{"new": "todo", "indeterminate": "in_progress", "done": "done"}[c] for c in categories}
             assert item["status_category"] in expected | {"cancelled"}
 
@@ -151,12 +178,24 @@ def _stored_deliveries(database_url: str) -> int:
 
 
 def _issue_payload() -> dict[str, Any]:
-    return {"action": "opened", "issue": {
-        "id": 7001, "number": 1, "title": "Refunds fail", "state": "open", "body": None, "assignee": None,
-        "labels": [], "html_url": "https://github.com/acme/payments/issues/1",
-        "repository_url": "https://api.github.com/repos/acme/payments",
-        "user": {"login": "adal", "id": 1000}, "created_at": "2024-03-01T10:00:00Z",
-        "updated_at": "2024-03-01T10:00:00Z", "closed_at": None}}
+    return {
+        "action": "opened",
+        "issue": {
+            "id": 7001,
+            "number": 1,
+            "title": "Refunds fail",
+            "state": "open",
+            "body": None,
+            "assignee": None,
+            "labels": [],
+            "html_url": "https://github.com/acme/payments/issues/1",
+            "repository_url": "https://api.github.com/repos/acme/payments",
+            "user": {"login": "adal", "id": 1000},
+            "created_at": "2024-03-01T10:00:00Z",
+            "updated_at": "2024-03-01T10:00:00Z",
+            "closed_at": None,
+        },
+    }
 
 
 @pytest.mark.parametrize("signature", ["sha256=" + "0" * 64, None, "sha1=abc"])
@@ -218,8 +257,12 @@ def test_a_redelivery_is_acknowledged_and_applied_once(database_url):
 def test_a_form_encoded_github_delivery_is_accepted(database_url):
     with running_hub(database_url, _config()) as hub:
         body = urlencode({"payload": json.dumps(_issue_payload())}).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "X-GitHub-Event": "issues",
-                   "X-GitHub-Delivery": "form-1", "X-Hub-Signature-256": sign(SECRET, body)}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": "form-1",
+            "X-Hub-Signature-256": sign(SECRET, body),
+        }
         assert hub.client.post(hub.webhook_url("gh"), content=body, headers=headers).status_code == 202
         hub.wait_for_inbox()
         assert [i["title"] for i in hub.all("/api/v1/work-items")] == ["Refunds fail"]
@@ -262,8 +305,9 @@ def test_a_claimed_delivery_is_not_handed_to_another_worker_until_its_lease_ends
         hub = Hub.open(running.settings, _config())
         try:
             first, second, rest = (inbox.claim(hub, Lane.APPLY, n) for n in (2, 2, 10))
-            delivered = [[json.loads(event.body)["issue"]["id"] for event in batch.events]
-                         for batch in (first, second, rest)]
+            delivered = [
+                [json.loads(event.body)["issue"]["id"] for event in batch.events] for batch in (first, second, rest)
+            ]
             assert delivered == [[7100, 7101], [7102, 7103], [7104]]
             assert inbox.claim(hub, Lane.APPLY, 10).events == []  # all are leased
         finally:

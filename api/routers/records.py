@@ -1,18 +1,27 @@
 """The unified view: work items, code changes, people, products, links, the change feed."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlmodel import Session
-
 from opsync.api import schemas
-from opsync.api.deps import (CONNECTION_ID_LENGTH, NO_NUL, Moment, encode_cursor, get_session, page_after, refused, require,
-                      text_query)
+from opsync.api.deps import (
+    CONNECTION_ID_LENGTH,
+    NO_NUL,
+    Moment,
+    encode_cursor,
+    get_session,
+    page_after,
+    refused,
+    require,
+    text_query,
+)
 from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
 from opsync.service import views
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
+from sqlmodel import Session
 
 router = APIRouter(dependencies=[Depends(require("read"))], responses={**refused("read"), 500: UNEXPECTED})
 Limit = Query(50, ge=1, le=500, description="page size")
@@ -39,20 +48,25 @@ def list_work_items(
     assignee: str | None = text_query(TEXT, "person id, email or tool login"),
     label: str | None = text_query(TEXT),
     updated_since: Moment | None = Query(
-        None, description="the tool's last change at or after this moment (ISO 8601 with a UTC offset)"),
+        None, description="the tool's last change at or after this moment (ISO 8601 with a UTC offset)"
+    ),
     q: str | None = text_query(TEXT, "text in the title or key"),
     connection_id: str | None = text_query(CONNECTION_ID_LENGTH),
     include_deleted: bool = IncludeDeleted,
     after: int | None = Depends(page_after),
     limit: int = Limit,
 ) -> dict[str, Any]:
-    f = views.WorkItemFilter(product, kind, status_category, assignee, label, updated_since, q,
-                             connection_id, include_deleted)
+    f = views.WorkItemFilter(
+        product, kind, status_category, assignee, label, updated_since, q, connection_id, include_deleted
+    )
     return _page(views.list_work_items(session, f, after, limit))
 
 
-@router.get("/work-items/{item_id}", response_model=schemas.WorkItemDetail,
-            responses={404: declared("No work item with this id"), 422: INVALID})
+@router.get(
+    "/work-items/{item_id}",
+    response_model=schemas.WorkItemDetail,
+    responses={404: declared("No work item with this id"), 422: INVALID},
+)
 def get_work_item(item_id: int = _id("work item"), session: Session = Depends(get_session)) -> dict[str, Any]:
     item = views.get_work_item(session, item_id)
     if item is None:
@@ -69,12 +83,18 @@ def list_code_changes(
     after: int | None = Depends(page_after),
     limit: int = Limit,
 ) -> dict[str, Any]:
-    return _page(views.list_code_changes(session, product=product, state=state, include_deleted=include_deleted,
-                                         after=after, limit=limit))
+    return _page(
+        views.list_code_changes(
+            session, product=product, state=state, include_deleted=include_deleted, after=after, limit=limit
+        )
+    )
 
 
-@router.get("/code-changes/{change_id}", response_model=schemas.CodeChangeDetail,
-            responses={404: declared("No code change with this id"), 422: INVALID})
+@router.get(
+    "/code-changes/{change_id}",
+    response_model=schemas.CodeChangeDetail,
+    responses={404: declared("No code change with this id"), 422: INVALID},
+)
 def get_code_change(change_id: int = _id("code change"), session: Session = Depends(get_session)) -> dict[str, Any]:
     item = views.get_code_change(session, change_id)
     if item is None:
@@ -83,8 +103,9 @@ def get_code_change(change_id: int = _id("code change"), session: Session = Depe
 
 
 @router.get("/people", response_model=schemas.Page[schemas.Person], responses=LISTED)
-def list_people(session: Session = Depends(get_session), after: int | None = Depends(page_after),
-                limit: int = Limit) -> dict[str, Any]:
+def list_people(
+    session: Session = Depends(get_session), after: int | None = Depends(page_after), limit: int = Limit
+) -> dict[str, Any]:
     return _page(views.list_people(session, after, limit))
 
 
@@ -93,10 +114,12 @@ def list_products(session: Session = Depends(get_session)) -> list[dict[str, Any
     return views.list_products(session)
 
 
-@router.get("/products/{key}/summary",
-            responses={404: declared("No product with this key in portfolio.yaml"), 422: INVALID})
-def get_product_summary(key: str = Path(max_length=KEY, pattern=NO_NUL),
-                        session: Session = Depends(get_session)) -> dict[str, Any]:
+@router.get(
+    "/products/{key}/summary", responses={404: declared("No product with this key in portfolio.yaml"), 422: INVALID}
+)
+def get_product_summary(
+    key: str = Path(max_length=KEY, pattern=NO_NUL), session: Session = Depends(get_session)
+) -> dict[str, Any]:
     summary = product_summary(session, key)
     if summary is None:
         raise Problem(404, f"no product {key!r}; products come from portfolio.yaml")
@@ -112,8 +135,7 @@ def list_links(
     after: int | None = Depends(page_after),
     limit: int = Limit,
 ) -> dict[str, Any]:
-    return _page(views.list_links(session, type=type, from_entity=from_entity, to_key=to_key,
-                                  after=after, limit=limit))
+    return _page(views.list_links(session, type=type, from_entity=from_entity, to_key=to_key, after=after, limit=limit))
 
 
 @router.get("/changes", response_model=schemas.ChangeFeed, responses={422: INVALID})

@@ -4,19 +4,19 @@ The route every tool's burst lands on is a plain Starlette route, matched before
 others: FastAPI's per-request work (dependencies, validation, route context) would be a
 third of its CPU. Its OpenAPI entry is written here by hand.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Route
-
 from opsync.api import schemas
 from opsync.api.problems import UNEXPECTED, Problem, declared
 from opsync.service import inbox, metrics
 from opsync.service.contract import WebhookRejected
 from opsync.service.hub import Hub
+from starlette.routing import Route
 
 PATH = "/api/v1/webhooks/{connection_id}"
 
@@ -62,8 +62,11 @@ async def receive_webhook(request: Request) -> Response:
     worker = request.app.state.worker
     if worker:
         worker.wake.set()
-    return Response(orjson.dumps({"delivery_id": row["delivery_id"], "duplicate": duplicate}),
-                    status_code=202, media_type="application/json")
+    return Response(
+        orjson.dumps({"delivery_id": row["delivery_id"], "duplicate": duplicate}),
+        status_code=202,
+        media_type="application/json",
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -74,8 +77,9 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()
             schema["paths"][PATH] = {"post": _OPERATION}
-            schema.setdefault("components", {}).setdefault("schemas", {})["WebhookAccepted"] = \
+            schema.setdefault("components", {}).setdefault("schemas", {})["WebhookAccepted"] = (
                 schemas.WebhookAccepted.model_json_schema()
+            )
         return app.openapi_schema
 
     app.openapi = openapi
@@ -84,16 +88,22 @@ def install(app: FastAPI) -> None:
 _OPERATION: dict[str, Any] = {
     "summary": "Receive a webhook delivery",
     "description": "A delivery from the tool of this connection (GitHub, Jira), signed with the "
-                   "connection's webhook_secret. It is stored durably before the 202; applying it follows.",
+    "connection's webhook_secret. It is stored durably before the 202; applying it follows.",
     "operationId": "receive_webhook",
     "parameters": [{"name": "connection_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {}},
-                                                  "application/x-www-form-urlencoded": {"schema": {}}}},
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {}}, "application/x-www-form-urlencoded": {"schema": {}}},
+    },
     "responses": {
-        "202": {"description": "Stored; duplicate is true when this delivery id was received before",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookAccepted"}}}},
-        "400": declared("The body is not what the tool sends (not JSON), or a Jira delivery's signed "
-                        "timestamp is older than the retention period (OPSYNC_INBOX_RETENTION_DAYS)"),
+        "202": {
+            "description": "Stored; duplicate is true when this delivery id was received before",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookAccepted"}}},
+        },
+        "400": declared(
+            "The body is not what the tool sends (not JSON), or a Jira delivery's signed "
+            "timestamp is older than the retention period (OPSYNC_INBOX_RETENTION_DAYS)"
+        ),
         "401": declared("The signature is missing or does not match the connection's secret"),
         "404": declared("No such connection"),
         "413": declared("The delivery is larger than OPSYNC_MAX_WEBHOOK_BYTES"),

@@ -5,6 +5,7 @@ rate-limit headers are the single retry and pacing layer. Errors come out typed 
 the caller should do: FatalError (a person must act), TransientError (retry later).
 Every answer is counted by status, and every wait for a rate-limit reset, in service.metrics.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,6 @@ import orjson
 import requests
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException
-
 from opsync.service import metrics
 from opsync.service.contract import FatalError, TransientError
 from opsync.service.retry import in_thread, with_retries
@@ -31,13 +31,19 @@ class GitHubClient:
     def __init__(self, connection_id: str, base_url: str, token: str, page_size: int) -> None:
         self.connection_id = connection_id
         self._github = Github(
-            base_url=base_url.rstrip("/"), auth=Auth.Token(token), per_page=page_size,
-            retry=None, seconds_between_requests=0, seconds_between_writes=0, timeout=30,
+            base_url=base_url.rstrip("/"),
+            auth=Auth.Token(token),
+            per_page=page_size,
+            retry=None,
+            seconds_between_requests=0,
+            seconds_between_writes=0,
+            timeout=30,
         )
         self._resume_at = 0.0  # epoch seconds; set when the rate-limit budget is spent
 
     async def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> tuple[Headers, Any]:
         """GET path (relative to the base URL), retried; what names the target in errors."""
+
         # with_retries needs a coroutine function: tenacity would not await a lambda's coroutine
         async def attempt() -> tuple[Headers, Any]:
             return await self._get_once(path, params, what)
@@ -71,10 +77,12 @@ class GitHubClient:
         except BadCredentialsException as exc:
             raise FatalError(
                 f"bad credentials for connection {self.connection_id}: GitHub rejected the token "
-                f"(401); set a valid token with read access to {what}") from exc
+                f"(401); set a valid token with read access to {what}"
+            ) from exc
         except RateLimitExceededException as exc:
-            raise TransientError(f"GitHub rate limit reached while reading {what}",
-                                 retry_after=_retry_after(exc.headers or {})) from exc
+            raise TransientError(
+                f"GitHub rate limit reached while reading {what}", retry_after=_retry_after(exc.headers or {})
+            ) from exc
         except GithubException as exc:
             raise _typed(exc, what, self.connection_id) from exc
         except (requests.RequestException, ValueError) as exc:
@@ -114,8 +122,7 @@ def _typed(exc: GithubException, what: str, connection_id: str) -> Exception:
     detail = f"GitHub answered {status} for {what}" + (f": {message}" if message else "")
     headers = exc.headers or {}
     if status in (404, 410):
-        return NotFoundError(f"{detail} (connection {connection_id}: check the name and that the "
-                             f"token can read it)")
+        return NotFoundError(f"{detail} (connection {connection_id}: check the name and that the token can read it)")
     if status == 401:
         return FatalError(f"bad credentials for connection {connection_id}: {detail}")
     if status == 429 or (status == 403 and _retry_after(headers) is not None):

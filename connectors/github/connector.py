@@ -12,6 +12,7 @@ is older than pulls.since; since only advances (to high) once that listing is co
 page is where the listing stands; one that stopped half way starts again at page 1, since
 pull requests changed meanwhile moved to the front.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
-from opsync import mappings
 from opsync.connectors.github import webhook
 from opsync.connectors.github.client import GitHubClient, NotFoundError
 from opsync.connectors.github.records import format_time, issue_record, parse_time, pull_record
@@ -37,6 +35,9 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.retry import in_thread
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from opsync import mappings
 
 CURSOR_VERSION = 1
 
@@ -45,7 +46,7 @@ class GitHubSettings(ConnectionSettings):
     kind: Literal["github"] = "github"
     base_url: str = Field(default="https://api.github.com", pattern=r"^https?://")
     token: SecretStr
-    repos: list[str] = []
+    repos: list[str] = Field(default_factory=list)
     org: str | None = None
     page_size: int = Field(default=100, ge=1, le=100)
     overlap_seconds: int = Field(default=60, ge=0)
@@ -62,8 +63,9 @@ class GitHubSettings(ConnectionSettings):
     @model_validator(mode="after")
     def _one_source(self) -> GitHubSettings:
         if bool(self.repos) == bool(self.org):
-            raise ValueError("set exactly one of repos (a list of owner/name) or org (every "
-                             "repository of that organization)")
+            raise ValueError(
+                "set exactly one of repos (a list of owner/name) or org (every repository of that organization)"
+            )
         return self
 
 
@@ -75,8 +77,9 @@ class GitHubConnector(Connector):
         super().__init__(settings)
         assert isinstance(settings, GitHubSettings)
         self.config = settings
-        self.client = GitHubClient(settings.id, settings.base_url,
-                                   settings.token.get_secret_value(), settings.page_size)
+        self.client = GitHubClient(
+            settings.id, settings.base_url, settings.token.get_secret_value(), settings.page_size
+        )
         self.overlap = timedelta(seconds=settings.overlap_seconds)
 
     @classmethod
@@ -96,20 +99,25 @@ class GitHubConnector(Connector):
             async for records in self._pull_pages(repo, streams, seen):
                 yield Page(records, _dump_cursor(state))
 
-    async def _issue_pages(self, repo: str, streams: dict[str, Any],
-                           seen: set[tuple[str, str]]) -> AsyncIterator[list[RawRecord]]:
+    async def _issue_pages(
+        self, repo: str, streams: dict[str, Any], seen: set[tuple[str, str]]
+    ) -> AsyncIterator[list[RawRecord]]:
         stream = streams.setdefault("issues", {"since": None, "page": 1})
         first = True
         while True:
             since, page = parse_time(stream["since"]), stream["page"]
-            params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc",
-                                      "per_page": self.config.page_size, "page": page}
+            params: dict[str, Any] = {
+                "state": "all",
+                "sort": "updated",
+                "direction": "asc",
+                "per_page": self.config.page_size,
+                "page": page,
+            }
             if since is not None:
                 # Overlap once per run: GitHub's timestamps are coarse and writes race the read.
                 params["since"] = format_time(since - self.overlap if first and page == 1 else since)
             first = False
-            rows, has_next = await self.client.get_list(f"/repos/{repo}/issues", params,
-                                                        what=f"issues of {repo}")
+            rows, has_next = await self.client.get_list(f"/repos/{repo}/issues", params, what=f"issues of {repo}")
             newest = since
             records = []
             for row in rows:
@@ -130,8 +138,9 @@ class GitHubConnector(Connector):
             if not has_next:
                 return
 
-    async def _pull_pages(self, repo: str, streams: dict[str, Any],
-                          seen: set[tuple[str, str]]) -> AsyncIterator[list[RawRecord]]:
+    async def _pull_pages(
+        self, repo: str, streams: dict[str, Any], seen: set[tuple[str, str]]
+    ) -> AsyncIterator[list[RawRecord]]:
         stream = streams.setdefault("pulls", {"since": None, "high": None, "page": 1})
         since = parse_time(stream["since"])
         threshold = since - self.overlap if since else None
@@ -140,10 +149,14 @@ class GitHubConnector(Connector):
         stream["page"] = 1
         while True:
             page, high = stream["page"], parse_time(stream["high"])
-            params = {"state": "all", "sort": "updated", "direction": "desc",
-                      "per_page": self.config.page_size, "page": page}
-            rows, has_next = await self.client.get_list(f"/repos/{repo}/pulls", params,
-                                                        what=f"pull requests of {repo}")
+            params = {
+                "state": "all",
+                "sort": "updated",
+                "direction": "desc",
+                "per_page": self.config.page_size,
+                "page": page,
+            }
+            rows, has_next = await self.client.get_list(f"/repos/{repo}/pulls", params, what=f"pull requests of {repo}")
             done = not has_next
             records = []
             for row in rows:
@@ -174,7 +187,8 @@ class GitHubConnector(Connector):
             rows, has_next = await self.client.get_list(
                 f"/orgs/{self.config.org}/repos",
                 {"per_page": self.config.page_size, "page": page, "type": "all"},
-                what=f"repositories of organization {self.config.org}")
+                what=f"repositories of organization {self.config.org}",
+            )
             names += [row["full_name"] for row in rows if not row.get("archived")]
             if not has_next:
                 return names
@@ -191,8 +205,10 @@ class GitHubConnector(Connector):
         unlisted: dict[str, str] = {}
         for repo in await self.repositories():
             try:
-                found = {kind: await self._repo_ids(repo, path) for kind, path in
-                         (("issue", "issues"), ("pull_request", "pulls"))}
+                found = {
+                    kind: await self._repo_ids(repo, path)
+                    for kind, path in (("issue", "issues"), ("pull_request", "pulls"))
+                }
             except NotFoundError as error:
                 unlisted[repo.lower()] = str(error)
                 continue
@@ -205,8 +221,13 @@ class GitHubConnector(Connector):
         ids: set[str] = set()
         page = 1
         while True:
-            params = {"state": "all", "sort": "created", "direction": "asc",
-                      "per_page": self.config.page_size, "page": page}
+            params = {
+                "state": "all",
+                "sort": "created",
+                "direction": "asc",
+                "per_page": self.config.page_size,
+                "page": page,
+            }
             rows, has_next = await self.client.get_list(f"/repos/{repo}/{path}", params, what=f"{path} of {repo}")
             # the issues list holds the pull requests' issue sides too: those are no issues
             ids.update(str(row["id"]) for row in rows if path == "pulls" or "pull_request" not in row)
@@ -214,14 +235,14 @@ class GitHubConnector(Connector):
                 return ids
             page += 1
 
-    async def fetch_one(self, record_type: str, external_id: str,
-                        known: dict[str, Any] | None = None) -> RawRecord | None:
+    async def fetch_one(
+        self, record_type: str, external_id: str, known: dict[str, Any] | None = None
+    ) -> RawRecord | None:
         # GitHub addresses issues and PRs by repository and number, never by id.
         repo, number = _address(record_type, external_id, known)
         path = "issues" if record_type == "issue" else "pulls"
         try:
-            _, row = await self.client.get(f"/repos/{repo}/{path}/{number}",
-                                           what=f"{record_type} {repo}#{number}")
+            _, row = await self.client.get(f"/repos/{repo}/{path}/{number}", what=f"{record_type} {repo}#{number}")
         except NotFoundError:
             return None
         if not isinstance(row, dict) or str(row.get("id")) != external_id:
@@ -240,8 +261,7 @@ class GitHubConnector(Connector):
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return webhook.delivery_id(headers, body)
 
-    def parse_webhook(self, headers: Mapping[str, str], payload: Any,
-                      received_at: datetime) -> WebhookContent:
+    def parse_webhook(self, headers: Mapping[str, str], payload: Any, received_at: datetime) -> WebhookContent:
         return webhook.parse(headers, payload, received_at)
 
     async def aclose(self) -> None:
@@ -265,8 +285,10 @@ def _address(record_type: str, external_id: str, known: dict[str, Any] | None) -
         if record_type == "pull_request":
             return known["base"]["repo"]["full_name"], int(known["number"])  # type: ignore[index]
     except (TypeError, KeyError, ValueError):
-        raise FatalError(f"cannot fetch GitHub {record_type} {external_id}: GitHub finds records by "
-                         "repository and number, and no stored payload gives them") from None
+        raise FatalError(
+            f"cannot fetch GitHub {record_type} {external_id}: GitHub finds records by "
+            "repository and number, and no stored payload gives them"
+        ) from None
     raise FatalError(f"GitHub has no record type {record_type!r} (expected issue or pull_request)")
 
 
@@ -278,8 +300,9 @@ def _load_cursor(cursor: str | None) -> dict[str, Any]:
         if state.get("v") != CURSOR_VERSION or not isinstance(state.get("repos"), dict):
             raise ValueError("unknown cursor version")
     except (ValueError, AttributeError) as exc:
-        raise FatalError(f"GitHub cursor {cursor[:80]!r} is not one this connector wrote ({exc}); "
-                         "run a full sync to start afresh") from None
+        raise FatalError(
+            f"GitHub cursor {cursor[:80]!r} is not one this connector wrote ({exc}); run a full sync to start afresh"
+        ) from None
     return state
 
 

@@ -1,7 +1,8 @@
 """GitHub objects as raw records: stable ids, versions from updated_at."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from opsync.service.contract import RawRecord
@@ -11,11 +12,11 @@ def parse_time(value: str | None) -> datetime | None:
     """GitHub's `2024-03-01T10:15:30Z` as an aware UTC datetime."""
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def issue_record(issue: dict[str, Any]) -> RawRecord:

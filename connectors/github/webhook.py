@@ -1,4 +1,5 @@
 """GitHub webhook deliveries: signature check, body decoding, and what a delivery means."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
-
 from opsync.connectors.github.records import issue_record, pull_record
 from opsync.service.contract import Deletion, WebhookContent, WebhookRejected
 
@@ -26,16 +26,20 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 def verify_signature(secret: str | None, headers: Mapping[str, str], body: bytes) -> None:
     """Raise WebhookRejected unless X-Hub-Signature-256 is HMAC-SHA256(secret, body)."""
     if not secret:
-        raise WebhookRejected("no webhook secret is configured for this connection; set "
-                              "webhook_secret to the secret of the GitHub webhook")
+        raise WebhookRejected(
+            "no webhook secret is configured for this connection; set "
+            "webhook_secret to the secret of the GitHub webhook"
+        )
     signature = header(headers, "X-Hub-Signature-256")
     if not signature:
         raise WebhookRejected("missing X-Hub-Signature-256 header: configure a secret on the GitHub webhook")
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     # As bytes: compare_digest refuses str with characters beyond ASCII, which a header can hold.
     if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
-        raise WebhookRejected("X-Hub-Signature-256 does not match the body: the webhook's secret "
-                              "differs from this connection's webhook_secret")
+        raise WebhookRejected(
+            "X-Hub-Signature-256 does not match the body: the webhook's secret "
+            "differs from this connection's webhook_secret"
+        )
 
 
 def delivery_id(headers: Mapping[str, str], body: bytes) -> str:
@@ -67,8 +71,11 @@ def parse(headers: Mapping[str, str], payload: Any, received_at: datetime) -> We
         return WebhookContent(upserts=[pull_record(payload["pull_request"])])
     if event == "ping":
         return WebhookContent(ignored_reason="ping: GitHub checks that the webhook is reachable")
-    return WebhookContent(ignored_reason=f"event {event or '(no X-GitHub-Event header)'} "
-                                         f"{action or ''} is not synced".replace("  ", " ").strip())
+    return WebhookContent(
+        ignored_reason=f"event {event or '(no X-GitHub-Event header)'} {action or ''} is not synced".replace(
+            "  ", " "
+        ).strip()
+    )
 
 
 def _issues(action: str | None, payload: dict[str, Any], received_at: datetime) -> WebhookContent:
@@ -77,8 +84,10 @@ def _issues(action: str | None, payload: dict[str, Any], received_at: datetime) 
         return WebhookContent(ignored_reason=f"issues {action} delivery without an issue")
     if issue.get("pull_request") is not None:
         # The issue side of a PR; the PR's own id is not here, pull_request events carry it.
-        return WebhookContent(ignored_reason=f"issues {action} for pull request #{issue.get('number')}: "
-                                             "synced through pull_request events and pulls")
+        return WebhookContent(
+            ignored_reason=f"issues {action} for pull request #{issue.get('number')}: "
+            "synced through pull_request events and pulls"
+        )
     if action == "deleted":
         return WebhookContent(deletions=[Deletion("issue", str(issue["id"]), at=received_at, payload=issue)])
     if action == "transferred":

@@ -3,20 +3,18 @@
 The `jira` library is synchronous, so every call runs in a worker thread. Its own retries are
 off (max_retries=0): service.retry is the single retry layer, fed by the errors mapped here.
 """
+
 from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from jira import JIRA, JIRAError
-from pydantic import Field, SecretStr, field_validator
-
-from opsync import mappings
 from opsync.connectors.jira import webhook
 from opsync.service import metrics
 from opsync.service.contract import (
@@ -30,6 +28,9 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.retry import in_thread, with_retries
+from pydantic import Field, SecretStr, field_validator
+
+from opsync import mappings
 
 T = TypeVar("T")
 ID_PAGE = 5000  # search/jql's cap when only ids are asked for
@@ -62,8 +63,9 @@ class JiraConnector(Connector):
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
-        self.jira_settings = JiraSettings.model_validate(settings.model_dump()) \
-            if not isinstance(settings, JiraSettings) else settings
+        self.jira_settings = (
+            JiraSettings.model_validate(settings.model_dump()) if not isinstance(settings, JiraSettings) else settings
+        )
         self._client: JIRA | None = None
         self._client_lock = threading.Lock()
         self._zone: ZoneInfo | None = None
@@ -79,9 +81,11 @@ class JiraConnector(Connector):
         high = since
         token: str | None = None
         while True:
-            result = await self._call(lambda client, token=token: client.enhanced_search_issues(
-                jql, nextPageToken=token, maxResults=self.jira_settings.page_size,
-                fields="*all", json_result=True))
+            result = await self._call(
+                lambda client, token=token: client.enhanced_search_issues(
+                    jql, nextPageToken=token, maxResults=self.jira_settings.page_size, fields="*all", json_result=True
+                )
+            )
             records = [webhook.issue_record(issue) for issue in result.get("issues") or []]
             for record in records:
                 if record.version is not None and (high is None or record.version > high):
@@ -112,15 +116,19 @@ class JiraConnector(Connector):
         ids: set[str] = set()
         token: str | None = None
         while True:
-            result = await self._call(lambda client, token=token: client.enhanced_search_issues(
-                jql, nextPageToken=token, maxResults=ID_PAGE, fields="id", json_result=True))
+            result = await self._call(
+                lambda client, token=token: client.enhanced_search_issues(
+                    jql, nextPageToken=token, maxResults=ID_PAGE, fields="id", json_result=True
+                )
+            )
             ids.update(str(issue["id"]) for issue in result.get("issues") or [] if "id" in issue)
             token = result.get("nextPageToken")
             if result.get("isLast", True) or not token:
                 return ids
 
-    async def fetch_one(self, record_type: str, external_id: str,
-                        known: dict[str, Any] | None = None) -> RawRecord | None:
+    async def fetch_one(
+        self, record_type: str, external_id: str, known: dict[str, Any] | None = None
+    ) -> RawRecord | None:
         if record_type != "issue":
             raise ValueError(f"Jira has no record type {record_type!r}; it has 'issue'")
 
@@ -144,8 +152,7 @@ class JiraConnector(Connector):
     def delivery_id(self, headers: Mapping[str, str], body: bytes) -> str:
         return webhook.delivery_id(headers, body)
 
-    def parse_webhook(self, headers: Mapping[str, str], payload: Any,
-                      received_at: datetime) -> WebhookContent:
+    def parse_webhook(self, headers: Mapping[str, str], payload: Any, received_at: datetime) -> WebhookContent:
         return webhook.parse(payload, received_at)
 
     def signed_at(self, headers: Mapping[str, str], payload: Any) -> datetime | None:
@@ -179,10 +186,14 @@ class JiraConnector(Connector):
         with self._client_lock:
             if self._client is None:
                 settings = self.jira_settings
-                client = JIRA(server=settings.base_url.rstrip("/"),
-                              basic_auth=(settings.email, settings.token.get_secret_value()),
-                              max_retries=0, timeout=30, get_server_info=True,
-                              options={"rest_api_version": "3", "check_update": False})
+                client = JIRA(
+                    server=settings.base_url.rstrip("/"),
+                    basic_auth=(settings.email, settings.token.get_secret_value()),
+                    max_retries=0,
+                    timeout=30,
+                    get_server_info=True,
+                    options={"rest_api_version": "3", "check_update": False},
+                )
                 # the start-up's serverInfo request came before the hook below could count it:
                 # it answered (2xx), or _classify counts its error
                 metrics.upstream_response(settings.id, "jira", 200)
@@ -194,7 +205,8 @@ class JiraConnector(Connector):
                 if client.deploymentType != "Cloud":
                     raise FatalError(
                         f"{settings.base_url} is Jira {client.deploymentType or 'Server/Data Center'}, "
-                        "not Jira Cloud: this connector needs Cloud's search/jql API")
+                        "not Jira Cloud: this connector needs Cloud's search/jql API"
+                    )
                 self._client = client
             return self._client
 
@@ -215,16 +227,22 @@ class JiraConnector(Connector):
                 reason = "rate limited" if status == 429 else f"answered {status}"
                 return TransientError(f"Jira at {where} {reason}: {text}", retry_after)
             if status == 401:
-                return FatalError(f"Jira at {where} rejected the credentials (HTTP 401): "
-                                  "check the connection's email and API token")
+                return FatalError(
+                    f"Jira at {where} rejected the credentials (HTTP 401): check the connection's email and API token"
+                )
             if status == 403:
-                return SearchRefused(f"Jira at {where} denied the connection's user access (HTTP 403): grant "
-                                  f"'Browse projects' on {', '.join(settings.projects)}")
+                return SearchRefused(
+                    f"Jira at {where} denied the connection's user access (HTTP 403): grant "
+                    f"'Browse projects' on {', '.join(settings.projects)}"
+                )
             if status == 400:
-                return SearchRefused(f"Jira at {where} rejected the search (HTTP 400): {text}. Check the "
-                                  f"connection's projects ({', '.join(settings.projects)})")
-            return FatalError(f"Jira at {where} answered {status} for {error.url}: {text}. "
-                              "Check the connection's base_url")
+                return SearchRefused(
+                    f"Jira at {where} rejected the search (HTTP 400): {text}. Check the "
+                    f"connection's projects ({', '.join(settings.projects)})"
+                )
+            return FatalError(
+                f"Jira at {where} answered {status} for {error.url}: {text}. Check the connection's base_url"
+            )
         if isinstance(error, requests.RequestException):
             return TransientError(f"could not talk to Jira at {where}: {error}")
         if isinstance(error, ValueError):  # includes requests' JSONDecodeError
@@ -260,9 +278,10 @@ class JiraConnector(Connector):
         try:
             moment = datetime.fromisoformat(cursor)
         except ValueError:
-            raise FatalError(f"Jira cursor {cursor!r} is not an ISO 8601 time; reset the "
-                             "connection's cursor to run a full pull") from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+            raise FatalError(
+                f"Jira cursor {cursor!r} is not an ISO 8601 time; reset the connection's cursor to run a full pull"
+            ) from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _retry_after(response: Any) -> float | None:

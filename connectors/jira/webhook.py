@@ -2,12 +2,13 @@
 
 Pure functions over headers and payloads, so every real payload can be tested offline.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from opsync.service.contract import Deletion, RawRecord, WebhookContent, WebhookRejected
@@ -25,20 +26,25 @@ def lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
 def verify_signature(headers: Mapping[str, str], body: bytes, secret: str | None) -> None:
     """X-Hub-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>, compared in constant time."""
     if not secret:
-        raise WebhookRejected("this Jira connection has no webhook_secret; opsync accepts only signed "
-                              "deliveries: set a secret on the Jira webhook and on the connection")
+        raise WebhookRejected(
+            "this Jira connection has no webhook_secret; opsync accepts only signed "
+            "deliveries: set a secret on the Jira webhook and on the connection"
+        )
     signature = lower_keys(headers).get("x-hub-signature")
     if not signature:
-        raise WebhookRejected("missing X-Hub-Signature header: the Jira webhook has no secret set, "
-                              "or the request did not come from Jira")
+        raise WebhookRejected(
+            "missing X-Hub-Signature header: the Jira webhook has no secret set, or the request did not come from Jira"
+        )
     algorithm, _, received = signature.partition("=")
     if algorithm.strip().lower() != "sha256" or not received:
         raise WebhookRejected(f"X-Hub-Signature must be 'sha256=<hex>', got {algorithm[:20]!r}=...")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     # As bytes: compare_digest refuses str with characters beyond ASCII, which a header can hold.
     if not hmac.compare_digest(expected.encode(), received.strip().lower().encode()):
-        raise WebhookRejected("X-Hub-Signature does not match the body: the Jira webhook's secret "
-                              "differs from the connection's webhook_secret")
+        raise WebhookRejected(
+            "X-Hub-Signature does not match the body: the Jira webhook's secret "
+            "differs from the connection's webhook_secret"
+        )
 
 
 def delivery_id(headers: Mapping[str, str], body: bytes) -> str:
@@ -52,7 +58,7 @@ def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        return datetime.strptime(value, JIRA_TIME).astimezone(timezone.utc)
+        return datetime.strptime(value, JIRA_TIME).astimezone(UTC)
     except ValueError:
         return None
 
@@ -60,7 +66,7 @@ def parse_time(value: Any) -> datetime | None:
 def epoch_ms(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def issue_record(issue: dict[str, Any], fallback: datetime | None = None) -> RawRecord:

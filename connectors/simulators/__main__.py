@@ -3,6 +3,7 @@
 Prints its base URL on the first line of stdout once it serves, then serves until killed;
 benchmarks use it to keep the simulator's work out of the measured process.
 """
+
 from __future__ import annotations
 
 import argparse

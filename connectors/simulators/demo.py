@@ -1,5 +1,6 @@
 """`opsync demo`: simulated Jira and GitHub, synced into a fresh hub, served on 127.0.0.1,
 with a few records changing every minute so that webhooks flow."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,9 +13,6 @@ from pathlib import Path
 
 import uvicorn
 import yaml
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
 from opsync.api.app import create_app
 from opsync.connectors.simulators.github import GitHubSim
 from opsync.connectors.simulators.jira import JiraSim
@@ -25,20 +23,35 @@ from opsync.service.hub import Hub
 from opsync.service.settings import Settings
 from opsync.service.sync import sync_connection
 from opsync.service.tokens import create_token
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 MUTATION_INTERVAL_SECONDS = 20.0
 
 
 def write_config(workdir: Path, jira_url: str, github_url: str) -> Path:
     """The connections file, secrets as ${...} references like a real one."""
-    config = {"connections": [
-        {"id": "jira-acme", "kind": "jira", "base_url": jira_url, "email": "ops@acme.example",
-         "token": "${OPSYNC_DEMO_JIRA_TOKEN}", "webhook_secret": "${OPSYNC_DEMO_JIRA_WEBHOOK_SECRET}",
-         "projects": ["PAY", "CHK", "GRO"]},
-        {"id": "github-acme", "kind": "github", "base_url": github_url, "token": "${OPSYNC_DEMO_GITHUB_TOKEN}",
-         "webhook_secret": "${OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET}",
-         "repos": ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]},
-    ]}
+    config = {
+        "connections": [
+            {
+                "id": "jira-acme",
+                "kind": "jira",
+                "base_url": jira_url,
+                "email": "ops@acme.example",
+                "token": "${OPSYNC_DEMO_JIRA_TOKEN}",
+                "webhook_secret": "${OPSYNC_DEMO_JIRA_WEBHOOK_SECRET}",
+                "projects": ["PAY", "CHK", "GRO"],
+            },
+            {
+                "id": "github-acme",
+                "kind": "github",
+                "base_url": github_url,
+                "token": "${OPSYNC_DEMO_GITHUB_TOKEN}",
+                "webhook_secret": "${OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET}",
+                "repos": ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"],
+            },
+        ]
+    }
     file = workdir / "connections.yaml"
     file.write_text(yaml.safe_dump(config, sort_keys=False))
     return file
@@ -57,12 +70,19 @@ def _mutate_forever(jira: JiraSim, github: GitHubSim, stop: threading.Event, con
 async def _initial_sync(settings: Settings, console: Console) -> None:
     hub = Hub.open(settings)
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                      TextColumn("{task.completed} records"), TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} records"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
             for connection_id in hub.connections:
                 task = bar.add_task(f"syncing {connection_id}", total=None)
-                run = await sync_connection(hub, connection_id, full=True,
-                                            progress=lambda n, t=task: bar.update(t, completed=n))
+                run = await sync_connection(
+                    hub, connection_id, full=True, progress=lambda n, t=task: bar.update(t, completed=n)
+                )
                 bar.update(task, description=f"{connection_id}: {run.status}, {run.created} new")
     finally:
         await hub.close()
@@ -77,9 +97,12 @@ def run_demo(port: int, jira_issues: int, github_items: int, workdir: Path) -> N
     hub_url = f"http://127.0.0.1:{port}"
     console.print("starting simulated Jira and GitHub…")
     jira = JiraSim(issues=jira_issues, webhook_secret=os.environ["OPSYNC_DEMO_JIRA_WEBHOOK_SECRET"])
-    github = GitHubSim(items=github_items, jira_keys=dict(jira._numbers),
-                       webhook_secret=os.environ["OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET"],
-                       token=os.environ["OPSYNC_DEMO_GITHUB_TOKEN"])
+    github = GitHubSim(
+        items=github_items,
+        jira_keys=dict(jira._numbers),
+        webhook_secret=os.environ["OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET"],
+        token=os.environ["OPSYNC_DEMO_GITHUB_TOKEN"],
+    )
     stop = threading.Event()
     with ExitStack() as stack:
         jira_url = stack.enter_context(serving(jira.app))
@@ -94,7 +117,8 @@ def run_demo(port: int, jira_issues: int, github_items: int, workdir: Path) -> N
         jira.webhook_url = f"{hub_url}/api/v1/webhooks/jira-acme"
         github.webhook_url = f"{hub_url}/api/v1/webhooks/github-acme"
         threading.Thread(target=_mutate_forever, args=(jira, github, stop, console), daemon=True).start()
-        print(f"""
+        print(
+            f"""
 opsync demo is up
   API docs        {hub_url}/docs
   work items      {hub_url}/api/v1/work-items
@@ -107,9 +131,12 @@ opsync demo is up
   try: curl -H 'Authorization: Bearer {token}' '{hub_url}/api/v1/products/payments/summary'
   a few records change every {MUTATION_INTERVAL_SECONDS:.0f} s in the simulators and reach the hub by webhook.
   Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         try:
-            uvicorn.run(create_app(settings, load_config(config_file)), host="127.0.0.1", port=port,
-                        log_level="warning")
+            uvicorn.run(
+                create_app(settings, load_config(config_file)), host="127.0.0.1", port=port, log_level="warning"
+            )
         finally:
             stop.set()

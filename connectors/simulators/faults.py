@@ -4,6 +4,7 @@ seeded share of every request, and pauses a test releases when it is ready.
 Both simulators' HTTP gates ask take(target) once per API request (admin routes excluded),
 where target is the request's path and query string, and act on the Fault it returns.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,7 @@
 GitHubSim holds the state and the admin operations (mutations that send real-shaped,
 signed webhooks; fault injection); github_app.create_app serves it over HTTP.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,12 +14,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
-
 from opsync.connectors.simulators import github_data as data
 from opsync.connectors.simulators.faults import Fault, Faults
 from opsync.connectors.simulators.github_app import create_app
@@ -117,8 +117,8 @@ class GitHubSim:
                         deleted.add((record_type, record_id))
                         continue
                     records[(record_type, record_id)] = TruthRecord(
-                        record_type, record_id, f"{repo}#{item.number}", repo, item.title, state,
-                        item.updated_at)
+                        record_type, record_id, f"{repo}#{item.number}", repo, item.title, state, item.updated_at
+                    )
         return Truth(records, frozenset(deleted))
 
     def issue_json(self, item: SimItem, b: Bases) -> dict[str, Any]:
@@ -169,19 +169,24 @@ class GitHubSim:
     def list_requests(self) -> int:
         """Requests made to list endpoints (issues, pulls, repos)."""
         with self.lock:
-            return sum(n for path, n in self.requests.items()
-                       if path.endswith(("/issues", "/pulls", "/repos")))
+            return sum(n for path, n in self.requests.items() if path.endswith(("/issues", "/pulls", "/repos")))
 
     # --- mutations, each sending its webhooks -----------------------------------------
 
     def _bump(self, item: SimItem) -> None:
         # GitHub timestamps have one-second resolution; keep each change strictly newer.
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         item.updated_at = max(now, item.updated_at + timedelta(seconds=1))
 
-    def create_issue(self, repo: str, title: str, body: str | None = None,
-                     labels: list[str] | tuple[str, ...] = (),
-                     assignees: list[str] | tuple[str, ...] = (), author: str | None = None) -> dict[str, Any]:
+    def create_issue(
+        self,
+        repo: str,
+        title: str,
+        body: str | None = None,
+        labels: list[str] | tuple[str, ...] = (),
+        assignees: list[str] | tuple[str, ...] = (),
+        author: str | None = None,
+    ) -> dict[str, Any]:
         with self.lock:
             item = self._new_item(repo, title, body, author)
             item.labels, item.assignees = list(labels), [self._person_index(a) for a in assignees]
@@ -190,10 +195,18 @@ class GitHubSim:
         self._deliver("issues", payload)
         return payload["issue"]
 
-    def update_issue(self, repo: str, number: int, *, title: str | None = None,
-                     body: str | None = None, state: str | None = None,
-                     state_reason: str | None = None, labels: list[str] | None = None,
-                     assignees: list[str] | None = None) -> dict[str, Any]:
+    def update_issue(
+        self,
+        repo: str,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+        state_reason: str | None = None,
+        labels: list[str] | None = None,
+        assignees: list[str] | None = None,
+    ) -> dict[str, Any]:
         """Change an issue (or a PR's issue side) and send one webhook per action, as GitHub does:
         `issues` events for an issue, `pull_request` events for a pull request."""
         with self.lock:
@@ -212,15 +225,13 @@ class GitHubSim:
                 added = [name for name in labels if name not in item.labels]
                 item.labels = list(labels)
                 for name in added:
-                    events.append(event(
-                        "labeled", item, label=data.label_json(name, repo, self.bases())))
+                    events.append(event("labeled", item, label=data.label_json(name, repo, self.bases())))
             if assignees is not None:
                 indexes = [self._person_index(a) for a in assignees]
                 added_people = [i for i in indexes if i not in item.assignees]
                 item.assignees = indexes
                 for i in added_people:
-                    events.append(event(
-                        "assigned", item, assignee=data.user_json(self.people[i], self.bases())))
+                    events.append(event("assigned", item, assignee=data.user_json(self.people[i], self.bases())))
             if state is not None and state != item.state:
                 if state == "closed":
                     item.state, item.closed_at = "closed", item.updated_at
@@ -260,8 +271,16 @@ class GitHubSim:
         if repo not in self.items:
             raise SimError(f"repository {repo} does not exist")
 
-    def create_pull(self, repo: str, title: str, head: str, base: str = "main",
-                    body: str | None = None, draft: bool = False, author: str | None = None) -> dict[str, Any]:
+    def create_pull(
+        self,
+        repo: str,
+        title: str,
+        head: str,
+        base: str = "main",
+        body: str | None = None,
+        draft: bool = False,
+        author: str | None = None,
+    ) -> dict[str, Any]:
         with self.lock:
             item = self._new_item(repo, title, body, author)
             item.head_ref, item.base_ref, item.draft = head, base, draft
@@ -272,9 +291,17 @@ class GitHubSim:
         self._deliver("pull_request", payload)
         return payload["pull_request"]
 
-    def update_pull(self, repo: str, number: int, *, title: str | None = None,
-                    body: str | None = None, state: str | None = None, merged: bool = False,
-                    push: bool = False) -> dict[str, Any]:
+    def update_pull(
+        self,
+        repo: str,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+        merged: bool = False,
+        push: bool = False,
+    ) -> dict[str, Any]:
         """Edit, close (merged or not), reopen, or push to (synchronize) a pull request."""
         with self.lock:
             item = self.item(repo, number)
@@ -343,11 +370,18 @@ class GitHubSim:
     def _new_item(self, repo: str, title: str, body: str | None, author: str | None) -> SimItem:
         if repo not in self.items:
             raise SimError(f"repository {repo} does not exist")
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         number = max(self.items[repo], default=0) + 1
-        return SimItem(repo=repo, number=number, issue_id=0, title=title, body=body,
-                       author=self._person_index(author) if author else 0,
-                       created_at=now, updated_at=now)
+        return SimItem(
+            repo=repo,
+            number=number,
+            issue_id=0,
+            title=title,
+            body=body,
+            author=self._person_index(author) if author else 0,
+            created_at=now,
+            updated_at=now,
+        )
 
     def _person_index(self, login: str) -> int:
         for n, person in enumerate(self.people):
@@ -360,27 +394,52 @@ class GitHubSim:
     def _envelope(self, action: str, repo: str) -> dict[str, Any]:
         b = self.bases()
         org = data.org_json(b, len(self.repos))
-        return {"action": action, "repository": self.repo_json(repo, b),
-                "organization": {k: org[k] for k in ("login", "id", "node_id", "url", "repos_url",
-                                                     "events_url", "hooks_url", "issues_url",
-                                                     "members_url", "public_members_url",
-                                                     "avatar_url", "description")},
-                "sender": data.user_json(self.people[0], b)}
+        return {
+            "action": action,
+            "repository": self.repo_json(repo, b),
+            "organization": {
+                k: org[k]
+                for k in (
+                    "login",
+                    "id",
+                    "node_id",
+                    "url",
+                    "repos_url",
+                    "events_url",
+                    "hooks_url",
+                    "issues_url",
+                    "members_url",
+                    "public_members_url",
+                    "avatar_url",
+                    "description",
+                )
+            },
+            "sender": data.user_json(self.people[0], b),
+        }
 
     def _issue_event(self, action: str, item: SimItem, **extra: Any) -> dict[str, Any]:
         payload = self._envelope(action, item.repo)
-        return {"action": action, "issue": self.issue_json(item, self.bases()), **extra,
-                **{k: v for k, v in payload.items() if k != "action"}}
+        return {
+            "action": action,
+            "issue": self.issue_json(item, self.bases()),
+            **extra,
+            **{k: v for k, v in payload.items() if k != "action"},
+        }
 
     def _pull_event(self, action: str, item: SimItem, **extra: Any) -> dict[str, Any]:
         payload = self._envelope(action, item.repo)
-        return {"action": action, "number": item.number,
-                "pull_request": self.pull_json(item, self.bases()), **extra,
-                **{k: v for k, v in payload.items() if k != "action"}}
+        return {
+            "action": action,
+            "number": item.number,
+            "pull_request": self.pull_json(item, self.bases()),
+            **extra,
+            **{k: v for k, v in payload.items() if k != "action"},
+        }
 
     def signed_headers(self, event: str, body: bytes) -> dict[str, str]:
         headers = {
-            "Content-Type": "application/json", "X-GitHub-Event": event,
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
             "X-GitHub-Delivery": str(uuid.UUID(int=random.getrandbits(128), version=4)),
             "X-GitHub-Hook-ID": str(HOOK_ID),
             "X-GitHub-Hook-Installation-Target-Type": "organization",
@@ -411,21 +470,28 @@ class GitHubSim:
             self._post(step, fault)
 
     def _renew_delivery(self, message: Outgoing) -> Outgoing:
-        return Outgoing(message.event, message.body, self.signed_headers(message.event, message.body),
-                        message.about)
+        return Outgoing(message.event, message.body, self.signed_headers(message.event, message.body), message.about)
 
     def _post(self, message: Outgoing, fault: str | None) -> None:
         """POST one delivery to webhook_url (if any, and unless dropped) and record how it went."""
         headers = message.headers
-        record: dict[str, Any] = {"event": message.event, "action": message.about.get("action"),
-                                  "delivery": headers["X-GitHub-Delivery"], "headers": headers,
-                                  "body": message.body, "status": None, "error": None, "fault": fault}
+        record: dict[str, Any] = {
+            "event": message.event,
+            "action": message.about.get("action"),
+            "delivery": headers["X-GitHub-Delivery"],
+            "headers": headers,
+            "body": message.body,
+            "status": None,
+            "error": None,
+            "fault": fault,
+        }
         if fault == "dropped":
             record["error"] = "dropped by the simulator's webhook faults"
         elif self.webhook_url:
             try:
-                record["status"] = self._hook_client().post(
-                    self.webhook_url, content=message.body, headers=headers).status_code
+                record["status"] = (
+                    self._hook_client().post(self.webhook_url, content=message.body, headers=headers).status_code
+                )
             except httpx.HTTPError as error:
                 record["error"] = f"{type(error).__name__}: {error}"
         with self.lock:

@@ -2,6 +2,7 @@
 Enterprise Server), the gate every request passes (auth, rate limit, faults, headers),
 and the /_sim admin routes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
-
 from opsync.connectors.simulators import github_data as data
 from opsync.connectors.simulators.faults import Fault
 from opsync.connectors.simulators.github_data import Bases, SimItem
 from opsync.connectors.simulators.outbox import WebhookFaults
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from opsync.connectors.simulators.github import GitHubSim
@@ -27,8 +27,9 @@ DEFAULT_ORDER = {"created": "desc", None: "desc"}  # pulls: desc only for create
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": message, "documentation_url": DOCS, "status": str(status)},
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        {"message": message, "documentation_url": DOCS, "status": str(status)}, status_code=status, headers=headers
+    )
 
 
 class Gate:
@@ -49,8 +50,10 @@ class Gate:
             host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode()
             sim.public_url = f"{scope.get('scheme', 'http')}://{host}"
         self.sequence += 1
-        extra = {"X-GitHub-Request-Id": f"C0DE:{random.getrandbits(16):04X}:{self.sequence:07X}",
-                 "X-GitHub-Media-Type": "github.v3; format=json"}
+        extra = {
+            "X-GitHub-Request-Id": f"C0DE:{random.getrandbits(16):04X}:{self.sequence:07X}",
+            "X-GitHub-Media-Type": "github.v3; format=json",
+        }
         query = scope.get("query_string", b"").decode()
         fault = sim.take_fault(scope["path"] + (f"?{query}" if query else ""))
         if fault and fault.pause:
@@ -59,8 +62,13 @@ class Gate:
             await asyncio.sleep(float(fault.delay_seconds))
         if fault and fault.drop_connection:
             # Promise a body, send part of it, stop: the client sees a broken connection.
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                }
+            )
             await send({"type": "http.response.body", "body": b'[{"id": ', "more_body": True})
             return
         token = self._token(scope)
@@ -74,21 +82,26 @@ class Gate:
         extra.update(rate)
         response: Response | None = None
         if not allowed:
-            response = error(403, "API rate limit exceeded for user ID 1000. (But here's the good news: "
-                             "Authenticated requests get a higher rate limit.)", extra)
+            response = error(
+                403,
+                "API rate limit exceeded for user ID 1000. (But here's the good news: "
+                "Authenticated requests get a higher rate limit.)",
+                extra,
+            )
         elif fault and fault.status:
             response = self._fault_response(fault, extra)
         elif fault and fault.malformed:
-            response = Response(b'[{"id": 1, "title": "trunc', media_type="application/json",
-                                headers=extra)
+            response = Response(b'[{"id": 1, "title": "trunc', media_type="application/json", headers=extra)
         if response is not None:
             await response(scope, receive, send)
             return
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []),
-                                      *((k.lower().encode(), v.encode()) for k, v in extra.items())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -105,11 +118,18 @@ class Gate:
         if fault.retry_after is not None:
             headers = {**headers, "Retry-After": str(fault.retry_after)}
         if status in (403, 429):
-            return error(status, "You have exceeded a secondary rate limit. Please wait a few "
-                         "minutes before you try again.", headers)
+            return error(
+                status,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                headers,
+            )
         if status >= 500:
-            return Response(f"<html><body><h1>{status} Server Error</h1></body></html>",
-                            status_code=status, media_type="text/html", headers=headers)
+            return Response(
+                f"<html><body><h1>{status} Server Error</h1></body></html>",
+                status_code=status,
+                media_type="text/html",
+                headers=headers,
+            )
         return error(status, "Simulated fault", headers)
 
 
@@ -136,7 +156,7 @@ def _page(request: Request, rows: list[Any], per_page: int, page: int) -> tuple[
         links += [link(page + 1, "next"), link(last, "last")]
     if page > 1:
         links.append(link(1, "first"))
-    chunk = rows[(page - 1) * per_page: page * per_page]
+    chunk = rows[(page - 1) * per_page : page * per_page]
     return chunk, ({"Link": ", ".join(links)} if links else {})
 
 
@@ -167,8 +187,7 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
     @router.get("/user")
     def me(request: Request) -> Any:
         person = sim.people[0]
-        return {**data.user_json(person, _bases(sim, request)), "name": person.display_name,
-                "email": person.email}
+        return {**data.user_json(person, _bases(sim, request)), "name": person.display_name, "email": person.email}
 
     @router.get("/users/{login}")
     def user(login: str, request: Request) -> Any:
@@ -211,9 +230,18 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
         return sim.repo_json(full, _bases(sim, request)) if full else error(404, "Not Found")
 
     @router.get("/repos/{owner}/{name}/issues")
-    def issues(owner: str, name: str, request: Request, state: str = "open",
-               since: str | None = None, sort: str = "created", direction: str = "desc",
-               labels: str | None = None, per_page: int = 30, page: int = 1) -> Any:
+    def issues(
+        owner: str,
+        name: str,
+        request: Request,
+        state: str = "open",
+        since: str | None = None,
+        sort: str = "created",
+        direction: str = "desc",
+        labels: str | None = None,
+        per_page: int = 30,
+        page: int = 1,
+    ) -> Any:
         full = repo_or_404(owner, name)
         if not full:
             return error(404, "Not Found")
@@ -223,10 +251,14 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
             return error(422, "Validation Failed")
         wanted = set(labels.split(",")) if labels else set()
         with sim.lock:
-            rows = [i for i in sim.items[full].values() if not i.deleted
-                    and (state == "all" or i.state == state)
-                    and (after is None or i.updated_at >= after)
-                    and wanted <= set(i.labels)]
+            rows = [
+                i
+                for i in sim.items[full].values()
+                if not i.deleted
+                and (state == "all" or i.state == state)
+                and (after is None or i.updated_at >= after)
+                and wanted <= set(i.labels)
+            ]
             rows, headers = _page(request, _sorted(rows, sort, direction), per_page, page)
             b = _bases(sim, request)
             return JSONResponse([sim.issue_json(i, b) for i in rows], headers=headers)
@@ -243,16 +275,22 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
             return sim.issue_json(item, _bases(sim, request))
 
     @router.get("/repos/{owner}/{name}/pulls")
-    def pulls(owner: str, name: str, request: Request, state: str = "open",
-              sort: str = "created", direction: str | None = None,
-              per_page: int = 30, page: int = 1) -> Any:
+    def pulls(
+        owner: str,
+        name: str,
+        request: Request,
+        state: str = "open",
+        sort: str = "created",
+        direction: str | None = None,
+        per_page: int = 30,
+        page: int = 1,
+    ) -> Any:
         full = repo_or_404(owner, name)
         if not full:
             return error(404, "Not Found")
         direction = direction or DEFAULT_ORDER.get(sort, "asc")
         with sim.lock:
-            rows = [i for i in sim.items[full].values()
-                    if i.is_pull and (state == "all" or i.state == state)]
+            rows = [i for i in sim.items[full].values() if i.is_pull and (state == "all" or i.state == state)]
             rows, headers = _page(request, _sorted(rows, sort, direction), per_page, page)
             b = _bases(sim, request)
             return JSONResponse([sim.pull_json(i, b, full=False) for i in rows], headers=headers)
@@ -269,9 +307,12 @@ def _rest_routes(sim: GitHubSim) -> APIRouter:
     @router.get("/rate_limit")
     def rate_limit() -> Any:
         with sim.lock:
-            core = {"limit": sim.rate_limit, "used": sim.rate_used,
-                    "remaining": max(sim.rate_limit - sim.rate_used, 0),
-                    "reset": int(sim.rate_reset + 0.999)}
+            core = {
+                "limit": sim.rate_limit,
+                "used": sim.rate_used,
+                "remaining": max(sim.rate_limit - sim.rate_used, 0),
+                "reset": int(sim.rate_reset + 0.999),
+            }
         search = {"limit": 30, "used": 0, "remaining": 30, "reset": core["reset"]}
         return {"resources": {"core": core, "search": search}, "rate": core}
 
@@ -321,8 +362,7 @@ def _admin_routes(sim: GitHubSim) -> APIRouter:
             return error(404, str(exc))
 
     def queued() -> dict[str, Any]:
-        return {"queued": [fault.as_json() for fault in sim.faults.pending()],
-                "paused": sim.faults.paused()}
+        return {"queued": [fault.as_json() for fault in sim.faults.pending()], "paused": sim.faults.paused()}
 
     @router.post("/faults", status_code=201)
     def faults(fault: dict[str, Any]) -> Any:
@@ -388,19 +428,25 @@ def _admin_routes(sim: GitHubSim) -> APIRouter:
     @router.get("/deliveries")
     def deliveries() -> Any:
         with sim.lock:
-            return [{k: d[k] for k in ("event", "action", "delivery", "status", "error", "fault")}
-                    for d in sim.deliveries]
+            return [
+                {k: d[k] for k in ("event", "action", "delivery", "status", "error", "fault")} for d in sim.deliveries
+            ]
 
     @router.post("/repos/{owner}/{name}/issues", status_code=201)
     def create_issue(owner: str, name: str, change: IssueChange) -> Any:
-        return run(lambda: sim.create_issue(f"{owner}/{name}", change.title or "Untitled",
-                                            body=change.body, labels=change.labels or [],
-                                            assignees=change.assignees or []))
+        return run(
+            lambda: sim.create_issue(
+                f"{owner}/{name}",
+                change.title or "Untitled",
+                body=change.body,
+                labels=change.labels or [],
+                assignees=change.assignees or [],
+            )
+        )
 
     @router.patch("/repos/{owner}/{name}/issues/{number}")
     def update_issue(owner: str, name: str, number: int, change: IssueChange) -> Any:
-        return run(lambda: sim.update_issue(f"{owner}/{name}", number,
-                                            **change.model_dump(exclude_none=True)))
+        return run(lambda: sim.update_issue(f"{owner}/{name}", number, **change.model_dump(exclude_none=True)))
 
     @router.delete("/repos/{owner}/{name}/issues/{number}")
     def delete_issue(owner: str, name: str, number: int, silent: bool = False) -> Any:
@@ -412,8 +458,7 @@ def _admin_routes(sim: GitHubSim) -> APIRouter:
 
     @router.patch("/repos/{owner}/{name}/pulls/{number}")
     def update_pull(owner: str, name: str, number: int, change: PullChange) -> Any:
-        return run(lambda: sim.update_pull(f"{owner}/{name}", number,
-                                           **change.model_dump(exclude_none=True)))
+        return run(lambda: sim.update_pull(f"{owner}/{name}", number, **change.model_dump(exclude_none=True)))
 
     @router.post("/mutate")
     def mutate(n: int = 5, seed: int | None = None) -> Any:
@@ -435,4 +480,3 @@ def create_app(sim: GitHubSim) -> FastAPI:
 
     app.add_middleware(Gate, sim=sim)
     return app
-

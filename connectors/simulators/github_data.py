@@ -4,21 +4,22 @@ the JSON shapes GitHub's REST API and webhooks use.
 State holds no URLs: every URL is built at render time from the base URL the client
 used, so the same records serve http://127.0.0.1:PORT and .../api/v3 alike.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from opsync.connectors.simulators.world import PRODUCTS, SimPerson
 
 ORG = "acme"
 ORG_ID = 9000
-GENERATED_FROM = datetime(2024, 1, 1, tzinfo=timezone.utc)
+GENERATED_FROM = datetime(2024, 1, 1, tzinfo=UTC)
 GENERATED_SPAN = timedelta(days=540)  # generated history ends mid-2025, before any live change
 
 LABELS: dict[str, tuple[int, str, str]] = {
@@ -30,10 +31,21 @@ LABELS: dict[str, tuple[int, str, str]] = {
     "security": (7006, "b60205", "Security relevant"),
 }
 MILESTONES = ("v1.0", "v1.1", "v2.0")
-TOPICS = ("retry refunds", "add audit log", "fix rounding in totals", "speed up checkout page",
-          "migrate to new ledger schema", "handle expired cards", "add idempotency keys",
-          "clean up feature flags", "improve error messages", "paginate invoices",
-          "support partial captures", "log webhook latency", "split settlement job")
+TOPICS = (
+    "retry refunds",
+    "add audit log",
+    "fix rounding in totals",
+    "speed up checkout page",
+    "migrate to new ledger schema",
+    "handle expired cards",
+    "add idempotency keys",
+    "clean up feature flags",
+    "improve error messages",
+    "paginate invoices",
+    "support partial captures",
+    "log webhook latency",
+    "split settlement job",
+)
 
 
 @dataclass
@@ -95,9 +107,7 @@ def slug(text: str) -> str:
     return "-".join(text.lower().split())
 
 
-def generate(
-    count: int, seed: int, repos: tuple[str, ...], jira_keys: dict[str, int], people: int
-) -> list[SimItem]:
+def generate(count: int, seed: int, repos: tuple[str, ...], jira_keys: dict[str, int], people: int) -> list[SimItem]:
     """count issues and pull requests, about half each, numbered per repo in creation order."""
     rng = random.Random(seed)
     numbers = dict.fromkeys(repos, 0)
@@ -113,8 +123,14 @@ def generate(
         project = jira_project(repo)
         key = f"{project}-{rng.randint(1, jira_keys[project])}" if jira_keys.get(project) else None
         item = SimItem(
-            repo=repo, number=numbers[repo], issue_id=0, title=topic.capitalize(), body=None,
-            author=rng.randrange(people), created_at=created, updated_at=updated,
+            repo=repo,
+            number=numbers[repo],
+            issue_id=0,
+            title=topic.capitalize(),
+            body=None,
+            author=rng.randrange(people),
+            created_at=created,
+            updated_at=updated,
             comments=rng.randint(0, 12),
             assignees=rng.sample(range(people), rng.choice((0, 1, 1, 1, 2))),
             labels=rng.sample(sorted(LABELS), rng.choice((0, 1, 1, 2))),
@@ -157,6 +173,7 @@ def _close(item: SimItem, at: datetime, reason: str | None) -> None:
 
 # --- rendering ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Bases:
     """Where URLs point: the API root (maybe .../api/v3) and the web root."""
@@ -169,15 +186,25 @@ class Bases:
 def user_json(person: SimPerson, b: Bases) -> dict[str, Any]:
     u = f"{b.api}/users/{person.login}"
     return {
-        "login": person.login, "id": person.github_id, "node_id": node_id("User", person.github_id),
+        "login": person.login,
+        "id": person.github_id,
+        "node_id": node_id("User", person.github_id),
         "avatar_url": f"https://avatars.githubusercontent.com/u/{person.github_id}?v=4",
-        "gravatar_id": "", "url": u, "html_url": f"{b.web}/{person.login}",
-        "followers_url": f"{u}/followers", "following_url": f"{u}/following{{/other_user}}",
-        "gists_url": f"{u}/gists{{/gist_id}}", "starred_url": f"{u}/starred{{/owner}}{{/repo}}",
-        "subscriptions_url": f"{u}/subscriptions", "organizations_url": f"{u}/orgs",
-        "repos_url": f"{u}/repos", "events_url": f"{u}/events{{/privacy}}",
-        "received_events_url": f"{u}/received_events", "type": "User",
-        "user_view_type": "public", "site_admin": False,
+        "gravatar_id": "",
+        "url": u,
+        "html_url": f"{b.web}/{person.login}",
+        "followers_url": f"{u}/followers",
+        "following_url": f"{u}/following{{/other_user}}",
+        "gists_url": f"{u}/gists{{/gist_id}}",
+        "starred_url": f"{u}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{u}/subscriptions",
+        "organizations_url": f"{u}/orgs",
+        "repos_url": f"{u}/repos",
+        "events_url": f"{u}/events{{/privacy}}",
+        "received_events_url": f"{u}/received_events",
+        "type": "User",
+        "user_view_type": "public",
+        "site_admin": False,
     }
 
 
@@ -185,24 +212,44 @@ def user_json(person: SimPerson, b: Bases) -> dict[str, Any]:
 def org_owner_json(b: Bases) -> dict[str, Any]:
     u = f"{b.api}/users/{ORG}"
     return {
-        "login": ORG, "id": ORG_ID, "node_id": node_id("Organization", ORG_ID),
-        "avatar_url": f"https://avatars.githubusercontent.com/u/{ORG_ID}?v=4", "gravatar_id": "",
-        "url": u, "html_url": f"{b.web}/{ORG}", "repos_url": f"{u}/repos",
-        "events_url": f"{u}/events{{/privacy}}", "type": "Organization", "site_admin": False,
+        "login": ORG,
+        "id": ORG_ID,
+        "node_id": node_id("Organization", ORG_ID),
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{ORG_ID}?v=4",
+        "gravatar_id": "",
+        "url": u,
+        "html_url": f"{b.web}/{ORG}",
+        "repos_url": f"{u}/repos",
+        "events_url": f"{u}/events{{/privacy}}",
+        "type": "Organization",
+        "site_admin": False,
     }
 
 
 def org_json(b: Bases, repo_count: int) -> dict[str, Any]:
     u = f"{b.api}/orgs/{ORG}"
     return {
-        "login": ORG, "id": ORG_ID, "node_id": node_id("Organization", ORG_ID), "url": u,
-        "repos_url": f"{u}/repos", "events_url": f"{u}/events", "hooks_url": f"{u}/hooks",
-        "issues_url": f"{u}/issues", "members_url": f"{u}/members{{/member}}",
+        "login": ORG,
+        "id": ORG_ID,
+        "node_id": node_id("Organization", ORG_ID),
+        "url": u,
+        "repos_url": f"{u}/repos",
+        "events_url": f"{u}/events",
+        "hooks_url": f"{u}/hooks",
+        "issues_url": f"{u}/issues",
+        "members_url": f"{u}/members{{/member}}",
         "public_members_url": f"{u}/public_members{{/member}}",
         "avatar_url": f"https://avatars.githubusercontent.com/u/{ORG_ID}?v=4",
-        "description": "Acme Inc.", "name": "Acme", "is_verified": False,
-        "public_repos": repo_count, "followers": 0, "following": 0, "html_url": f"{b.web}/{ORG}",
-        "created_at": iso(GENERATED_FROM), "updated_at": iso(GENERATED_FROM), "type": "Organization",
+        "description": "Acme Inc.",
+        "name": "Acme",
+        "is_verified": False,
+        "public_repos": repo_count,
+        "followers": 0,
+        "following": 0,
+        "html_url": f"{b.web}/{ORG}",
+        "created_at": iso(GENERATED_FROM),
+        "updated_at": iso(GENERATED_FROM),
+        "type": "Organization",
     }
 
 
@@ -210,23 +257,44 @@ def org_json(b: Bases, repo_count: int) -> dict[str, Any]:
 def repo_json(full_name: str, repo_id: int, b: Bases) -> dict[str, Any]:
     u = f"{b.api}/repos/{full_name}"
     return {
-        "id": repo_id, "node_id": node_id("Repository", repo_id), "name": full_name.split("/")[1],
-        "full_name": full_name, "private": True, "owner": org_owner_json(b),
-        "html_url": f"{b.web}/{full_name}", "description": None, "fork": False, "url": u,
-        "issues_url": f"{u}/issues{{/number}}", "pulls_url": f"{u}/pulls{{/number}}",
-        "labels_url": f"{u}/labels{{/name}}", "hooks_url": f"{u}/hooks",
-        "created_at": iso(GENERATED_FROM), "updated_at": iso(GENERATED_FROM),
-        "pushed_at": iso(GENERATED_FROM), "default_branch": "main", "visibility": "private",
-        "has_issues": True, "archived": False, "disabled": False, "open_issues_count": 0,
+        "id": repo_id,
+        "node_id": node_id("Repository", repo_id),
+        "name": full_name.split("/")[1],
+        "full_name": full_name,
+        "private": True,
+        "owner": org_owner_json(b),
+        "html_url": f"{b.web}/{full_name}",
+        "description": None,
+        "fork": False,
+        "url": u,
+        "issues_url": f"{u}/issues{{/number}}",
+        "pulls_url": f"{u}/pulls{{/number}}",
+        "labels_url": f"{u}/labels{{/name}}",
+        "hooks_url": f"{u}/hooks",
+        "created_at": iso(GENERATED_FROM),
+        "updated_at": iso(GENERATED_FROM),
+        "pushed_at": iso(GENERATED_FROM),
+        "default_branch": "main",
+        "visibility": "private",
+        "has_issues": True,
+        "archived": False,
+        "disabled": False,
+        "open_issues_count": 0,
     }
 
 
 @lru_cache(maxsize=4096)  # rendered often, identical each time; callers never mutate
 def label_json(name: str, repo: str, b: Bases) -> dict[str, Any]:
     label_id, color, description = LABELS.get(name, (7999, "ededed", None))
-    return {"id": label_id, "node_id": node_id("Label", label_id),
-            "url": f"{b.api}/repos/{repo}/labels/{name}", "name": name, "color": color,
-            "default": name in ("bug", "enhancement", "documentation"), "description": description}
+    return {
+        "id": label_id,
+        "node_id": node_id("Label", label_id),
+        "url": f"{b.api}/repos/{repo}/labels/{name}",
+        "name": name,
+        "color": color,
+        "default": name in ("bug", "enhancement", "documentation"),
+        "description": description,
+    }
 
 
 def milestone_json(number: int, repo: str, creator: dict[str, Any], b: Bases) -> dict[str, Any]:
@@ -234,12 +302,20 @@ def milestone_json(number: int, repo: str, creator: dict[str, Any], b: Bases) ->
     return {
         "url": f"{b.api}/repos/{repo}/milestones/{number}",
         "html_url": f"{b.web}/{repo}/milestone/{number}",
-        "labels_url": f"{b.api}/repos/{repo}/milestones/{number}/labels", "id": mid,
-        "node_id": node_id("Milestone", mid), "number": number,
-        "title": MILESTONES[(number - 1) % len(MILESTONES)], "description": None,
-        "creator": creator, "open_issues": 0, "closed_issues": 0, "state": "open",
-        "created_at": iso(GENERATED_FROM), "updated_at": iso(GENERATED_FROM),
-        "due_on": None, "closed_at": None,
+        "labels_url": f"{b.api}/repos/{repo}/milestones/{number}/labels",
+        "id": mid,
+        "node_id": node_id("Milestone", mid),
+        "number": number,
+        "title": MILESTONES[(number - 1) % len(MILESTONES)],
+        "description": None,
+        "creator": creator,
+        "open_issues": 0,
+        "closed_issues": 0,
+        "state": "open",
+        "created_at": iso(GENERATED_FROM),
+        "updated_at": iso(GENERATED_FROM),
+        "due_on": None,
+        "closed_at": None,
     }
 
 
@@ -248,72 +324,130 @@ def _common(item: SimItem, people: list[SimPerson], b: Bases) -> dict[str, Any]:
     assignees = [user_json(people[i], b) for i in item.assignees]
     author = user_json(people[item.author], b)
     return {
-        "title": item.title, "user": author, "state": item.state, "locked": False,
+        "title": item.title,
+        "user": author,
+        "state": item.state,
+        "locked": False,
         "labels": [label_json(n, item.repo, b) for n in item.labels],
-        "assignee": assignees[0] if assignees else None, "assignees": assignees,
+        "assignee": assignees[0] if assignees else None,
+        "assignees": assignees,
         "milestone": milestone_json(item.milestone, item.repo, author, b) if item.milestone else None,
-        "created_at": iso(item.created_at), "updated_at": iso(item.updated_at),
-        "closed_at": iso(item.closed_at), "author_association": "MEMBER",
-        "active_lock_reason": None, "body": item.body,
+        "created_at": iso(item.created_at),
+        "updated_at": iso(item.updated_at),
+        "closed_at": iso(item.closed_at),
+        "author_association": "MEMBER",
+        "active_lock_reason": None,
+        "body": item.body,
     }
 
 
 def issue_json(item: SimItem, people: list[SimPerson], b: Bases) -> dict[str, Any]:
     u = f"{b.api}/repos/{item.repo}/issues/{item.number}"
     data = {
-        "url": u, "repository_url": f"{b.api}/repos/{item.repo}", "labels_url": f"{u}/labels{{/name}}",
-        "comments_url": f"{u}/comments", "events_url": f"{u}/events",
+        "url": u,
+        "repository_url": f"{b.api}/repos/{item.repo}",
+        "labels_url": f"{u}/labels{{/name}}",
+        "comments_url": f"{u}/comments",
+        "events_url": f"{u}/events",
         "html_url": f"{b.web}/{item.repo}/{'pull' if item.is_pull else 'issues'}/{item.number}",
-        "id": item.issue_id, "node_id": node_id("Issue", item.issue_id), "number": item.number,
-        **_common(item, people, b), "comments": item.comments,
-        "reactions": {"url": f"{u}/reactions", "total_count": 0, "+1": 0, "-1": 0, "laugh": 0,
-                      "hooray": 0, "confused": 0, "heart": 0, "rocket": 0, "eyes": 0},
-        "timeline_url": f"{u}/timeline", "performed_via_github_app": None,
+        "id": item.issue_id,
+        "node_id": node_id("Issue", item.issue_id),
+        "number": item.number,
+        **_common(item, people, b),
+        "comments": item.comments,
+        "reactions": {
+            "url": f"{u}/reactions",
+            "total_count": 0,
+            "+1": 0,
+            "-1": 0,
+            "laugh": 0,
+            "hooray": 0,
+            "confused": 0,
+            "heart": 0,
+            "rocket": 0,
+            "eyes": 0,
+        },
+        "timeline_url": f"{u}/timeline",
+        "performed_via_github_app": None,
         "state_reason": item.state_reason,
     }
     if item.is_pull:
         web = f"{b.web}/{item.repo}/pull/{item.number}"
         data["draft"] = item.draft
-        data["pull_request"] = {"url": f"{b.api}/repos/{item.repo}/pulls/{item.number}",
-                                "html_url": web, "diff_url": f"{web}.diff", "patch_url": f"{web}.patch",
-                                "merged_at": iso(item.merged_at)}
+        data["pull_request"] = {
+            "url": f"{b.api}/repos/{item.repo}/pulls/{item.number}",
+            "html_url": web,
+            "diff_url": f"{web}.diff",
+            "patch_url": f"{web}.patch",
+            "merged_at": iso(item.merged_at),
+        }
     return data
 
 
-def pull_json(
-    item: SimItem, people: list[SimPerson], b: Bases, repo: dict[str, Any], full: bool
-) -> dict[str, Any]:
+def pull_json(item: SimItem, people: list[SimPerson], b: Bases, repo: dict[str, Any], full: bool) -> dict[str, Any]:
     """A pull request; full adds what only GET /pulls/{number} and webhooks carry."""
     u = f"{b.api}/repos/{item.repo}/pulls/{item.number}"
     issue_u = f"{b.api}/repos/{item.repo}/issues/{item.number}"
     web = f"{b.web}/{item.repo}/pull/{item.number}"
     owner = org_owner_json(b)
     data: dict[str, Any] = {
-        "url": u, "id": item.pull_id, "node_id": node_id("PullRequest", item.pull_id or 0),
-        "html_url": web, "diff_url": f"{web}.diff", "patch_url": f"{web}.patch",
-        "issue_url": issue_u, "number": item.number, **_common(item, people, b),
-        "merged_at": iso(item.merged_at), "merge_commit_sha": item.merge_commit_sha,
+        "url": u,
+        "id": item.pull_id,
+        "node_id": node_id("PullRequest", item.pull_id or 0),
+        "html_url": web,
+        "diff_url": f"{web}.diff",
+        "patch_url": f"{web}.patch",
+        "issue_url": issue_u,
+        "number": item.number,
+        **_common(item, people, b),
+        "merged_at": iso(item.merged_at),
+        "merge_commit_sha": item.merge_commit_sha,
         "requested_reviewers": [user_json(people[i], b) for i in item.reviewers],
-        "requested_teams": [], "commits_url": f"{u}/commits",
-        "review_comments_url": f"{u}/comments", "comments_url": f"{issue_u}/comments",
+        "requested_teams": [],
+        "commits_url": f"{u}/commits",
+        "review_comments_url": f"{u}/comments",
+        "comments_url": f"{issue_u}/comments",
         "statuses_url": f"{b.api}/repos/{item.repo}/statuses/{item.head_sha}",
-        "head": {"label": f"{ORG}:{item.head_ref}", "ref": item.head_ref, "sha": item.head_sha,
-                 "user": owner, "repo": repo},
-        "base": {"label": f"{ORG}:{item.base_ref}", "ref": item.base_ref,
-                 "sha": sha(item.repo, item.base_ref), "user": owner, "repo": repo},
-        "_links": {"self": {"href": u}, "html": {"href": web}, "issue": {"href": issue_u},
-                   "comments": {"href": f"{issue_u}/comments"},
-                   "commits": {"href": f"{u}/commits"}},
-        "auto_merge": None, "draft": item.draft,
+        "head": {
+            "label": f"{ORG}:{item.head_ref}",
+            "ref": item.head_ref,
+            "sha": item.head_sha,
+            "user": owner,
+            "repo": repo,
+        },
+        "base": {
+            "label": f"{ORG}:{item.base_ref}",
+            "ref": item.base_ref,
+            "sha": sha(item.repo, item.base_ref),
+            "user": owner,
+            "repo": repo,
+        },
+        "_links": {
+            "self": {"href": u},
+            "html": {"href": web},
+            "issue": {"href": issue_u},
+            "comments": {"href": f"{issue_u}/comments"},
+            "commits": {"href": f"{u}/commits"},
+        },
+        "auto_merge": None,
+        "draft": item.draft,
     }
     if full:
         merged = item.merged_at is not None
-        data.update({
-            "merged": merged, "mergeable": None if merged else True, "rebaseable": None,
-            "mergeable_state": "unknown" if merged else "clean",
-            "merged_by": user_json(people[item.author], b) if merged else None,
-            "comments": item.comments, "review_comments": 0, "maintainer_can_modify": False,
-            "commits": item.commits, "additions": item.additions, "deletions": item.deletions,
-            "changed_files": item.changed_files,
-        })
+        data.update(
+            {
+                "merged": merged,
+                "mergeable": None if merged else True,
+                "rebaseable": None,
+                "mergeable_state": "unknown" if merged else "clean",
+                "merged_by": user_json(people[item.author], b) if merged else None,
+                "comments": item.comments,
+                "review_comments": 0,
+                "maintainer_can_modify": False,
+                "commits": item.commits,
+                "additions": item.additions,
+                "deletions": item.deletions,
+                "changed_files": item.changed_files,
+            }
+        )
     return data

@@ -3,6 +3,7 @@
 JiraSim holds the state behind a lock, because tests mutate it from their own thread while
 uvicorn serves it from another. The HTTP surface lives in jira_app.py.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
-
 from opsync.connectors.simulators import jira_data as data
 from opsync.connectors.simulators.faults import Fault, Faults
 from opsync.connectors.simulators.jira_data import UTC, SimIssue
@@ -27,8 +27,17 @@ from opsync.connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
 from opsync.connectors.simulators.truth import Truth, TruthRecord
 from opsync.connectors.simulators.world import SimPerson, people
 
-EDITABLE = {"summary", "status", "priority", "assignee", "labels", "description", "story_points",
-            "duedate", "issuetype"}
+EDITABLE = {
+    "summary",
+    "status",
+    "priority",
+    "assignee",
+    "labels",
+    "description",
+    "story_points",
+    "duedate",
+    "issuetype",
+}
 
 
 @dataclass
@@ -50,10 +59,16 @@ class NotFound(LookupError):
 
 
 class JiraSim:
-    def __init__(self, issues: int = 200, seed: int = 1, projects: tuple[str, ...] = ("PAY", "CHK", "GRO"),
-                 webhook_url: str | None = None, webhook_secret: str | None = None,
-                 credentials: tuple[str, str] | None = None,
-                 site_url: str = "https://acme.atlassian.net") -> None:
+    def __init__(
+        self,
+        issues: int = 200,
+        seed: int = 1,
+        projects: tuple[str, ...] = ("PAY", "CHK", "GRO"),
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        credentials: tuple[str, str] | None = None,
+        site_url: str = "https://acme.atlassian.net",
+    ) -> None:
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.credentials = credentials  # None: any non-empty email and token
@@ -80,6 +95,7 @@ class JiraSim:
     def app(self) -> Any:
         if self._app is None:
             from opsync.connectors.simulators.jira_app import create_app
+
             self._app = create_app(self)
         return self._app
 
@@ -115,30 +131,53 @@ class JiraSim:
     def truth(self) -> Truth:
         """Every live issue as Jira lists it, and the ids of the issues deleted."""
         with self._lock:
-            records = {("issue", str(issue.id)): TruthRecord(
-                "issue", str(issue.id), issue.key, issue.project, issue.summary, issue.status, issue.updated)
-                for issue in self._issues.values()}
+            records = {
+                ("issue", str(issue.id)): TruthRecord(
+                    "issue", str(issue.id), issue.key, issue.project, issue.summary, issue.status, issue.updated
+                )
+                for issue in self._issues.values()
+            }
             return Truth(records, frozenset(("issue", str(issue_id)) for issue_id in self._deleted))
 
-    def render(self, issue: SimIssue, version: str = "3", base: str | None = None,
-               fields: set[str] | None = None, expand: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    def render(
+        self,
+        issue: SimIssue,
+        version: str = "3",
+        base: str | None = None,
+        fields: set[str] | None = None,
+        expand: frozenset[str] | set[str] = frozenset(),
+    ) -> dict[str, Any]:
         with self._lock:
             return data.render_issue(issue, self, version, base or self.site_url, fields, set(expand))
 
-    def search(self, jql: str, token: str | None, limit: int, fields: set[str] | None,
-               expand: set[str], version: str, base: str) -> dict[str, Any]:
+    def search(
+        self,
+        jql: str,
+        token: str | None,
+        limit: int,
+        fields: set[str] | None,
+        expand: set[str],
+        version: str,
+        base: str,
+    ) -> dict[str, Any]:
         """One page of search/jql; the token names the last issue's sort key (keyset paging),
         so issues changed mid-listing are seen again later rather than skipped."""
         query = parse(jql, set(self.projects), self.now())
         after = decode_token(token) if token else None
         with self._lock:
-            matched = sorted((sort_key(query, issue, self._rank), issue.id)
-                             for issue in self._issues.values() if query.matches(issue))
+            matched = sorted(
+                (sort_key(query, issue, self._rank), issue.id)
+                for issue in self._issues.values()
+                if query.matches(issue)
+            )
             start = bisect.bisect_right(matched, (after, float("inf"))) if after else 0
-            page = matched[start:start + limit]
-            body: dict[str, Any] = {"issues": [
-                data.render_issue(self._issues[issue_id], self, version, base, fields, expand)
-                for _, issue_id in page]}
+            page = matched[start : start + limit]
+            body: dict[str, Any] = {
+                "issues": [
+                    data.render_issue(self._issues[issue_id], self, version, base, fields, expand)
+                    for _, issue_id in page
+                ]
+            }
         body["isLast"] = start + limit >= len(matched)
         if not body["isLast"]:
             body["nextPageToken"] = encode_token(page[-1][0])
@@ -156,8 +195,9 @@ class JiraSim:
 
     # --- mutations -----------------------------------------------------------------------
 
-    def create_issue(self, project: str, summary: str = "New issue", issuetype: str = "Task",
-                     **changes: Any) -> dict[str, Any]:
+    def create_issue(
+        self, project: str, summary: str = "New issue", issuetype: str = "Task", **changes: Any
+    ) -> dict[str, Any]:
         """Create an issue (fields as update_issue takes them, plus parent) and send
         jira:issue_created. Returns the issue as REST v3 shows it."""
         project = project.upper()
@@ -168,11 +208,26 @@ class JiraSim:
             at = self.now()
             self._numbers[project] += 1
             issue = SimIssue(
-                id=self._next_id, project=project, number=self._numbers[project], issuetype="Task",
-                summary=summary, description=None, status="To Do", priority="Medium", assignee=None,
-                reporter=0, labels=[], story_points=None, sprint=None, fix_version=None, duedate=None,
-                created=at, updated=at, resolved=None,
-                parent=self.find(parent).id if parent is not None else None)
+                id=self._next_id,
+                project=project,
+                number=self._numbers[project],
+                issuetype="Task",
+                summary=summary,
+                description=None,
+                status="To Do",
+                priority="Medium",
+                assignee=None,
+                reporter=0,
+                labels=[],
+                story_points=None,
+                sprint=None,
+                fix_version=None,
+                duedate=None,
+                created=at,
+                updated=at,
+                resolved=None,
+                parent=self.find(parent).id if parent is not None else None,
+            )
             self._next_id += 1
             self._apply(issue, {"issuetype": issuetype, **changes})
             issue.histories.clear()  # a new issue has no history yet
@@ -193,10 +248,10 @@ class JiraSim:
             history_id = str(len(issue.histories) + issue.id * 10 + 1)
             issue.histories.append({"id": history_id, "author": 0, "created": at, "items": items})
             names = {item["field"] for item in items}
-            event_type = ("issue_generic" if "status" in names
-                          else "issue_assigned" if names == {"assignee"} else "issue_updated")
-            body = self._webhook_body("jira:issue_updated", event_type, issue, at,
-                                      {"id": history_id, "items": items})
+            event_type = (
+                "issue_generic" if "status" in names else "issue_assigned" if names == {"assignee"} else "issue_updated"
+            )
+            body = self._webhook_body("jira:issue_updated", event_type, issue, at, {"id": history_id, "items": items})
         self._send(body, "jira:issue_updated", issue.id)
         return self.render(issue)
 
@@ -217,9 +272,11 @@ class JiraSim:
             with self._lock:
                 ids = sorted(self._issues)
             if not ids or rng.random() < 0.1:
-                created = self.create_issue(rng.choice(sorted(self.projects)),
-                                            f"{rng.choice(data.VERBS)} {rng.choice(data.OBJECTS)}",
-                                            rng.choice(["Story", "Task", "Bug"]))
+                created = self.create_issue(
+                    rng.choice(sorted(self.projects)),
+                    f"{rng.choice(data.VERBS)} {rng.choice(data.OBJECTS)}",
+                    rng.choice(["Story", "Task", "Bug"]),
+                )
                 changed.append(created["id"])
                 continue
             issue = self._issues[rng.choice(ids)]
@@ -264,10 +321,24 @@ class JiraSim:
         return items
 
     def _change(self, issue: SimIssue, name: str, value: Any) -> dict[str, Any] | None:
-        def item(field_name: str, old: Any, new: Any, old_text: Any, new_text: Any,
-                 field_id: str | None = None, fieldtype: str = "jira") -> dict[str, Any]:
-            return {"field": field_name, "fieldtype": fieldtype, "fieldId": field_id or field_name,
-                    "from": old, "fromString": old_text, "to": new, "toString": new_text}
+        def item(
+            field_name: str,
+            old: Any,
+            new: Any,
+            old_text: Any,
+            new_text: Any,
+            field_id: str | None = None,
+            fieldtype: str = "jira",
+        ) -> dict[str, Any]:
+            return {
+                "field": field_name,
+                "fieldtype": fieldtype,
+                "fieldId": field_id or field_name,
+                "from": old,
+                "fromString": old_text,
+                "to": new,
+                "toString": new_text,
+            }
 
         if name == "status":
             old = issue.status
@@ -298,22 +369,36 @@ class JiraSim:
             return item("description", None, None, old_text, value)
         if name == "story_points":
             old_points, issue.story_points = issue.story_points, value
-            return item("Story point estimate", None, None, old_points and str(old_points),
-                        value and str(value), "customfield_10016", "custom")
+            return item(
+                "Story point estimate",
+                None,
+                None,
+                old_points and str(old_points),
+                value and str(value),
+                "customfield_10016",
+                "custom",
+            )
         if name == "duedate":
             old_due = issue.duedate
             issue.duedate = value if value is None or isinstance(value, date) else date.fromisoformat(value)
-            return item("duedate", old_due and old_due.isoformat(), issue.duedate and issue.duedate.isoformat(),
-                        old_due and old_due.isoformat(), issue.duedate and issue.duedate.isoformat())
+            return item(
+                "duedate",
+                old_due and old_due.isoformat(),
+                issue.duedate and issue.duedate.isoformat(),
+                old_due and old_due.isoformat(),
+                issue.duedate and issue.duedate.isoformat(),
+            )
         old_summary, issue.summary = issue.summary, value
         return item("summary", None, None, old_summary, value)
 
     # --- webhooks ------------------------------------------------------------------------
 
-    def _webhook_body(self, event: str, event_type: str, issue: SimIssue, at: datetime,
-                      changelog: dict[str, Any] | None = None) -> bytes:
+    def _webhook_body(
+        self, event: str, event_type: str, issue: SimIssue, at: datetime, changelog: dict[str, Any] | None = None
+    ) -> bytes:
         body: dict[str, Any] = {
-            "timestamp": int(at.timestamp() * 1000), "webhookEvent": event,
+            "timestamp": int(at.timestamp() * 1000),
+            "webhookEvent": event,
             "issue_event_type_name": event_type,
             "user": data.render_user(self.people[0], self.site_url),
             "issue": data.render_issue(issue, self, "2", self.site_url),  # webhooks carry v2
@@ -340,10 +425,13 @@ class JiraSim:
             self._post(step, fault)
 
     def _headers(self, body: bytes) -> dict[str, str]:
-        headers = {"Content-Type": "application/json",
-                   "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
-                   "X-Atlassian-Webhook-Flow": "Primary", "X-Atlassian-Webhook-Retry": "0",
-                   "User-Agent": "Atlassian Webhook HTTP Client"}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
+            "X-Atlassian-Webhook-Flow": "Primary",
+            "X-Atlassian-Webhook-Retry": "0",
+            "User-Agent": "Atlassian Webhook HTTP Client",
+        }
         if self.webhook_secret:
             digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Hub-Signature"] = f"sha256={digest}"
@@ -354,14 +442,21 @@ class JiraSim:
 
     def _post(self, message: Outgoing, fault: str | None) -> None:
         headers = message.headers
-        delivery = Delivery(headers["X-Atlassian-Webhook-Identifier"], message.event,
-                            message.about["issue_id"], message.body, headers, fault=fault)
+        delivery = Delivery(
+            headers["X-Atlassian-Webhook-Identifier"],
+            message.event,
+            message.about["issue_id"],
+            message.body,
+            headers,
+            fault=fault,
+        )
         if fault == "dropped":
             delivery.error = "dropped by the simulator's webhook faults"
         elif self.webhook_url is not None:
             try:
-                delivery.status_code = httpx.post(self.webhook_url, content=message.body, headers=headers,
-                                                  timeout=10).status_code
+                delivery.status_code = httpx.post(
+                    self.webhook_url, content=message.body, headers=headers, timeout=10
+                ).status_code
             except httpx.HTTPError as error:
                 delivery.error = repr(error)
         with self._lock:

@@ -3,6 +3,7 @@
 Handlers are plain `def`s: FastAPI runs them in its thread pool, so a mutation that POSTs a
 webhook synchronously never stalls the event loop serving other requests.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,6 @@ from typing import Any
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-
 from opsync.connectors.simulators import jira_data as data
 from opsync.connectors.simulators.jira import Fault, JiraSim, NotFound
 from opsync.connectors.simulators.jira_jql import JqlError
@@ -54,8 +54,13 @@ class FaultInjection:
             await asyncio.sleep(fault.delay_seconds)
         if fault.drop_connection:
             # Headers promise a body that never comes; uvicorn then closes the socket.
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+                }
+            )
             return None
         if fault.malformed:
             response: Response = Response(b'{"issues": [{"id": "100', media_type="application/json")
@@ -64,10 +69,13 @@ class FaultInjection:
             if fault.status == 429:
                 retry_after = fault.retry_after if fault.retry_after is not None else 1
                 reset = datetime.now(data.UTC) + timedelta(seconds=retry_after)
-                headers = {"Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after),
-                           "X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0",
-                           "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%MZ"),
-                           "X-RateLimit-NearLimit": "true"}
+                headers = {
+                    "Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after),
+                    "X-RateLimit-Limit": "100",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%MZ"),
+                    "X-RateLimit-NearLimit": "true",
+                }
             elif fault.retry_after is not None:
                 headers = {"Retry-After": str(fault.retry_after)}
             message = "Rate limit exceeded." if fault.status == 429 else f"Simulated failure {fault.status}."
@@ -86,11 +94,15 @@ def authenticate(sim: JiraSim, request: Request) -> str:
         email, _, token = base64.b64decode(encoded).decode().partition(":")
     except ValueError:
         scheme, email, token = "", "", ""
-    valid = scheme.lower() == "basic" and email and token and (
-        sim.credentials is None or (email, token) == sim.credentials)
+    valid = (
+        scheme.lower() == "basic" and email and token and (sim.credentials is None or (email, token) == sim.credentials)
+    )
     if not valid:
-        raise JiraError(401, "Client must be authenticated to access this resource.",
-                        {"WWW-Authenticate": 'Basic realm="protected-area"'})
+        raise JiraError(
+            401,
+            "Client must be authenticated to access this resource.",
+            {"WWW-Authenticate": 'Basic realm="protected-area"'},
+        )
     return email
 
 
@@ -137,11 +149,18 @@ def create_app(sim: JiraSim) -> FastAPI:
     @app.get("/rest/api/{version}/serverInfo")
     def server_info(version: str, request: Request) -> dict[str, Any]:
         # Cloud answers serverInfo without credentials.
-        return {"baseUrl": str(request.base_url).rstrip("/"), "version": "1001.0.0-SNAPSHOT",
-                "versionNumbers": [1001, 0, 0], "deploymentType": "Cloud", "buildNumber": 100280,
-                "buildDate": "2025-01-06T10:00:00.000+0000", "serverTime": data.jira_time(sim.now()),
-                "scmInfo": "5d6f4e0c1f3b2a9d8e7c6b5a4f3e2d1c0b9a8f7e", "serverTitle": "Jira",
-                "defaultLocale": {"locale": "en_US"}}
+        return {
+            "baseUrl": str(request.base_url).rstrip("/"),
+            "version": "1001.0.0-SNAPSHOT",
+            "versionNumbers": [1001, 0, 0],
+            "deploymentType": "Cloud",
+            "buildNumber": 100280,
+            "buildDate": "2025-01-06T10:00:00.000+0000",
+            "serverTime": data.jira_time(sim.now()),
+            "scmInfo": "5d6f4e0c1f3b2a9d8e7c6b5a4f3e2d1c0b9a8f7e",
+            "serverTitle": "Jira",
+            "defaultLocale": {"locale": "en_US"},
+        }
 
     @app.get("/rest/api/{version}/myself")
     def myself(version: str, request: Request) -> dict[str, Any]:
@@ -150,20 +169,31 @@ def create_app(sim: JiraSim) -> FastAPI:
         for person in sim.people:
             if person.email == email:
                 return data.render_user(person, base)
-        return {"self": f"{base}/rest/api/2/user?accountId=557058:sim-api-user",
-                "accountId": "557058:sim-api-user", "emailAddress": email, "displayName": email,
-                "active": True, "timeZone": "UTC", "locale": "en_US", "accountType": "atlassian",
-                "avatarUrls": {}}
+        return {
+            "self": f"{base}/rest/api/2/user?accountId=557058:sim-api-user",
+            "accountId": "557058:sim-api-user",
+            "emailAddress": email,
+            "displayName": email,
+            "active": True,
+            "timeZone": "UTC",
+            "locale": "en_US",
+            "accountType": "atlassian",
+            "avatarUrls": {},
+        }
 
     @app.get("/rest/api/{version}/project/search")
     def project_search(version: str, request: Request, startAt: int = 0, maxResults: int = 50) -> dict[str, Any]:
         _, base = api(sim, request, version)
         projects = list(sim.projects.values())
-        page = projects[startAt:startAt + maxResults]
-        return {"self": str(request.url), "maxResults": maxResults, "startAt": startAt,
-                "total": len(projects), "isLast": startAt + maxResults >= len(projects),
-                "values": [{**data.render_project(p, base), "style": "classic", "isPrivate": False}
-                           for p in page]}
+        page = projects[startAt : startAt + maxResults]
+        return {
+            "self": str(request.url),
+            "maxResults": maxResults,
+            "startAt": startAt,
+            "total": len(projects),
+            "isLast": startAt + maxResults >= len(projects),
+            "values": [{**data.render_project(p, base), "style": "classic", "isPrivate": False} for p in page],
+        }
 
     @app.get("/rest/api/{version}/field")
     def fields(version: str, request: Request) -> list[dict[str, Any]]:
@@ -177,15 +207,20 @@ def create_app(sim: JiraSim) -> FastAPI:
         limit = min(int(params.get("maxResults") or 50), cap)
         expand = params.get("expand") or ""
         expand_set = set(expand if isinstance(expand, list) else expand.split(","))
-        return sim.search(params.get("jql") or "", params.get("nextPageToken"), max(limit, 1),
-                          wanted, expand_set, rest_version, base)
+        return sim.search(
+            params.get("jql") or "", params.get("nextPageToken"), max(limit, 1), wanted, expand_set, rest_version, base
+        )
 
     @app.get("/rest/api/{version}/search/jql")
     def search_get(version: str, request: Request) -> dict[str, Any]:
         query = request.query_params
-        params = {"jql": query.get("jql"), "nextPageToken": query.get("nextPageToken"),
-                  "maxResults": query.get("maxResults"), "fields": query.getlist("fields"),
-                  "expand": query.get("expand")}
+        params = {
+            "jql": query.get("jql"),
+            "nextPageToken": query.get("nextPageToken"),
+            "maxResults": query.get("maxResults"),
+            "fields": query.getlist("fields"),
+            "expand": query.get("expand"),
+        }
         try:
             return search(version, request, params)
         except ValueError as error:
@@ -194,14 +229,19 @@ def create_app(sim: JiraSim) -> FastAPI:
             raise JiraError(400, f"Invalid request: {error}") from None
 
     @app.post("/rest/api/{version}/search/jql")
-    def search_post(version: str, request: Request, body: dict[str, Any] = Body(default_factory=dict)) -> dict[str, Any]:
+    def search_post(
+        version: str, request: Request, body: dict[str, Any] = Body(default_factory=dict)
+    ) -> dict[str, Any]:
         return search(version, request, body)
 
     @app.api_route("/rest/api/{version}/search", methods=["GET", "POST"])
     def old_search(version: str) -> JSONResponse:
-        return jira_error(410, "The requested API has been removed. Please migrate to the "
-                          "/rest/api/3/search/jql API. A full migration guideline is available at "
-                          "https://developer.atlassian.com/changelog/#CHANGE-2046")
+        return jira_error(
+            410,
+            "The requested API has been removed. Please migrate to the "
+            "/rest/api/3/search/jql API. A full migration guideline is available at "
+            "https://developer.atlassian.com/changelog/#CHANGE-2046",
+        )
 
     @app.get("/rest/api/{version}/issue/{id_or_key}")
     def get_issue(version: str, id_or_key: str, request: Request) -> dict[str, Any]:
@@ -282,9 +322,17 @@ def create_app(sim: JiraSim) -> FastAPI:
 
     @app.get("/_sim/deliveries")
     def admin_deliveries() -> list[dict[str, Any]]:
-        return [{"identifier": d.identifier, "event": d.event, "issue_id": d.issue_id,
-                 "status_code": d.status_code, "error": d.error, "fault": d.fault,
-                 "body": json.loads(d.body)}
-                for d in sim.deliveries]
+        return [
+            {
+                "identifier": d.identifier,
+                "event": d.event,
+                "issue_id": d.issue_id,
+                "status_code": d.status_code,
+                "error": d.error,
+                "fault": d.fault,
+                "body": json.loads(d.body),
+            }
+            for d in sim.deliveries
+        ]
 
     return app

@@ -3,16 +3,17 @@
 Issues are kept compact (one SimIssue each) and rendered on request, so that 20,000 of them
 generate in well under a second and v2 (wiki markup) and v3 (ADF) stay two views of one truth.
 """
+
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from opsync.connectors.simulators.world import PRODUCTS, SimPerson
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # first generated issue
 SPAN = timedelta(days=540)  # generated history; mutations happen "now", later than all of it
 SPRINT_LENGTH = timedelta(days=14)
@@ -34,16 +35,42 @@ CATEGORIES = {
 RESOLUTIONS = {"Done": "10000", "Won't Do": "10001"}
 PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
 # name -> (id, hierarchyLevel)
-ISSUE_TYPES = {"Epic": ("10000", 1), "Story": ("10001", 0), "Task": ("10002", 0),
-               "Bug": ("10003", 0), "Sub-task": ("10004", -1)}
+ISSUE_TYPES = {
+    "Epic": ("10000", 1),
+    "Story": ("10001", 0),
+    "Task": ("10002", 0),
+    "Bug": ("10003", 0),
+    "Sub-task": ("10004", -1),
+}
 
 VERBS = ["Add", "Fix", "Refactor", "Support", "Improve", "Remove", "Migrate", "Document", "Speed up"]
-OBJECTS = ["refund flow", "card tokenisation", "3-D Secure challenge", "cart totals", "coupon codes",
-           "address form", "onboarding emails", "referral links", "A/B test framework", "invoice PDF",
-           "currency rounding", "webhook retries", "checkout button", "signup funnel", "tax rates"]
+OBJECTS = [
+    "refund flow",
+    "card tokenisation",
+    "3-D Secure challenge",
+    "cart totals",
+    "coupon codes",
+    "address form",
+    "onboarding emails",
+    "referral links",
+    "A/B test framework",
+    "invoice PDF",
+    "currency rounding",
+    "webhook retries",
+    "checkout button",
+    "signup funnel",
+    "tax rates",
+]
 LABELS = ["backend", "frontend", "tech-debt", "customer-request", "security", "performance", "ux"]
-EPIC_THEMES = ["Q1 reliability", "New payment methods", "One-page checkout", "Self-serve onboarding",
-               "Observability", "EU expansion", "Mobile parity"]
+EPIC_THEMES = [
+    "Q1 reliability",
+    "New payment methods",
+    "One-page checkout",
+    "Self-serve onboarding",
+    "Observability",
+    "EU expansion",
+    "Mobile parity",
+]
 
 
 @dataclass
@@ -94,32 +121,41 @@ def make_projects(keys: tuple[str, ...]) -> dict[str, SimProject]:
     names = {product.jira_project: product.name for product in PRODUCTS}
     projects: dict[str, SimProject] = {}
     for index, key in enumerate(keys):
-        project = SimProject(id=str(10000 + index), key=key, name=names.get(key, key.title()),
-                             rank=sorted(keys).index(key))
+        project = SimProject(
+            id=str(10000 + index), key=key, name=names.get(key, key.title()), rank=sorted(keys).index(key)
+        )
         board = index + 1
         for n in range(SPAN // SPRINT_LENGTH + 1):
             begin = START + n * SPRINT_LENGTH
             last = begin + SPRINT_LENGTH > START + SPAN
-            project.sprints.append({
-                "id": index * 100 + n + 1, "name": f"{key} Sprint {n + 1}",
-                "state": "active" if last else "closed", "boardId": board, "goal": "",
-                "startDate": begin.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                "endDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                **({} if last else {"completeDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z")}),
-            })
+            project.sprints.append(
+                {
+                    "id": index * 100 + n + 1,
+                    "name": f"{key} Sprint {n + 1}",
+                    "state": "active" if last else "closed",
+                    "boardId": board,
+                    "goal": "",
+                    "startDate": begin.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    "endDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                    **({} if last else {"completeDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z")}),
+                }
+            )
         for n in range(SPAN.days // 60 + 1):
             released = START + timedelta(days=60 * (n + 1))
-            project.versions.append({
-                "id": str(10000 + index * 50 + n), "name": f"{1 + n // 4}.{n % 4}",
-                "archived": False, "released": released < START + SPAN,
-                "releaseDate": released.date().isoformat(),
-            })
+            project.versions.append(
+                {
+                    "id": str(10000 + index * 50 + n),
+                    "name": f"{1 + n // 4}.{n % 4}",
+                    "archived": False,
+                    "released": released < START + SPAN,
+                    "releaseDate": released.date().isoformat(),
+                }
+            )
         projects[key] = project
     return projects
 
 
-def generate_issues(count: int, seed: int, projects: dict[str, SimProject],
-                    people: list[SimPerson]) -> list[SimIssue]:
+def generate_issues(count: int, seed: int, projects: dict[str, SimProject], people: list[SimPerson]) -> list[SimIssue]:
     """count issues spread over projects; ids and created times grow together."""
     rng = random.Random(seed)
     draw = rng.random  # one primitive, indexed into lists: 20,000 issues in about a second
@@ -129,8 +165,15 @@ def generate_issues(count: int, seed: int, projects: dict[str, SimProject],
     epics: dict[str, list[int]] = {key: [] for key in keys}
     stories: dict[str, list[int]] = {key: [] for key in keys}
     priorities = ["Highest"] + ["High"] * 3 + ["Medium"] * 8 + ["Low"] * 3 + ["Lowest"]
-    label_sets = [[], [], [], *([label] for label in LABELS), ["backend", "tech-debt"],
-                  ["frontend", "ux"], ["customer-request", "performance"]]
+    label_sets = [
+        [],
+        [],
+        [],
+        *([label] for label in LABELS),
+        ["backend", "tech-debt"],
+        ["frontend", "ux"],
+        ["customer-request", "performance"],
+    ]
     issues: list[SimIssue] = []
     span = SPAN.total_seconds()
     step = span / max(count, 1)
@@ -152,7 +195,7 @@ def generate_issues(count: int, seed: int, projects: dict[str, SimProject],
         parent = None
         if kind == "Sub-task":
             parent = pick(stories[project][-30:])
-        elif kind in ("Story", "Task") and draw() < 0.7 or kind == "Bug" and draw() < 0.3:
+        elif (kind in ("Story", "Task") and draw() < 0.7) or (kind == "Bug" and draw() < 0.3):
             parent = pick(epics[project][-8:])
         offset = step * n + 1 + draw() * step  # seconds after START
         age = span - offset
@@ -164,26 +207,41 @@ def generate_issues(count: int, seed: int, projects: dict[str, SimProject],
         else:
             status = pick(["To Do", "To Do", "In Progress", "In Review"])
         sprints = projects[project].sprints
-        sprint = sprints[min(int(offset // SPRINT_LENGTH.total_seconds()), len(sprints) - 1)] \
-            if kind in ("Story", "Task", "Bug") and draw() < 0.7 else None
+        sprint = (
+            sprints[min(int(offset // SPRINT_LENGTH.total_seconds()), len(sprints) - 1)]
+            if kind in ("Story", "Task", "Bug") and draw() < 0.7
+            else None
+        )
         versions = projects[project].versions
-        version = versions[min(int(updated_offset // (60 * 86400)), len(versions) - 1)] \
-            if status == "Done" and draw() < 0.6 else None
+        version = (
+            versions[min(int(updated_offset // (60 * 86400)), len(versions) - 1)]
+            if status == "Done" and draw() < 0.6
+            else None
+        )
         title = pick(EPIC_THEMES) if kind == "Epic" else f"{pick(VERBS)} {pick(OBJECTS)}"
         issue = SimIssue(
-            id=issue_id, project=project, number=numbers[project], issuetype=kind, summary=title,
-            description=None if draw() < 0.1 else [
+            id=issue_id,
+            project=project,
+            number=numbers[project],
+            issuetype=kind,
+            summary=title,
+            description=None
+            if draw() < 0.1
+            else [
                 f"As a customer I want to {title.lower()} so that paying is painless.",
                 f"Acceptance: works for {pick(['cards', 'wallets', 'bank transfers'])}.",
             ],
-            status=status, priority=pick(priorities),
+            status=status,
+            priority=pick(priorities),
             assignee=None if draw() < 0.15 else int(draw() * len(people)),
             reporter=int(draw() * len(people)),
             labels=list(pick(label_sets)),
             story_points=pick([1.0, 2.0, 3.0, 5.0, 8.0, 13.0]) if kind == "Story" and draw() < 0.8 else None,
-            sprint=sprint, fix_version=version,
+            sprint=sprint,
+            fix_version=version,
             duedate=(created + timedelta(days=7 + int(draw() * 80))).date() if draw() < 0.3 else None,
-            created=created, updated=updated,
+            created=created,
+            updated=updated,
             resolved=updated if STATUSES[status][1] == "done" else None,
             parent=parent,
         )
@@ -199,19 +257,28 @@ def render_user(person: SimPerson, base: str) -> dict[str, Any]:
     avatar = f"https://avatar-management.example/{person.account_id}"
     return {
         "self": f"{base}/rest/api/2/user?accountId={person.account_id}",
-        "accountId": person.account_id, "emailAddress": person.email,
+        "accountId": person.account_id,
+        "emailAddress": person.email,
         "avatarUrls": {size: f"{avatar}/{size.split('x')[0]}" for size in ("48x48", "24x24", "16x16", "32x32")},
-        "displayName": person.display_name, "active": True, "timeZone": "UTC",
+        "displayName": person.display_name,
+        "active": True,
+        "timeZone": "UTC",
         "accountType": "atlassian",
     }
 
 
 def render_project(project: SimProject, base: str) -> dict[str, Any]:
     return {
-        "self": f"{base}/rest/api/2/project/{project.id}", "id": project.id, "key": project.key,
-        "name": project.name, "projectTypeKey": "software", "simplified": False,
-        "avatarUrls": {size: f"{base}/rest/api/2/universal_avatar/view/type/project/avatar/10400?size={size}"
-                       for size in ("48x48", "24x24", "16x16", "32x32")},
+        "self": f"{base}/rest/api/2/project/{project.id}",
+        "id": project.id,
+        "key": project.key,
+        "name": project.name,
+        "projectTypeKey": "software",
+        "simplified": False,
+        "avatarUrls": {
+            size: f"{base}/rest/api/2/universal_avatar/view/type/project/avatar/10400?size={size}"
+            for size in ("48x48", "24x24", "16x16", "32x32")
+        },
     }
 
 
@@ -219,34 +286,50 @@ def render_description(paragraphs: list[str] | None, version: str) -> Any:
     if paragraphs is None:
         return None
     if version == "3":
-        return {"type": "doc", "version": 1, "content": [
-            {"type": "paragraph", "content": [{"type": "text", "text": text}]} for text in paragraphs]}
+        return {
+            "type": "doc",
+            "version": 1,
+            "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]} for text in paragraphs],
+        }
     return "\n\n".join(paragraphs)
 
 
 def render_status(name: str, base: str) -> dict[str, Any]:
     status_id, category = STATUSES[name]
     return {
-        "self": f"{base}/rest/api/2/status/{status_id}", "description": "",
-        "iconUrl": f"{base}/", "name": name, "id": status_id,
-        "statusCategory": {"self": f"{base}/rest/api/2/statuscategory/{CATEGORIES[category]['id']}",
-                           **CATEGORIES[category]},
+        "self": f"{base}/rest/api/2/status/{status_id}",
+        "description": "",
+        "iconUrl": f"{base}/",
+        "name": name,
+        "id": status_id,
+        "statusCategory": {
+            "self": f"{base}/rest/api/2/statuscategory/{CATEGORIES[category]['id']}",
+            **CATEGORIES[category],
+        },
     }
 
 
 def render_issuetype(name: str, base: str) -> dict[str, Any]:
     type_id, level = ISSUE_TYPES[name]
     return {
-        "self": f"{base}/rest/api/2/issuetype/{type_id}", "id": type_id, "description": "",
+        "self": f"{base}/rest/api/2/issuetype/{type_id}",
+        "id": type_id,
+        "description": "",
         "iconUrl": f"{base}/rest/api/2/universal_avatar/view/type/issuetype/avatar/{type_id}",
-        "name": name, "subtask": name == "Sub-task", "avatarId": int(type_id), "hierarchyLevel": level,
+        "name": name,
+        "subtask": name == "Sub-task",
+        "avatarId": int(type_id),
+        "hierarchyLevel": level,
     }
 
 
 def render_priority(name: str, base: str) -> dict[str, Any]:
-    return {"self": f"{base}/rest/api/2/priority/{PRIORITIES[name]}",
-            "iconUrl": f"{base}/images/icons/priorities/{name.lower()}.svg",
-            "name": name, "id": PRIORITIES[name]}
+    return {
+        "self": f"{base}/rest/api/2/priority/{PRIORITIES[name]}",
+        "iconUrl": f"{base}/images/icons/priorities/{name.lower()}.svg",
+        "name": name,
+        "id": PRIORITIES[name],
+    }
 
 
 def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[str, Any]:
@@ -257,8 +340,12 @@ def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[st
     resolution = None
     if issue.resolved is not None:
         resolution_id = RESOLUTIONS.get(issue.status, "10000")
-        resolution = {"self": f"{base}/rest/api/2/resolution/{resolution_id}", "id": resolution_id,
-                      "description": "", "name": issue.status if issue.status in RESOLUTIONS else "Done"}
+        resolution = {
+            "self": f"{base}/rest/api/2/resolution/{resolution_id}",
+            "id": resolution_id,
+            "description": "",
+            "name": issue.status if issue.status in RESOLUTIONS else "Done",
+        }
     fields: dict[str, Any] = {
         "summary": issue.summary,
         "issuetype": render_issuetype(issue.issuetype, base),
@@ -274,7 +361,8 @@ def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[st
         "description": render_description(issue.description, version),
         "environment": None,
         "fixVersions": [{"self": f"{base}/rest/api/2/version/{issue.fix_version['id']}", **issue.fix_version}]
-        if issue.fix_version else [],
+        if issue.fix_version
+        else [],
         "versions": [],
         "duedate": issue.duedate.isoformat() if issue.duedate else None,
         "created": jira_time(issue.created),
@@ -292,10 +380,15 @@ def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[st
     }
     if parent is not None:
         fields["parent"] = {
-            "id": str(parent.id), "key": parent.key, "self": f"{base}/rest/api/{version}/issue/{parent.id}",
-            "fields": {"summary": parent.summary, "status": render_status(parent.status, base),
-                       "priority": render_priority(parent.priority, base),
-                       "issuetype": render_issuetype(parent.issuetype, base)},
+            "id": str(parent.id),
+            "key": parent.key,
+            "self": f"{base}/rest/api/{version}/issue/{parent.id}",
+            "fields": {
+                "summary": parent.summary,
+                "status": render_status(parent.status, base),
+                "priority": render_priority(parent.priority, base),
+                "issuetype": render_issuetype(parent.issuetype, base),
+            },
         }
     return fields
 
@@ -304,55 +397,118 @@ def render_changelog(issue: SimIssue, sim: Any, base: str) -> dict[str, Any]:
     """Histories: a synthetic transition for generated issues, then every mutation."""
     histories = []
     if issue.status != "To Do" and not issue.histories:
-        histories.append({
-            "id": str(issue.id * 10), "author": render_user(sim.people[issue.reporter], base),
-            "created": jira_time(issue.updated),
-            "items": [{"field": "status", "fieldtype": "jira", "fieldId": "status",
-                       "from": STATUSES["To Do"][0], "fromString": "To Do",
-                       "to": STATUSES[issue.status][0], "toString": issue.status}],
-        })
+        histories.append(
+            {
+                "id": str(issue.id * 10),
+                "author": render_user(sim.people[issue.reporter], base),
+                "created": jira_time(issue.updated),
+                "items": [
+                    {
+                        "field": "status",
+                        "fieldtype": "jira",
+                        "fieldId": "status",
+                        "from": STATUSES["To Do"][0],
+                        "fromString": "To Do",
+                        "to": STATUSES[issue.status][0],
+                        "toString": issue.status,
+                    }
+                ],
+            }
+        )
     for history in issue.histories:
-        histories.append({**history, "author": render_user(sim.people[history["author"]], base),
-                          "created": jira_time(history["created"])})
+        histories.append(
+            {
+                **history,
+                "author": render_user(sim.people[history["author"]], base),
+                "created": jira_time(history["created"]),
+            }
+        )
     return {"startAt": 0, "maxResults": len(histories), "total": len(histories), "histories": histories}
 
 
-def render_issue(issue: SimIssue, sim: Any, version: str, base: str,
-                 fields: set[str] | None = None, expand: set[str] = frozenset()) -> dict[str, Any]:
+def render_issue(
+    issue: SimIssue, sim: Any, version: str, base: str, fields: set[str] | None = None, expand: set[str] = frozenset()
+) -> dict[str, Any]:
     """The issue JSON; fields=None means all, an empty set means id/key only."""
     body: dict[str, Any] = {
         "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
-        "id": str(issue.id), "self": f"{base}/rest/api/{version}/issue/{issue.id}", "key": issue.key,
+        "id": str(issue.id),
+        "self": f"{base}/rest/api/{version}/issue/{issue.id}",
+        "key": issue.key,
     }
     if fields is None or fields:
         rendered = render_fields(issue, sim, version, base)
-        body["fields"] = rendered if fields is None else {
-            name: value for name, value in rendered.items() if name in fields}
+        body["fields"] = (
+            rendered if fields is None else {name: value for name, value in rendered.items() if name in fields}
+        )
     if "changelog" in expand:
         body["changelog"] = render_changelog(issue, sim, base)
     return body
 
 
 FIELD_LIST = [  # GET field: what the library reads clause names from
-    {"id": "issuekey", "key": "issuekey", "name": "Key", "custom": False, "navigable": True,
-     "searchable": False, "clauseNames": ["id", "issue", "issuekey", "key"]},
-    *({"id": name, "key": name, "name": label, "custom": False, "navigable": True, "searchable": True,
-       "clauseNames": [name], "schema": {"type": kind, "system": name}}
-      for name, label, kind in [
-          ("summary", "Summary", "string"), ("issuetype", "Issue Type", "issuetype"),
-          ("project", "Project", "project"), ("status", "Status", "status"),
-          ("priority", "Priority", "priority"), ("assignee", "Assignee", "user"),
-          ("reporter", "Reporter", "user"), ("labels", "Labels", "array"),
-          ("description", "Description", "string"), ("fixVersions", "Fix versions", "array"),
-          ("duedate", "Due date", "date"), ("created", "Created", "datetime"),
-          ("updated", "Updated", "datetime"), ("resolutiondate", "Resolved", "datetime"),
-          ("resolution", "Resolution", "resolution"), ("parent", "Parent", "issuelink")]),
-    {"id": "customfield_10016", "key": "customfield_10016", "name": "Story point estimate",
-     "custom": True, "navigable": True, "searchable": True,
-     "clauseNames": ["cf[10016]", "Story point estimate"],
-     "schema": {"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points", "customId": 10016}},
-    {"id": "customfield_10020", "key": "customfield_10020", "name": "Sprint", "custom": True,
-     "navigable": True, "searchable": True, "clauseNames": ["cf[10020]", "Sprint"],
-     "schema": {"type": "array", "items": "json", "custom": "com.pyxis.greenhopper.jira:gh-sprint",
-                "customId": 10020}},
+    {
+        "id": "issuekey",
+        "key": "issuekey",
+        "name": "Key",
+        "custom": False,
+        "navigable": True,
+        "searchable": False,
+        "clauseNames": ["id", "issue", "issuekey", "key"],
+    },
+    *(
+        {
+            "id": name,
+            "key": name,
+            "name": label,
+            "custom": False,
+            "navigable": True,
+            "searchable": True,
+            "clauseNames": [name],
+            "schema": {"type": kind, "system": name},
+        }
+        for name, label, kind in [
+            ("summary", "Summary", "string"),
+            ("issuetype", "Issue Type", "issuetype"),
+            ("project", "Project", "project"),
+            ("status", "Status", "status"),
+            ("priority", "Priority", "priority"),
+            ("assignee", "Assignee", "user"),
+            ("reporter", "Reporter", "user"),
+            ("labels", "Labels", "array"),
+            ("description", "Description", "string"),
+            ("fixVersions", "Fix versions", "array"),
+            ("duedate", "Due date", "date"),
+            ("created", "Created", "datetime"),
+            ("updated", "Updated", "datetime"),
+            ("resolutiondate", "Resolved", "datetime"),
+            ("resolution", "Resolution", "resolution"),
+            ("parent", "Parent", "issuelink"),
+        ]
+    ),
+    {
+        "id": "customfield_10016",
+        "key": "customfield_10016",
+        "name": "Story point estimate",
+        "custom": True,
+        "navigable": True,
+        "searchable": True,
+        "clauseNames": ["cf[10016]", "Story point estimate"],
+        "schema": {"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points", "customId": 10016},
+    },
+    {
+        "id": "customfield_10020",
+        "key": "customfield_10020",
+        "name": "Sprint",
+        "custom": True,
+        "navigable": True,
+        "searchable": True,
+        "clauseNames": ["cf[10020]", "Sprint"],
+        "schema": {
+            "type": "array",
+            "items": "json",
+            "custom": "com.pyxis.greenhopper.jira:gh-sprint",
+            "customId": 10020,
+        },
+    },
 ]

@@ -4,12 +4,13 @@ project = K, project in (K, ...), key = K-1, id = N, created/updated compared wi
 ("yyyy-MM-dd[ HH:mm]", "yyyy/MM/dd[ HH:mm]", or relative like "-5d"), joined by AND, then
 ORDER BY updated|created|key|id [ASC|DESC]. Dates have minute precision, in the user's zone (UTC).
 """
+
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from opsync.connectors.simulators.jira_data import SimIssue
 
@@ -18,8 +19,12 @@ DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
 RELATIVE = re.compile(r"^([-+]?\d+)([mhdw])$")
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 COMPARE: dict[str, Callable[[datetime, datetime], bool]] = {
-    "=": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
 }
 
 
@@ -52,8 +57,10 @@ def tokenize(jql: str) -> list[tuple[str, str, int]]:
     while position < len(jql.rstrip()):
         match = TOKEN.match(jql, position)
         if not match:
-            raise JqlError(f"Error in the JQL Query: The character '{jql[position:].strip()[0]}' "
-                           f"is a reserved JQL character. (line 1, character {position + 1})")
+            raise JqlError(
+                f"Error in the JQL Query: The character '{jql[position:].strip()[0]}' "
+                f"is a reserved JQL character. (line 1, character {position + 1})"
+            )
         quoted = match.group(1) if match.group(1) is not None else match.group(2)
         if quoted is not None:
             tokens.append(("str", quoted, match.start(0) + 1))
@@ -71,12 +78,14 @@ def parse_date(text: str, field_name: str, now: datetime) -> datetime:
         return now + timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
     for pattern in DATE_FORMATS:
         try:
-            return datetime.strptime(text, pattern).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text, pattern).replace(tzinfo=UTC)
         except ValueError:
             continue
-    raise JqlError(f"Date value '{text}' for field '{field_name}' is invalid. Valid formats include: "
-                   "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period "
-                   "format e.g. '-5d', '4w 2d'.")
+    raise JqlError(
+        f"Date value '{text}' for field '{field_name}' is invalid. Valid formats include: "
+        "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period "
+        "format e.g. '-5d', '4w 2d'."
+    )
 
 
 def parse(jql: str, known_projects: set[str], now: datetime) -> Query:
@@ -87,12 +96,12 @@ def parse(jql: str, known_projects: set[str], now: datetime) -> Query:
     def take(expected: str | None = None) -> tuple[str, str, int]:
         nonlocal at
         if at >= len(tokens):
-            raise JqlError(f"Error in the JQL Query: Expecting {expected or 'more'} but reached "
-                           f"the end of the query.")
+            raise JqlError(f"Error in the JQL Query: Expecting {expected or 'more'} but reached the end of the query.")
         token = tokens[at]
         if expected and token[1].upper() != expected.upper():
-            raise JqlError(f"Error in the JQL Query: Expecting '{expected}' but got '{token[1]}'. "
-                           f"(line 1, character {token[2]})")
+            raise JqlError(
+                f"Error in the JQL Query: Expecting '{expected}' but got '{token[1]}'. (line 1, character {token[2]})"
+            )
         at += 1
         return token
 
@@ -108,7 +117,7 @@ def parse(jql: str, known_projects: set[str], now: datetime) -> Query:
     while at < len(tokens) and tokens[at][1].upper() != "ORDER":
         if query.projects or query.dates or query.keys or query.ids:
             take("AND")
-        kind, name, position = take()
+        _, name, position = take()
         name = name.lower()
         operator = take()[1].upper()
         if name == "project" and operator in ("=", "IN"):
@@ -126,11 +135,15 @@ def parse(jql: str, known_projects: set[str], now: datetime) -> Query:
         elif name in ("updated", "created") and operator in COMPARE:
             query.dates.append((name, operator, parse_date(take()[1], name, now)))
         elif name in ("project", "key", "id", "updated", "created"):
-            raise JqlError(f"Error in the JQL Query: the operator '{operator}' is not supported by "
-                           f"the simulator for field '{name}'. (line 1, character {position})")
+            raise JqlError(
+                f"Error in the JQL Query: the operator '{operator}' is not supported by "
+                f"the simulator for field '{name}'. (line 1, character {position})"
+            )
         else:
-            raise JqlError(f"Field '{name}' does not exist or you do not have permission to view it. "
-                           "(The simulator supports project, key, id, created and updated.)")
+            raise JqlError(
+                f"Field '{name}' does not exist or you do not have permission to view it. "
+                "(The simulator supports project, key, id, created and updated.)"
+            )
     if at < len(tokens):
         take("ORDER")
         take("BY")
@@ -143,8 +156,10 @@ def parse(jql: str, known_projects: set[str], now: datetime) -> Query:
                 raise JqlError(f"Error in the JQL Query: Expecting 'ASC' or 'DESC' but got '{direction}'.")
             query.descending = direction == "DESC"
         if at < len(tokens):
-            raise JqlError(f"Error in the JQL Query: only one ORDER BY field is supported by the "
-                           f"simulator. (line 1, character {tokens[at][2]})")
+            raise JqlError(
+                f"Error in the JQL Query: only one ORDER BY field is supported by the "
+                f"simulator. (line 1, character {tokens[at][2]})"
+            )
     return query
 
 

@@ -5,6 +5,7 @@ A simulator hands each delivery it would send to its Outbox and sends what the o
 in order: the delivery itself (or nothing, if dropped), a duplicate under the same delivery
 id, an earlier body again under a new delivery id, and held-back deliveries that are now due.
 """
+
 from __future__ import annotations
 
 import random

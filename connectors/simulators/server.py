@@ -1,4 +1,5 @@
 """Run a simulator (an ASGI app) on 127.0.0.1 in a background thread."""
+
 from __future__ import annotations
 
 import socket

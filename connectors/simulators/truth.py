@@ -1,5 +1,6 @@
 """What a simulator holds, as the tool would list it: the answer fault tests compare a hub's
 view with, read through a public method instead of the simulator's internals."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,9 +21,15 @@ class TruthRecord:
     updated_at: datetime  # the tool's last change, timezone-aware
 
     def as_json(self) -> dict[str, Any]:
-        return {"record_type": self.record_type, "id": self.id, "key": self.key,
-                "container": self.container, "title": self.title, "state": self.state,
-                "updated_at": self.updated_at.isoformat()}
+        return {
+            "record_type": self.record_type,
+            "id": self.id,
+            "key": self.key,
+            "container": self.container,
+            "title": self.title,
+            "state": self.state,
+            "updated_at": self.updated_at.isoformat(),
+        }
 
 
 @dataclass(frozen=True)
@@ -33,5 +40,7 @@ class Truth:
     deleted: frozenset[RecordId]
 
     def as_json(self) -> dict[str, Any]:
-        return {"records": [r.as_json() for r in self.records.values()],
-                "deleted": [{"record_type": t, "id": i} for t, i in sorted(self.deleted)]}
+        return {
+            "records": [r.as_json() for r in self.records.values()],
+            "deleted": [{"record_type": t, "id": i} for t, i in sorted(self.deleted)],
+        }

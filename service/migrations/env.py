@@ -1,11 +1,11 @@
 """Alembic environment: runs migrations against the URL that service.db passes in."""
+
 from __future__ import annotations
 
+import opsync.service.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
-
-import opsync.service.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,5 +1,6 @@
 """opsync as deployed: `opsync serve` and `opsync worker` as subprocesses on one database,
 configured by a connections file, stopped (or killed) by the test."""
+
 from __future__ import annotations
 
 import os
@@ -35,11 +36,21 @@ class Process:
 
     def __init__(self, args: list[str], directory: Path, database_url: str, env: dict[str, str]) -> None:
         self.log = directory / f"{args[0]}-{time.monotonic_ns()}.log"
-        environment = {**os.environ, **env, "DATABASE_URL": database_url, "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
-                       "OPSYNC_LOG_LEVEL": "WARNING"}
+        environment = {
+            **os.environ,
+            **env,
+            "DATABASE_URL": database_url,
+            "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
+            "OPSYNC_LOG_LEVEL": "WARNING",
+        }
         with self.log.open("wb") as out:
-            self.popen = subprocess.Popen([sys.executable, "-m", "opsync.cli", *args], env=environment,
-                                          cwd=directory, stdout=out, stderr=subprocess.STDOUT)
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "opsync.cli", *args],
+                env=environment,
+                cwd=directory,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def output(self, tail: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-tail:]
@@ -59,8 +70,7 @@ class Process:
                 self.kill()
 
 
-def serve(directory: Path, database_url: str, config: Path, port: int, env: dict[str, str],
-          *extra: str) -> Process:
+def serve(directory: Path, database_url: str, config: Path, port: int, env: dict[str, str], *extra: str) -> Process:
     """`opsync serve`, once it answers /readyz."""
     process = Process(["serve", "--config", str(config), "--port", str(port), *extra], directory, database_url, env)
     deadline = time.monotonic() + 30
@@ -82,5 +92,4 @@ def worker(directory: Path, database_url: str, config: Path, env: dict[str, str]
 
 
 def client(port: int) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"},
-                        timeout=30)
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)

@@ -1,4 +1,5 @@
 """Pulls through a hub's API: start one, wait for it, wait for a hub to be idle."""
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,11 @@ def pull(client: httpx.Client, connection_id: str, *, full: bool = False, timeou
     run_id = answer.json().get("run_id")
     mode = "full" if full else "incremental"
     while time.monotonic() < deadline:
-        mine = [run for run in runs(client, connection_id)
-                if (run["id"] == run_id if run_id is not None else run["id"] > before and run["mode"] == mode)]
+        mine = [
+            run
+            for run in runs(client, connection_id)
+            if (run["id"] == run_id if run_id is not None else run["id"] > before and run["mode"] == mode)
+        ]
         if mine and mine[-1]["status"] != "running":
             return mine[-1]
         time.sleep(0.1)

@@ -4,6 +4,7 @@ One function per tool says which API list each record type lands in and which fi
 equal the tool's own; the comparison reads the API as a consumer would (every page,
 tombstones included) and returns a ViewDiff whose report names each difference.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
 from opsync.connectors.simulators.truth import Truth, TruthRecord
 
 
@@ -72,16 +72,22 @@ def assert_view_equals_truth(diff: ViewDiff) -> None:
 
 def _view(client: httpx.Client, path: str, connection_id: str) -> list[dict[str, Any]]:
     # code-changes has no connection filter: the hub may hold several tools' records
-    return [row for row in all_items(client, path, include_deleted="true", connection_id=connection_id)
-            if row["connection_id"] == connection_id]
+    return [
+        row
+        for row in all_items(client, path, include_deleted="true", connection_id=connection_id)
+        if row["connection_id"] == connection_id
+    ]
 
 
 def _compare(truth: Truth, views: dict[str, tuple[list[dict[str, Any]], str]]) -> ViewDiff:
     diff = ViewDiff()
     for record_type, (rows, state_field) in views.items():
         counts = Counter(row["external_id"] for row in rows)
-        diff.duplicated += [f"{record_type} {external_id}: {n} records in the view"
-                            for external_id, n in sorted(counts.items()) if n > 1]
+        diff.duplicated += [
+            f"{record_type} {external_id}: {n} records in the view"
+            for external_id, n in sorted(counts.items())
+            if n > 1
+        ]
         by_id = {row["external_id"]: row for row in rows}
         expected = {i: r for (t, i), r in truth.records.items() if t == record_type}
         deleted = {i for t, i in truth.deleted if t == record_type}
@@ -94,7 +100,7 @@ def _compare(truth: Truth, views: dict[str, tuple[list[dict[str, Any]], str]]) -
             else:
                 diff.wrong += _field_differences(record, row, state_field)
         for external_id, row in sorted(by_id.items()):
-            if external_id in expected or row["deleted_at"] is not None and external_id in deleted:
+            if external_id in expected or (row["deleted_at"] is not None and external_id in deleted):
                 continue
             if external_id in deleted:
                 diff.not_tombstoned.append(f"{row['key']} ({record_type} {external_id}): deleted upstream, live")
@@ -108,8 +114,11 @@ def _compare(truth: Truth, views: dict[str, tuple[list[dict[str, Any]], str]]) -
 def _field_differences(record: TruthRecord, row: dict[str, Any], state_field: str) -> list[str]:
     wanted = {"key": record.key, "title": record.title, state_field: record.state, "updated_at": record.updated_at}
     shown = {**{name: row[name] for name in wanted}, "updated_at": _time(row["updated_at"])}
-    return [f"{_name(record)}: {name} is {_show(shown[name])} in the view, {_show(value)} upstream"
-            for name, value in wanted.items() if shown[name] != value]
+    return [
+        f"{_name(record)}: {name} is {_show(shown[name])} in the view, {_show(value)} upstream"
+        for name, value in wanted.items()
+        if shown[name] != value
+    ]
 
 
 def _show(value: Any) -> str:
