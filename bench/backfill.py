@@ -44,7 +44,7 @@ def peak_rss_mb() -> float:
 @contextmanager
 def simulator(source: str, records: int) -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsync.connectors.simulators", source, "--records", str(records), "--token", TOKEN],
+        [sys.executable, "-m", "opsync_simulators", source, "--records", str(records), "--token", TOKEN],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

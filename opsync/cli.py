@@ -219,7 +219,7 @@ def demo(
     """Start simulated Jira and GitHub, sync them, serve the API on 127.0.0.1 and keep changing records."""
     found = [ep for ep in entry_points(group="opsync.demo")]
     if not found:
-        _fail("no demo is installed (entry-point group opsync.demo)")
+        _fail("the demo needs the simulators: pip install -e ./simulators (from a clone of opsync)")
     found[0].load()(port=port, jira_issues=jira_issues, github_items=github_items, workdir=workdir)
 
 

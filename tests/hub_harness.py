@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from opsync.api.app import create_app
-from opsync.connectors.simulators.server import serving
 from opsync.service.config import HubConfig
 from opsync.service.settings import Settings
+from opsync_simulators.server import serving
 
 ADMIN_TOKEN = "test-admin-token"
 

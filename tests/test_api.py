@@ -21,13 +21,13 @@ import pytest
 from hub_harness import ADMIN_TOKEN, RunningHub, running_hub
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service import views
 from opsync.service.config import HubConfig
 from opsync.service.db import create_db_engine
 from opsync.service.tokens import create_token
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 JIRA_ISSUES, GITHUB_ITEMS = 60, 40
 PROJECTS = ["PAY", "CHK", "GRO"]

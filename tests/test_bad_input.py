@@ -19,13 +19,13 @@ import pytest
 from hub_harness import RunningHub, running_hub
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.github import ALL_REPOS, GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.config import HubConfig
 from opsync.service.contract import RawRecord
 from opsync.service.functions import FUNCTIONS, wiki_to_text
 from opsync.service.mapping import load_mapping
+from opsync_simulators.github import ALL_REPOS, GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 from opsync import mappings
 

@@ -17,12 +17,12 @@ import pytest
 from hub_harness import RunningHub, running_hub
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.faults import Fault
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.config import HubConfig
 from opsync.service.inbox import LEASE
+from opsync_simulators.faults import Fault
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 from support import processes
 from support.processes import free_port, write_config
 from support.runs import pull, wait_until_idle

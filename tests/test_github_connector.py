@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.contract import FatalError, Page
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.server import serving
 from pydantic import ValidationError
 
 TOKEN = "ghp_simulated"

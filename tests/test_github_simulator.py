@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.server import serving
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.server import serving
 
 TOKEN = "ghp_simulated"
 AUTH = {"Authorization": f"token {TOKEN}"}

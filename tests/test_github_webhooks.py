@@ -14,9 +14,9 @@ import pytest
 from fastapi import FastAPI, Request
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
 from opsync.connectors.github.webhook import decode_body
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.contract import WebhookRejected
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.server import serving
 
 SECRET = "It's a Secret to Everybody"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

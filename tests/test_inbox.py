@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from hub_harness import RunningHub, github_delivery, jira_delivery, running_hub
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.server import serving
 from opsync.service import inbox
 from opsync.service.config import HubConfig
 from opsync.service.hub import Hub
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.server import serving
 
 SECRET = "inbox-secret"
 AWAY = "http://127.0.0.1:9"  # nothing listens there: the tool is unreachable

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.contract import FatalError, Page
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 EMAIL, TOKEN = "ops@acme.example", "api-token"
 

@@ -10,9 +10,9 @@ import random
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
-from opsync.connectors.simulators.world import people
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
+from opsync_simulators.world import people
 
 AUTH = ("ops@acme.example", "api-token")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI, Request
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.contract import WebhookRejected
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 RECEIVED_AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

@@ -25,13 +25,13 @@ import pytest
 from hub_harness import github_delivery, running_hub, sign
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service import logs
 from opsync.service.config import HubConfig
 from opsync.service.logs import log_context
 from opsync.service.settings import Settings
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 

@@ -12,9 +12,6 @@ import pytest
 import sqlalchemy as sa
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.clock import now
 from opsync.service.config import HubConfig
 from opsync.service.hub import Hub
@@ -22,6 +19,9 @@ from opsync.service.leases import AlreadyRunning
 from opsync.service.models import PullLease, SyncRun, WorkItem
 from opsync.service.settings import Settings
 from opsync.service.sync import begin_pull, sync_connection
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 from sqlmodel import Session
 
 REPOS = ["acme/payments", "acme/ledger"]

@@ -11,14 +11,14 @@ import yaml
 from hub_harness import running_hub
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.config import ConfigError, HubConfig, load_config
 from opsync.service.hub import Hub
 from opsync.service.models import Change, Connection, WorkItem
 from opsync.service.settings import Settings
 from opsync.service.sync import sync_connection
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 from sqlmodel import Session, func, select
 
 SECRET = "hook-secret"

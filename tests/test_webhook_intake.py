@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from hub_harness import github_delivery, jira_delivery, running_hub, sign
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service import inbox
 from opsync.service.config import HubConfig
 from opsync.service.hub import Hub
 from opsync.service.models import Lane
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 SECRET = "It's a Secret to Everybody"
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from opsync.connectors.simulators.truth import Truth, TruthRecord
+from opsync_simulators.truth import Truth, TruthRecord
 
 
 @dataclass

@@ -19,13 +19,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
-from opsync.connectors.simulators import jira_data as data
-from opsync.connectors.simulators.faults import Fault, Faults
-from opsync.connectors.simulators.jira_data import UTC, SimIssue
-from opsync.connectors.simulators.jira_jql import JqlError, parse, sort_key
-from opsync.connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
-from opsync.connectors.simulators.truth import Truth, TruthRecord
-from opsync.connectors.simulators.world import SimPerson, people
+from opsync_simulators import jira_data as data
+from opsync_simulators.faults import Fault, Faults
+from opsync_simulators.jira_data import UTC, SimIssue
+from opsync_simulators.jira_jql import JqlError, parse, sort_key
+from opsync_simulators.outbox import Outbox, Outgoing, WebhookFaults
+from opsync_simulators.truth import Truth, TruthRecord
+from opsync_simulators.world import SimPerson, people
 
 EDITABLE = {
     "summary",
@@ -94,7 +94,7 @@ class JiraSim:
     @property
     def app(self) -> Any:
         if self._app is None:
-            from opsync.connectors.simulators.jira_app import create_app
+            from opsync_simulators.jira_app import create_app
 
             self._app = create_app(self)
         return self._app

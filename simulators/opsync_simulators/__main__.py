@@ -1,4 +1,4 @@
-"""Run one simulator alone: `python -m opsync.connectors.simulators jira --records 20000 [--port P]`.
+"""Run one simulator alone: `python -m opsync_simulators jira --records 20000 [--port P]`.
 
 Prints its base URL on the first line of stdout once it serves, then serves until killed;
 benchmarks use it to keep the simulator's work out of the measured process.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import threading
 
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m opsync.connectors.simulators")
+    parser = argparse.ArgumentParser(prog="python -m opsync_simulators")
     parser.add_argument("tool", choices=["jira", "github"])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)

@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from opsync.connectors.simulators import jira_data as data
-from opsync.connectors.simulators.jira import Fault, JiraSim, NotFound
-from opsync.connectors.simulators.jira_jql import JqlError
-from opsync.connectors.simulators.outbox import WebhookFaults
+from opsync_simulators import jira_data as data
+from opsync_simulators.jira import Fault, JiraSim, NotFound
+from opsync_simulators.jira_jql import JqlError
+from opsync_simulators.outbox import WebhookFaults
 
 VERSIONS = ("2", "3", "latest")
 ID_ONLY = {"id", "key", "issuekey"}

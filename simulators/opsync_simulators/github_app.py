@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from opsync.connectors.simulators import github_data as data
-from opsync.connectors.simulators.faults import Fault
-from opsync.connectors.simulators.github_data import Bases, SimItem
-from opsync.connectors.simulators.outbox import WebhookFaults
+from opsync_simulators import github_data as data
+from opsync_simulators.faults import Fault
+from opsync_simulators.github_data import Bases, SimItem
+from opsync_simulators.outbox import WebhookFaults
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from opsync.connectors.simulators.github import GitHubSim
+    from opsync_simulators.github import GitHubSim
 
 DOCS = "https://docs.github.com/rest"
 GHES_PREFIX = "/api/v3"
@@ -351,7 +351,7 @@ class NewPull(BaseModel):
 
 
 def _admin_routes(sim: GitHubSim) -> APIRouter:
-    from opsync.connectors.simulators.github import SimError
+    from opsync_simulators.github import SimError
 
     router = APIRouter(prefix="/_sim")
 

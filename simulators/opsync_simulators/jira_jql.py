@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from opsync.connectors.simulators.jira_data import SimIssue
+from opsync_simulators.jira_data import SimIssue
 
 TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|(>=|<=|!=|=|>|<|\(|\)|,)|([\w\-./:\[\]]+))')
 DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")

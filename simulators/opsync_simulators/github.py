@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from opsync.connectors.simulators import github_data as data
-from opsync.connectors.simulators.faults import Fault, Faults
-from opsync.connectors.simulators.github_app import create_app
-from opsync.connectors.simulators.github_data import Bases, SimItem
-from opsync.connectors.simulators.outbox import Outbox, Outgoing, WebhookFaults
-from opsync.connectors.simulators.truth import Truth, TruthRecord
-from opsync.connectors.simulators.world import PRODUCTS, people
+from opsync_simulators import github_data as data
+from opsync_simulators.faults import Fault, Faults
+from opsync_simulators.github_app import create_app
+from opsync_simulators.github_data import Bases, SimItem
+from opsync_simulators.outbox import Outbox, Outgoing, WebhookFaults
+from opsync_simulators.truth import Truth, TruthRecord
+from opsync_simulators.world import PRODUCTS, people
 
 ALL_REPOS = tuple(repo for product in PRODUCTS for repo in product.github_repos)
 HOOK_ID = 424242

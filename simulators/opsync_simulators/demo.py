@@ -14,15 +14,15 @@ from pathlib import Path
 import uvicorn
 import yaml
 from opsync.api.app import create_app
-from opsync.connectors.simulators.github import GitHubSim
-from opsync.connectors.simulators.jira import JiraSim
-from opsync.connectors.simulators.server import serving
 from opsync.service.config import load_config
 from opsync.service.db import create_db_engine
 from opsync.service.hub import Hub
 from opsync.service.settings import Settings
 from opsync.service.sync import sync_connection
 from opsync.service.tokens import create_token
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from opsync.connectors.simulators.world import PRODUCTS, SimPerson
+from opsync_simulators.world import PRODUCTS, SimPerson
 
 UTC = UTC
 START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # first generated issue

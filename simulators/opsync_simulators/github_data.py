@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from opsync.connectors.simulators.world import PRODUCTS, SimPerson
+from opsync_simulators.world import PRODUCTS, SimPerson
 
 ORG = "acme"
 ORG_ID = 9000
