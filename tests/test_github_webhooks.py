@@ -50,7 +50,7 @@ def test_missing_signature_is_rejected() -> None:
 
 
 def test_connection_without_secret_rejects_every_delivery() -> None:
-    with pytest.raises(WebhookRejected, match="no webhook secret"):
+    with pytest.raises(WebhookRejected, match="no webhook_secret"):
         connector(secret=None).verify_webhook({"X-Hub-Signature-256": sign(b"{}")}, b"{}")
 
 

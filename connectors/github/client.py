@@ -19,6 +19,7 @@ from github.GithubException import BadCredentialsException, RateLimitExceededExc
 from opsync.service import metrics
 from opsync.service.contract import FatalError, TransientError
 from opsync.service.retry import in_thread, with_retries
+from opsync.service.toolkit import retry_after
 
 Headers = dict[str, Any]
 
@@ -81,7 +82,7 @@ class GitHubClient:
             ) from exc
         except RateLimitExceededException as exc:
             raise TransientError(
-                f"GitHub rate limit reached while reading {what}", retry_after=_retry_after(exc.headers or {})
+                f"GitHub rate limit reached while reading {what}", retry_after=retry_after(exc.headers or {})
             ) from exc
         except GithubException as exc:
             raise _typed(exc, what, self.connection_id) from exc
@@ -106,16 +107,6 @@ def _error_body(body: str) -> Any:
         return {"data": body}
 
 
-def _retry_after(headers: Headers) -> float | None:
-    """Seconds to wait, from Retry-After or from the rate-limit reset time."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    if "retry-after" in lower:
-        return float(lower["retry-after"])
-    if str(lower.get("x-ratelimit-remaining")) == "0" and "x-ratelimit-reset" in lower:
-        return max(float(lower["x-ratelimit-reset"]) - time.time(), 0.0)
-    return None
-
-
 def _typed(exc: GithubException, what: str, connection_id: str) -> Exception:
     status = exc.status
     message = exc.data.get("message") if isinstance(exc.data, dict) else None
@@ -125,8 +116,8 @@ def _typed(exc: GithubException, what: str, connection_id: str) -> Exception:
         return NotFoundError(f"{detail} (connection {connection_id}: check the name and that the token can read it)")
     if status == 401:
         return FatalError(f"bad credentials for connection {connection_id}: {detail}")
-    if status == 429 or (status == 403 and _retry_after(headers) is not None):
-        return TransientError(detail, retry_after=_retry_after(headers))
+    if status == 429 or (status == 403 and retry_after(headers) is not None):
+        return TransientError(detail, retry_after=retry_after(headers))
     if status >= 500:
         return TransientError(detail)
     return FatalError(f"{detail} (connection {connection_id})")

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 from opsync.connectors.github import webhook
 from opsync.connectors.github.client import GitHubClient, NotFoundError
-from opsync.connectors.github.records import format_time, issue_record, parse_time, pull_record
+from opsync.connectors.github.records import format_time, issue_record, pull_record
 from opsync.service.contract import (
     ConnectionSettings,
     Connector,
@@ -35,6 +35,7 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.retry import in_thread
+from opsync.service.toolkit import tool_time
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from opsync import mappings
@@ -105,7 +106,7 @@ class GitHubConnector(Connector):
         stream = streams.setdefault("issues", {"since": None, "page": 1})
         first = True
         while True:
-            since, page = parse_time(stream["since"]), stream["page"]
+            since, page = tool_time(stream["since"]), stream["page"]
             params: dict[str, Any] = {
                 "state": "all",
                 "sort": "updated",
@@ -121,7 +122,7 @@ class GitHubConnector(Connector):
             newest = since
             records = []
             for row in rows:
-                updated = parse_time(row.get("updated_at"))
+                updated = tool_time(row.get("updated_at"))
                 if updated is not None and (newest is None or updated > newest):
                     newest = updated
                 if "pull_request" in row:  # a PR's issue side; PRs come from /pulls
@@ -142,13 +143,13 @@ class GitHubConnector(Connector):
         self, repo: str, streams: dict[str, Any], seen: set[tuple[str, str]]
     ) -> AsyncIterator[list[RawRecord]]:
         stream = streams.setdefault("pulls", {"since": None, "high": None, "page": 1})
-        since = parse_time(stream["since"])
+        since = tool_time(stream["since"])
         threshold = since - self.overlap if since else None
         # A listing that stopped half way starts again from the front: pull requests changed
         # meanwhile moved there, ahead of the page it had reached. (high, the newest seen, stays.)
         stream["page"] = 1
         while True:
-            page, high = stream["page"], parse_time(stream["high"])
+            page, high = stream["page"], tool_time(stream["high"])
             params = {
                 "state": "all",
                 "sort": "updated",
@@ -160,7 +161,7 @@ class GitHubConnector(Connector):
             done = not has_next
             records = []
             for row in rows:
-                updated = parse_time(row.get("updated_at"))
+                updated = tool_time(row.get("updated_at"))
                 if threshold is not None and updated is not None and updated < threshold:
                     done = True  # newest first: everything after this is already stored
                     break

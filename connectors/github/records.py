@@ -6,13 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsync.service.contract import RawRecord
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """GitHub's `2024-03-01T10:15:30Z` as an aware UTC datetime."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+from opsync.service.toolkit import tool_time
 
 
 def format_time(moment: datetime) -> str:
@@ -21,9 +15,9 @@ def format_time(moment: datetime) -> str:
 
 def issue_record(issue: dict[str, Any]) -> RawRecord:
     """An issue keyed by its id (numbers change when an issue moves repository)."""
-    return RawRecord("issue", str(issue["id"]), issue, parse_time(issue.get("updated_at")))
+    return RawRecord("issue", str(issue["id"]), issue, tool_time(issue.get("updated_at")))
 
 
 def pull_record(pull: dict[str, Any]) -> RawRecord:
     """A pull request keyed by its pull id (not the id of its issue side)."""
-    return RawRecord("pull_request", str(pull["id"]), pull, parse_time(pull.get("updated_at")))
+    return RawRecord("pull_request", str(pull["id"]), pull, tool_time(pull.get("updated_at")))

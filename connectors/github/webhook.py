@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -11,35 +10,13 @@ from urllib.parse import parse_qs
 
 import orjson
 from opsync.connectors.github.records import issue_record, pull_record
-from opsync.service.contract import Deletion, WebhookContent, WebhookRejected
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, whatever the case of its name (HTTP names are case-insensitive)."""
-    wanted = name.lower()
-    value = headers.get(wanted)  # stored and parsed headers are lower-case already
-    if value is not None:
-        return value
-    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+from opsync.service.contract import Deletion, WebhookContent
+from opsync.service.toolkit import header, verify_hmac_sha256
 
 
 def verify_signature(secret: str | None, headers: Mapping[str, str], body: bytes) -> None:
     """Raise WebhookRejected unless X-Hub-Signature-256 is HMAC-SHA256(secret, body)."""
-    if not secret:
-        raise WebhookRejected(
-            "no webhook secret is configured for this connection; set "
-            "webhook_secret to the secret of the GitHub webhook"
-        )
-    signature = header(headers, "X-Hub-Signature-256")
-    if not signature:
-        raise WebhookRejected("missing X-Hub-Signature-256 header: configure a secret on the GitHub webhook")
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    # As bytes: compare_digest refuses str with characters beyond ASCII, which a header can hold.
-    if not hmac.compare_digest(expected.encode(), signature.strip().encode()):
-        raise WebhookRejected(
-            "X-Hub-Signature-256 does not match the body: the webhook's secret "
-            "differs from this connection's webhook_secret"
-        )
+    verify_hmac_sha256(body, secret, headers, header_name="X-Hub-Signature-256", tool="GitHub")
 
 
 def delivery_id(headers: Mapping[str, str], body: bytes) -> str:

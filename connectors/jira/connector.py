@@ -28,6 +28,7 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.retry import in_thread, with_retries
+from opsync.service.toolkit import retry_after, tool_time
 from pydantic import Field, SecretStr, field_validator
 
 from opsync import mappings
@@ -156,7 +157,7 @@ class JiraConnector(Connector):
         return webhook.parse(payload, received_at)
 
     def signed_at(self, headers: Mapping[str, str], payload: Any) -> datetime | None:
-        return webhook.epoch_ms(payload.get("timestamp")) if isinstance(payload, dict) else None
+        return tool_time(payload.get("timestamp")) if isinstance(payload, dict) else None
 
     @classmethod
     def default_mapping(cls) -> Path:
@@ -222,10 +223,10 @@ class JiraConnector(Connector):
         if isinstance(error, JIRAError):
             status = error.status_code
             text = (error.text or "").strip()
-            retry_after = _retry_after(error.response)
+            wait = retry_after(error.response.headers) if error.response is not None else None
             if status is None or status == 429 or status >= 500:
                 reason = "rate limited" if status == 429 else f"answered {status}"
-                return TransientError(f"Jira at {where} {reason}: {text}", retry_after)
+                return TransientError(f"Jira at {where} {reason}: {text}", wait)
             if status == 401:
                 return FatalError(
                     f"Jira at {where} rejected the credentials (HTTP 401): check the connection's email and API token"
@@ -282,11 +283,3 @@ class JiraConnector(Connector):
                 f"Jira cursor {cursor!r} is not an ISO 8601 time; reset the connection's cursor to run a full pull"
             ) from None
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _retry_after(response: Any) -> float | None:
-    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -1,0 +1,68 @@
+"""What every connector shares: signatures, waits the tools ask for, their timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from opsync.service.contract import WebhookRejected
+from opsync.service.toolkit import header, retry_after, tool_time, verify_hmac_sha256
+
+# GitHub's documented test vector
+SECRET, BODY = "It's a Secret to Everybody", b"Hello, World!"
+SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+def test_a_body_signed_with_the_secret_passes_whatever_the_header_case():
+    verify_hmac_sha256(BODY, SECRET, {"x-hub-signature-256": SIGNATURE}, header_name="X-Hub-Signature-256", tool="T")
+    verify_hmac_sha256(
+        BODY,
+        SECRET,
+        {"X-Hub-Signature-256": SIGNATURE.upper().replace("SHA256", "sha256")},
+        header_name="X-Hub-Signature-256",
+        tool="T",
+    )
+
+
+@pytest.mark.parametrize(
+    ("secret", "headers", "said"),
+    [
+        (None, {"X-Sig": SIGNATURE}, "no webhook_secret"),
+        (SECRET, {}, "missing X-Sig"),
+        (SECRET, {"X-Sig": "sha1=abc"}, "must be 'sha256=<hex>'"),
+        (SECRET, {"X-Sig": "sha256=" + "0" * 64}, "does not match"),
+        (SECRET, {"X-Sig": "sha256=ü" + "0" * 63}, "does not match"),  # not ASCII: refused, not a crash
+    ],
+)
+def test_a_body_not_signed_with_the_secret_is_rejected_saying_why(secret, headers, said):
+    with pytest.raises(WebhookRejected, match=said):
+        verify_hmac_sha256(BODY, secret, headers, header_name="X-Sig", tool="T")
+
+
+def test_retry_after_reads_seconds_an_http_date_or_a_spent_budget_reset():
+    now = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert retry_after({"retry-after": "7"}, now) == 7
+    assert retry_after({"Retry-After": "Thu, 01 Jan 2026 00:00:30 GMT"}, now) == 30
+    assert retry_after({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(now) + 12)}, now) == 12
+    assert retry_after({"X-RateLimit-Remaining": "10", "X-RateLimit-Reset": str(int(now) + 12)}, now) is None
+    assert retry_after({"Retry-After": "soon"}, now) is None
+    assert header({"Content-Type": "x"}, "content-type") == "x"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-03-01T10:15:30Z", datetime(2024, 3, 1, 10, 15, 30, tzinfo=UTC)),
+        ("2019-02-15T19:11:18.321-0800", datetime(2019, 2, 16, 3, 11, 18, 321000, tzinfo=UTC)),
+        ("2024-03-01T10:15:30+01:00", datetime(2024, 3, 1, 9, 15, 30, tzinfo=UTC)),
+        (1709288130000, datetime(2024, 3, 1, 10, 15, 30, tzinfo=UTC)),
+        (1709288130, datetime(2024, 3, 1, 10, 15, 30, tzinfo=UTC)),
+        ("0001-01-01T00:00:00+01:00", None),  # before year 1 in UTC
+        ("not a time", None),
+        (None, None),
+        (True, None),
+        ("", None),
+    ],
+)
+def test_tool_timestamps_become_aware_utc(value, expected):
+    assert tool_time(value) == expected
