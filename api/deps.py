@@ -67,10 +67,14 @@ def require(scope: str):
     return check
 
 
-def refused(scope: str) -> dict[int, dict[str, Any]]:
+def refused(scope: str) -> dict[int | str, dict[str, Any]]:
     """What an operation that needs scope declares it may answer before it runs: every token
     grants read, so only the write and admin scopes can be lacking."""
-    return {401: problems.UNAUTHORIZED} | ({403: problems.FORBIDDEN} if scope != "read" else {})
+    # Keyed int | str as FastAPI's `responses` is: a status or a range such as "4XX".
+    answer: dict[int | str, dict[str, Any]] = {401: problems.UNAUTHORIZED}
+    if scope != "read":
+        answer[403] = problems.FORBIDDEN
+    return answer
 
 
 def text_query(max_length: int, description: str | None = None) -> Any:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -28,7 +29,7 @@ def create_db_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **codecs)
 
         @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             # WAL lets the API read while a worker writes. Writers serialise on the change
             # counter row, the first statement of every write transaction (see store.py).
             cursor = dbapi_connection.cursor()
@@ -45,7 +46,7 @@ def create_db_engine(url: str) -> Engine:
     )
 
     @sa.event.listens_for(engine, "connect")
-    def _custom_plans(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _custom_plans(dbapi_connection: Any, _record: Any) -> None:
         # Prepared statements are planned for their parameters every time: a generic plan
         # made while a table was empty (a first backfill) would stay a sequential scan.
         dbapi_connection.execute("SET plan_cache_mode = force_custom_plan")

@@ -37,8 +37,23 @@ _ORDER = {"lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "gt": lambda a, 
 def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate | None:
     """A closure evaluating node, or None if it uses something outside the subset."""
     kind = node["type"]
-    kids = [compile_node(child, library) for child in node.get("children", [])]
-    if any(k is None for k in kids) and kind not in ("index_expression",):
+    compiled = [compile_node(child, library) for child in node.get("children", [])]
+    if kind == "index_expression":
+        index_node = node["children"][1]
+        indexed = compiled[0]
+        if indexed is None or index_node["type"] != "index":
+            return None
+        index = index_node["value"]
+
+        def at_index(v: Any) -> Any:
+            v = indexed(v)
+            if not isinstance(v, list) or not -len(v) <= index < len(v):
+                return None
+            return v[index]
+
+        return at_index
+    kids = [k for k in compiled if k is not None]
+    if len(kids) < len(compiled):
         return None
     if kind == "field":
         name = node["value"]
@@ -58,20 +73,6 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
             return v
 
         return subexpression
-    if kind == "index_expression":
-        index_node = node["children"][1]
-        left = kids[0]
-        if left is None or index_node["type"] != "index":
-            return None
-        index = index_node["value"]
-
-        def at_index(v: Any) -> Any:
-            v = left(v)
-            if not isinstance(v, list) or not -len(v) <= index < len(v):
-                return None
-            return v[index]
-
-        return at_index
     if kind == "or_expression":
         left, right = kids
         return lambda v: right(v) if is_false(first := left(v)) else first

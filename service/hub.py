@@ -73,6 +73,8 @@ class Hub:
                 session.add(version)
                 session.commit()
                 session.refresh(version)
+            if version.id is None:
+                raise RuntimeError(f"mapping {mapping.kind}: the stored version came back without an id")
             self.mappings[mapping.kind] = ActiveMapping(mapping, version.id)
             return version.id
 

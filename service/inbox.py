@@ -27,7 +27,7 @@ from opsync.service.contract import Deletion, RawRecord, TransientError, Webhook
 from opsync.service.hub import Hub
 from opsync.service.logs import log_context
 from opsync.service.mapping import Unified
-from opsync.service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin
+from opsync.service.models import Connection, DeliveryStatus, InboxEvent, Lane, Origin, table_of
 from opsync.service.normalise import map_records, tombstones_for
 from opsync.service.store import Tombstone
 from sqlalchemy.dialects import postgresql, sqlite
@@ -49,7 +49,7 @@ KEPT_HEADERS = (
     "x-atlassian-webhook-retry",
     "user-agent",
 )
-_TABLE = InboxEvent.__table__
+_TABLE = table_of(InboxEvent)
 # Errors of the database itself (gone, locked): the batch is retried after its lease, not parked.
 _DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 
@@ -97,7 +97,7 @@ def _refuse_if_pruned(hub: Hub, connection_id: str, signed: datetime) -> None:
     could no longer be recognised. (Read only for old bodies: never on the usual path.)"""
     with hub.engine.connect() as connection:
         pruned = connection.execute(
-            sa.select(Connection.__table__.c.pruned_through).where(Connection.__table__.c.id == connection_id)
+            sa.select(table_of(Connection).c.pruned_through).where(table_of(Connection).c.id == connection_id)
         ).scalar()
     if pruned is not None and signed <= pruned + CLOCK_SKEW:
         raise StaleDelivery(
@@ -114,20 +114,23 @@ def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
     ids = {(row["connection_id"], row["delivery_id"]) for row in rows}
     hashes = {(row["connection_id"], row["body_hash"]) for row in rows}
     with hub.engine.begin() as connection:
-        seen_ids = set(
-            connection.execute(
+        # Rows as plain tuples: the keys built below from each delivery are tuples too.
+        seen_ids: set[tuple[Any, ...]] = {
+            tuple(found)
+            for found in connection.execute(
                 sa.select(_TABLE.c.connection_id, _TABLE.c.delivery_id).where(
                     sa.tuple_(_TABLE.c.connection_id, _TABLE.c.delivery_id).in_(ids)
                 )
-            ).all()
-        )
-        seen_hashes = set(
-            connection.execute(
+            )
+        }
+        seen_hashes: set[tuple[Any, ...]] = {
+            tuple(found)
+            for found in connection.execute(
                 sa.select(_TABLE.c.connection_id, _TABLE.c.body_hash).where(
                     sa.tuple_(_TABLE.c.connection_id, _TABLE.c.body_hash).in_(hashes)
                 )
-            ).all()
-        )
+            )
+        }
         duplicates, fresh = [], []
         for row in rows:
             key, body = (row["connection_id"], row["delivery_id"]), (row["connection_id"], row["body_hash"])
@@ -468,7 +471,7 @@ def prune(hub: Hub) -> int:
     finished = sa.and_(
         _TABLE.c.status.in_([DeliveryStatus.DONE, DeliveryStatus.IGNORED]), _TABLE.c.processed_at < cutoff
     )
-    connections = Connection.__table__
+    connections = table_of(Connection)
     total = 0
     while True:
         with hub.engine.begin() as db:

@@ -11,15 +11,15 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from opsync.service.clock import now
-from opsync.service.models import PullLease, RunStatus, SyncRun
+from opsync.service.models import PullLease, RunStatus, SyncRun, table_of
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger("opsync.leases")
 TTL = timedelta(seconds=30)
 RENEW_SECONDS = 10.0
-_LEASES = PullLease.__table__
-_RUNS = SyncRun.__table__
+_LEASES = table_of(PullLease)
+_RUNS = table_of(SyncRun)
 
 
 class AlreadyRunning(Exception):

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from opsync.service.clock import now
-from opsync.service.models import InboxEvent
+from opsync.service.models import InboxEvent, table_of
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.engine import Engine
@@ -176,7 +176,7 @@ class _Scrape:
 
 def inbox_metrics(engine: Engine, connection_ids: Iterable[str]) -> list[Metric]:
     """Pending and failed deliveries per connection, and the age of the oldest pending one."""
-    table = InboxEvent.__table__
+    table = table_of(InboxEvent)
     query = (
         sa.select(table.c.connection_id, table.c.status, sa.func.count(), sa.func.min(table.c.received_at))
         .where(table.c.status.in_(("pending", "failed")))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -345,3 +345,20 @@ class MappingVersion(SQLModel, table=True):
 
 
 ENTITY_TABLES: dict[str, type[SyncedRecord]] = {"work_item": WorkItem, "code_change": CodeChange}
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table behind a table model, for statements that bypass the ORM."""
+    # SQLModel sets __table__ on table models at class creation but declares it to no type checker.
+    return model.__table__  # type: ignore[attr-defined]
+
+
+class _Identified(Protocol):
+    id: int | None
+
+
+def id_of(row: _Identified) -> int:
+    """The id of a row the database has numbered (read back, or added and flushed)."""
+    if row.id is None:
+        raise ValueError(f"this {type(row).__name__} has no id yet: flush the session that added it")
+    return row.id

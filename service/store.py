@@ -36,6 +36,8 @@ from opsync.service.models import (
     Person,
     PersonIdentity,
     RawRecord,
+    id_of,
+    table_of,
 )
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -124,7 +126,7 @@ class Transaction:
         self.ties: set[tuple[str, str]] = set()  # (entity, external_id) to fetch: see judge
         # The first statement takes the writers' lock (row lock on PostgreSQL, the database
         # write lock on SQLite), so seqs are handed out in commit order.
-        counter = ChangeCounter.__table__
+        counter = table_of(ChangeCounter)
         self._seq = self.db.execute(
             sa.update(counter).where(counter.c.id == 1).values(value=counter.c.value).returning(counter.c.value)
         ).scalar_one()
@@ -132,7 +134,7 @@ class Transaction:
 
     # -- changes -----------------------------------------------------------------------
     def finish(self) -> None:
-        counter = ChangeCounter.__table__
+        counter = table_of(ChangeCounter)
         self.db.execute(sa.update(counter).where(counter.c.id == 1).values(value=self._seq))
 
     # -- people ------------------------------------------------------------------------
@@ -141,14 +143,15 @@ class Transaction:
         wanted = {r.external_id: r for r in refs}
         if not wanted:
             return {}
-        identity = PersonIdentity.__table__
-        found = dict(
-            self.db.execute(
+        identity = table_of(PersonIdentity)
+        found: dict[str, int] = {
+            external_id: person_id
+            for external_id, person_id in self.db.execute(
                 sa.select(identity.c.external_id, identity.c.person_id).where(
                     identity.c.connection_id == self.connection_id, identity.c.external_id.in_(list(wanted))
                 )
-            ).all()
-        )
+            )
+        }
         if len(found) == len(wanted):
             return found
         for external_id, ref in wanted.items():
@@ -162,14 +165,14 @@ class Transaction:
                 self.session.flush()
             self.session.add(
                 PersonIdentity(
-                    person_id=person.id,
+                    person_id=id_of(person),
                     connection_id=self.connection_id,
                     external_id=external_id,
                     login=ref.login,
                     display_name=ref.display_name,
                 )
             )
-            found[external_id] = person.id
+            found[external_id] = id_of(person)
         self.session.flush()  # the statements that follow go around the session
         return found
 
@@ -194,7 +197,7 @@ class Transaction:
         """Write records that came from origin, by the versioning rules."""
         people = self._people([r for u in records for r in u.people.values() if r])
         for entity in {r.entity for r in records}:
-            table = ENTITY_TABLES[entity].__table__
+            table = table_of(ENTITY_TABLES[entity])
             batch = [r for r in records if r.entity == entity]
             rows = self._existing(table, {r.external_id for r in batch})
             for record in batch:
@@ -202,7 +205,7 @@ class Transaction:
             self._write(entity, table, rows.values())
 
     def _new_row(self, table: sa.Table, external_id: str) -> _Row:
-        values = {c.name: None for c in table.columns if c.name != "id"}
+        values: dict[str, Any] = {c.name: None for c in table.columns if c.name != "id"}
         values.update(connection_id=self.connection_id, external_id=external_id, updated_at=self._at)
         return _Row(values, new=True)
 
@@ -278,7 +281,7 @@ class Transaction:
             self.upsert(with_records, origin)  # the deleted record's last content, counted as the delete
             self.counts = counted
         for entity in {t.entity for t in tombstones}:
-            table = ENTITY_TABLES[entity].__table__
+            table = table_of(ENTITY_TABLES[entity])
             batch = [t for t in tombstones if t.entity == entity]
             rows = self._existing(table, {t.external_id for t in batch})
             for tombstone in batch:
@@ -329,7 +332,7 @@ class Transaction:
             self.db.execute(statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
         relinked = [r for r in rows if r.links is not None]
         if relinked:
-            link_table = Link.__table__
+            link_table = table_of(Link)
             self.db.execute(
                 sa.delete(link_table).where(
                     link_table.c.from_entity == entity, link_table.c.from_id.in_([r.values["id"] for r in relinked])
@@ -346,14 +349,14 @@ class Transaction:
                     "evidence": link.evidence,
                 }
                 for r in relinked
-                for link in {(x.type, x.to_entity, x.to_key): x for x in r.links}.values()
+                for link in {(x.type, x.to_entity, x.to_key): x for x in r.links or ()}.values()
             ]
             if links:
                 self.db.execute(sa.insert(link_table), links)
         events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
         if events:
             self.db.execute(
-                sa.insert(Change.__table__),
+                sa.insert(table_of(Change)),
                 [
                     {
                         "seq": self._next_seq(),
@@ -378,7 +381,7 @@ class Transaction:
         by the same versioning rules as the records."""
         if not raws:
             return
-        table = RawRecord.__table__
+        table = table_of(RawRecord)
         latest: dict[tuple[str, str], tuple[RawRecordIn, orjson.Fragment, str]] = {}
         for raw in raws:
             key = (raw.record_type, raw.external_id)
@@ -386,7 +389,7 @@ class Transaction:
             kept = latest.get(key)
             if kept is None or judge(raw.version, origin, digest, kept[0].version, origin, kept[2]) is Verdict.NEWER:
                 latest[key] = (raw, payload, digest)
-        stored = {}
+        stored: dict[tuple[str, str], sa.Row[Any]] = {}
         for record_type in {k[0] for k in latest}:  # the unique index is (connection, type, id)
             stored |= {
                 (row.record_type, row.external_id): row
@@ -478,7 +481,7 @@ class Store:
 
     def raw_payload(self, connection_id: str, record_type: str, external_id: str) -> dict[str, Any] | None:
         """A record's last stored payload (GitHub finds a record to fetch by repository and number)."""
-        table = RawRecord.__table__
+        table = table_of(RawRecord)
         with self.engine.connect() as db:
             return db.execute(
                 sa.select(table.c.payload).where(

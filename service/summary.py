@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from opsync.service.clock import now
 from opsync.service.models import CodeChange, Product, WorkItem
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 WEEKS = 12
 PERCENTILES = {"p50": 50, "p85": 85, "p95": 95}
@@ -51,7 +51,7 @@ def _percentiles(session: Session, days: Any, where: tuple[Any, ...]) -> dict[st
         return dict.fromkeys(PERCENTILES)
     values = {int(i): float(v) for i, v, _ in rows}
     last = int(rows[0][2]) - 1
-    result = {}
+    result: dict[str, float | None] = {}
     for name, p in PERCENTILES.items():
         below, weight = divmod(last * p, 100)
         above = values.get(below + 1, values[below])
@@ -63,24 +63,24 @@ def product_summary(session: Session, key: str) -> dict[str, Any] | None:
     product = session.exec(select(Product).where(Product.key == key)).first()
     if product is None:
         return None
-    live = (WorkItem.product_key == key, WorkItem.deleted_at.is_(None))
+    live = (WorkItem.product_key == key, col(WorkItem.deleted_at).is_(None))
     by_category: dict[str, int] = {}
     by_kind: dict[str, int] = {}
     for category, kind, count in session.exec(
         select(WorkItem.status_category, WorkItem.kind, sa.func.count())
         .where(*live)
-        .group_by(WorkItem.status_category, WorkItem.kind)
+        .group_by(col(WorkItem.status_category), col(WorkItem.kind))
     ):
         by_category[str(category)] = by_category.get(str(category), 0) + count
         by_kind[str(kind)] = by_kind.get(str(kind), 0) + count
     by_state = dict(
         session.exec(
             select(CodeChange.state, sa.func.count())
-            .where(CodeChange.product_key == key, CodeChange.deleted_at.is_(None))
+            .where(CodeChange.product_key == key, col(CodeChange.deleted_at).is_(None))
             .group_by(CodeChange.state)
         ).all()
     )
-    done = (*live, WorkItem.status_category == "done", WorkItem.completed_at >= now() - timedelta(weeks=WEEKS))
+    done = (*live, WorkItem.status_category == "done", col(WorkItem.completed_at) >= now() - timedelta(weeks=WEEKS))
     week = _monday_of(session, WorkItem.completed_at)
     weeks = session.exec(select(week, sa.func.count()).where(*done).group_by(week).order_by(week)).all()
     return {

@@ -16,7 +16,7 @@ from opsync.service.hub import Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Unified
-from opsync.service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun
+from opsync.service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
 from sqlmodel import Session
@@ -48,7 +48,7 @@ def _store_pages(hub: Hub, connection_id: str, mapping_version: int, pages: list
 
 
 def _set_cursor(tx: Transaction, cursor: str | None) -> None:
-    table = Connection.__table__
+    table = table_of(Connection)
     tx.db.execute(sa.update(table).where(table.c.id == tx.connection_id).values(cursor=cursor))
 
 
@@ -110,16 +110,16 @@ def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
     lease = Lease.acquire(hub.engine, connection_id)
     try:
         with Session(hub.engine, expire_on_commit=False) as session:
-            cursor = None if full else session.get(Connection, connection_id).cursor
+            cursor = None if full else session.get_one(Connection, connection_id).cursor
             run = SyncRun(connection_id=connection_id, mode="full" if full else "incremental", started_at=now())
             session.add(run)
             session.flush()
-            lease.attach(session.connection(), run.id)  # with the run: never a running run without its lease
+            lease.attach(session.connection(), id_of(run))  # with the run: never a running run without its lease
             session.commit()
     except BaseException:
         lease.release()
         raise
-    return Pull(connection_id, full, lease, run.id, cursor)
+    return Pull(connection_id, full, lease, id_of(run), cursor)
 
 
 async def sync_connection(
@@ -144,7 +144,8 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
     connector = hub.connector(connection_id)
     mapping_version = hub.mappings[hub.connections[connection_id].kind].version_id
     keeper = asyncio.create_task(pull.lease.keep())
-    counts, errors, fetched, failed = Counts(), [], 0, 0
+    errors: list[str] = []
+    counts, fetched, failed = Counts(), 0, 0
     status, error = RunStatus.FAILED, None
     started = now()
     try:
@@ -203,11 +204,11 @@ def _finish_run(
     failed: int,
 ) -> None:
     with Session(hub.engine) as session:
-        run = session.get(SyncRun, run_id)
+        run = session.get_one(SyncRun, run_id)
         run.status, run.finished_at, run.fetched, run.failed = status, now(), fetched, failed
         run.created, run.updated, run.unchanged = counts.created, counts.updated, counts.unchanged
         run.stale, run.deleted, run.errors = counts.stale, counts.deleted, errors
-        connection = session.get(Connection, run.connection_id)
+        connection = session.get_one(Connection, run.connection_id)
         connection.status = "ok" if status == RunStatus.SUCCEEDED else "failing"
         connection.last_error, connection.last_sync_at = error, now()
         session.add_all([run, connection])
@@ -216,7 +217,7 @@ def _finish_run(
 
 def _load_run(hub: Hub, run_id: int) -> SyncRun:
     with Session(hub.engine, expire_on_commit=False) as session:
-        return session.get(SyncRun, run_id)
+        return session.get_one(SyncRun, run_id)
 
 
 @dataclass
@@ -293,7 +294,7 @@ def _live_records(hub: Hub, connection_id: str, entities: set[str]) -> dict[str,
     result: dict[str, dict[str, str | None]] = {}
     with hub.engine.connect() as db:
         for entity in entities:
-            table = ENTITY_TABLES[entity].__table__
+            table = table_of(ENTITY_TABLES[entity])
             result[entity] = dict(
                 db.execute(
                     sa.select(table.c.external_id, table.c.container).where(
@@ -365,7 +366,7 @@ def _untouched_since(tx: Transaction, tombstones: list[Tombstone], started: date
     """Leave out records the hub changed after the listing began: a webhook saw them alive."""
     result = []
     for entity in {t.entity for t in tombstones}:
-        table = ENTITY_TABLES[entity].__table__
+        table = table_of(ENTITY_TABLES[entity])
         batch = [t for t in tombstones if t.entity == entity]
         touched = set(
             tx.db.execute(

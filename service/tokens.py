@@ -9,7 +9,7 @@ import secrets
 from opsync.service.clock import now
 from opsync.service.models import ApiToken
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "ops_"
@@ -38,7 +38,7 @@ def token_scopes(engine: Engine, token: str, bootstrap: str | None = None) -> se
     else:
         with Session(engine) as session:
             row = session.exec(
-                select(ApiToken).where(ApiToken.token_hash == _hash(token), ApiToken.revoked_at.is_(None))
+                select(ApiToken).where(ApiToken.token_hash == _hash(token), col(ApiToken.revoked_at).is_(None))
             ).first()
         if row is None:
             return None

@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from opsync.service.models import Change, CodeChange, Link, Person, PersonIdentity, Product, SyncedRecord, WorkItem
+from opsync.service.models import (
+    Change,
+    CodeChange,
+    Link,
+    Person,
+    PersonIdentity,
+    Product,
+    SyncedRecord,
+    WorkItem,
+    table_of,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -176,7 +186,7 @@ def _few_updated_since(session: Session, since: datetime) -> bool:
     read from the source_updated_at index alone."""
     recent = (
         sa.select(sa.literal(1))
-        .select_from(WorkItem.__table__)
+        .select_from(table_of(WorkItem))
         .where(WorkItem.source_updated_at >= since)
         .limit(FEW_UPDATES + 1)
         .subquery()

@@ -8,14 +8,14 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from opsync.service.clock import now
 from opsync.service.hub import Hub
 from opsync.service.inbox import apply_batch, fetch_batch, prune
 from opsync.service.leases import AlreadyRunning, interrupt_orphaned_runs
-from opsync.service.models import RunStatus, SyncRun
+from opsync.service.models import RunStatus, SyncRun, table_of
 from opsync.service.sync import sync_connection
 
 log = logging.getLogger("opsync.worker")
@@ -117,17 +117,17 @@ class Worker:
         """(seconds until the next pull is due, whether it is a full one). A connection never
         pulled backfills at once; a full pull (with reconcile) follows every full_every_hours."""
         settings = self.hub.connections[connection_id]
-        runs = SyncRun.__table__
+        runs = table_of(SyncRun)
         mine = runs.c.connection_id == connection_id
         with self.hub.engine.connect() as db:
-            last = db.execute(sa.select(sa.func.max(runs.c.started_at)).where(mine)).scalar()
-            first = db.execute(sa.select(sa.func.min(runs.c.started_at)).where(mine)).scalar()
-            last_full = db.execute(
+            last: datetime | None = db.execute(sa.select(sa.func.max(runs.c.started_at)).where(mine)).scalar()
+            first: datetime | None = db.execute(sa.select(sa.func.min(runs.c.started_at)).where(mine)).scalar()
+            last_full: datetime | None = db.execute(
                 sa.select(sa.func.max(runs.c.started_at)).where(
                     mine, runs.c.mode == "full", runs.c.status == RunStatus.SUCCEEDED
                 )
             ).scalar()
-        if last is None:
+        if last is None or first is None:  # both or neither: the same runs
             return 0.0, False
         at = now()
         full = (last_full or first) + timedelta(hours=settings.full_every_hours) <= at

@@ -14,7 +14,7 @@ from opsync.service.hub import Hub
 from opsync.service.leases import AlreadyRunning
 from opsync.service.models import Connection, DeliveryStatus, InboxEvent, SyncRun
 from opsync.service.sync import begin_pull, sync_connection
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 router = APIRouter(responses={500: UNEXPECTED})
 
@@ -58,7 +58,7 @@ def list_sync_runs(
     connection_id: str | None = text_query(CONNECTION_ID_LENGTH),
     limit: int = Query(50, ge=1, le=500),
 ) -> list[SyncRun]:
-    query = select(SyncRun).order_by(SyncRun.id.desc()).limit(limit)
+    query = select(SyncRun).order_by(col(SyncRun.id).desc()).limit(limit)
     if connection_id:
         query = query.where(SyncRun.connection_id == connection_id)
     return list(session.exec(query).all())
@@ -111,7 +111,7 @@ def list_inbox(
 ) -> list[InboxEvent]:
     return list(
         session.exec(
-            select(InboxEvent).where(InboxEvent.status == status).order_by(InboxEvent.id.desc()).limit(limit)
+            select(InboxEvent).where(InboxEvent.status == status).order_by(col(InboxEvent.id).desc()).limit(limit)
         ).all()
     )
 

@@ -28,7 +28,7 @@ Limit = Query(50, ge=1, le=500, description="page size")
 IncludeDeleted = Query(False, description="include tombstoned records")
 TEXT, KEY = 200, 100  # the longest filter text and product key accepted
 
-LISTED = {400: declared("The cursor is not one this API handed out"), 422: INVALID}
+LISTED: dict[int | str, dict[str, Any]] = {400: declared("The cursor is not one this API handed out"), 422: INVALID}
 
 
 def _id(thing: str) -> Any:

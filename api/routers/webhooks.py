@@ -74,15 +74,16 @@ def install(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        schema = app.openapi_schema
+        if schema is None:
             schema = generate()
             schema["paths"][PATH] = {"post": _OPERATION}
             schema.setdefault("components", {}).setdefault("schemas", {})["WebhookAccepted"] = (
                 schemas.WebhookAccepted.model_json_schema()
             )
-        return app.openapi_schema
+        return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
 _OPERATION: dict[str, Any] = {

@@ -12,7 +12,10 @@ target_metadata = SQLModel.metadata
 
 
 def run() -> None:
-    engine = sa.create_engine(config.get_main_option("sqlalchemy.url"), poolclass=sa.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic's configuration has no sqlalchemy.url: set it to the database to migrate")
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.connect() as connection:
         context.configure(
             connection=connection,
