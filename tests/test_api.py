@@ -91,7 +91,7 @@ class Portfolio:
         return {item["key"] for item in self.work_items(**params)}
 
     def jira_issues(self) -> list[Any]:
-        return list(self.jira._issues.values())
+        return self.jira.issues()
 
     def github_issues(self) -> list[Any]:
         return [
@@ -126,7 +126,7 @@ def portfolio_hub(database_url: str) -> Iterator[Portfolio]:
     """Simulators served on 127.0.0.1 and a hub on database_url that backfilled from both."""
     jira = JiraSim(issues=JIRA_ISSUES, seed=1, webhook_secret=JIRA_SECRET)
     github = GitHubSim(
-        items=GITHUB_ITEMS, jira_keys=dict(jira._numbers), token=GITHUB_TOKEN, webhook_secret=GITHUB_SECRET
+        items=GITHUB_ITEMS, jira_keys=jira.key_numbers(), token=GITHUB_TOKEN, webhook_secret=GITHUB_SECRET
     )
     with ExitStack() as stack:
         jira_url = stack.enter_context(serving(jira.app))

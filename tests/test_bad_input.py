@@ -37,7 +37,7 @@ PROBLEM = "application/problem+json"
 def hub(module_database_url: str) -> Iterator[RunningHub]:
     """Read-only: a hub that pulled 20 Jira issues and 10 GitHub items."""
     jira = JiraSim(issues=20, seed=3, webhook_secret=SECRET)
-    github = GitHubSim(items=10, jira_keys=dict(jira._numbers), token="t", webhook_secret=SECRET)
+    github = GitHubSim(items=10, jira_keys=jira.key_numbers(), token="t", webhook_secret=SECRET)
     with ExitStack() as stack:
         jira_url, github_url = stack.enter_context(serving(jira.app)), stack.enter_context(serving(github.app))
         config = HubConfig(

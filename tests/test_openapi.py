@@ -89,7 +89,7 @@ MISTAKES = [
 def hub(module_database_url: str) -> Iterator[RunningHub]:
     """Read-only: a hub that pulled 12 Jira issues and 8 GitHub items."""
     jira = JiraSim(issues=12, seed=5, webhook_secret="s")
-    github = GitHubSim(items=8, jira_keys=dict(jira._numbers), token="t", webhook_secret="s")
+    github = GitHubSim(items=8, jira_keys=jira.key_numbers(), token="t", webhook_secret="s")
     with ExitStack() as stack:
         jira_url, github_url = stack.enter_context(serving(jira.app)), stack.enter_context(serving(github.app))
         config = HubConfig(

@@ -123,7 +123,7 @@ def test_an_update_in_jira_reaches_the_api_through_the_webhook(database_url):
 
 def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
     jira = JiraSim(issues=60, seed=7)
-    github = GitHubSim(items=40, seed=7, jira_keys=dict(jira._numbers), token="t")
+    github = GitHubSim(items=40, seed=7, jira_keys=jira.key_numbers(), token="t")
     with serving(jira.app) as jira_url, serving(github.app) as github_url:
         config = jira_config(jira_url)
         config.connections["gh"] = GitHubSettings(

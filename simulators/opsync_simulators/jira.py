@@ -124,6 +124,16 @@ class JiraSim:
                     return issue
         raise NotFound(f"Issue {id_or_key} does not exist")
 
+    def key_numbers(self) -> dict[str, int]:
+        """Each project's highest issue number: which Jira keys exist (for PRs that name them)."""
+        with self._lock:
+            return dict(self._numbers)
+
+    def issues(self) -> list[SimIssue]:
+        """Every live issue, as the simulator holds it."""
+        with self._lock:
+            return list(self._issues.values())
+
     def ids(self) -> set[str]:
         with self._lock:
             return {str(issue_id) for issue_id in self._issues}
