@@ -17,6 +17,7 @@ from opsync.service.models import (
     Product,
     SyncedRecord,
     WorkItem,
+    id_of,
     table_of,
 )
 from sqlalchemy.orm import aliased
@@ -56,7 +57,11 @@ def as_utc(moment: datetime) -> datetime:
         return end.replace(tzinfo=UTC)
 
 
-def _people(session: Session, ids: set[int]) -> dict[int, dict[str, Any]]:
+# People by id, looked up with a record's optional person id (None finds no one).
+People = dict[int | None, dict[str, Any]]
+
+
+def _people(session: Session, ids: set[int | None]) -> People:
     ids.discard(None)
     if not ids:
         return {}
@@ -83,7 +88,7 @@ def _common(row: SyncedRecord) -> dict[str, Any]:
     }
 
 
-def work_item_json(row: WorkItem, people: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def work_item_json(row: WorkItem, people: People) -> dict[str, Any]:
     return _common(row) | {
         "kind": row.kind,
         "status": row.status,
@@ -106,7 +111,7 @@ def work_item_json(row: WorkItem, people: dict[int, dict[str, Any]]) -> dict[str
 
 def _label_filter(session: Session, label: str) -> Any:
     if session.get_bind().dialect.name == "postgresql":
-        return col(WorkItem.labels).op("@>")(sa.cast(sa.literal(json.dumps([label])), WorkItem.labels.type))
+        return col(WorkItem.labels).op("@>")(sa.cast(sa.literal(json.dumps([label])), table_of(WorkItem).c.labels.type))
     each = sa.func.json_each(WorkItem.labels).table_valued("value")
     return sa.exists(select(1).select_from(each).where(each.c.value == label))
 
@@ -120,16 +125,16 @@ def _assignee_filter(session: Session, assignee: str) -> Any:
 
 
 def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limit: int) -> PageOf:
-    conditions = []
+    conditions: list[Any] = []
     if after is not None:
-        conditions.append(WorkItem.id > after)
+        conditions.append(col(WorkItem.id) > after)
     if not f.include_deleted:
-        conditions.append(WorkItem.deleted_at.is_(None))
+        conditions.append(col(WorkItem.deleted_at).is_(None))
     for column, value in (
-        (WorkItem.product_key, f.product),
-        (WorkItem.kind, f.kind),
-        (WorkItem.status_category, f.status_category),
-        (WorkItem.connection_id, f.connection_id),
+        (col(WorkItem.product_key), f.product),
+        (col(WorkItem.kind), f.kind),
+        (col(WorkItem.status_category), f.status_category),
+        (col(WorkItem.connection_id), f.connection_id),
     ):
         if value is not None:
             conditions.append(column == value)
@@ -139,7 +144,7 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
         conditions.append(_label_filter(session, f.label))
     since = as_utc(f.updated_since) if f.updated_since else None
     if since:
-        conditions.append(WorkItem.source_updated_at >= since)
+        conditions.append(col(WorkItem.source_updated_at) >= since)
     if f.q:
         # Matched literally (% and _ are not wildcards). One bound pattern, not '%' || q || '%',
         # so that PostgreSQL plans with the text itself and can use its trigram indexes.
@@ -155,9 +160,9 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
     assignee, reporter = aliased(Person), aliased(Person)
     query = (
         select(WorkItem, assignee, reporter)
-        .outerjoin(assignee, assignee.id == WorkItem.assignee_id)
-        .outerjoin(reporter, reporter.id == WorkItem.reporter_id)
-        .order_by(WorkItem.id)
+        .outerjoin(assignee, col(WorkItem.assignee_id) == assignee.id)
+        .outerjoin(reporter, col(WorkItem.reporter_id) == reporter.id)
+        .order_by(col(WorkItem.id))
     )
     narrowed = any((f.product, f.kind, f.status_category, f.connection_id, f.assignee, f.label, f.q))
     if since and not narrowed and _few_updated_since(session, since):
@@ -167,8 +172,8 @@ def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limi
         # sorted (18 ms), then their rows are read. With another filter the planners pick
         # that filter's index for the sort, which is no faster on PostgreSQL and slower on
         # SQLite, so the id walk stays.
-        page = select(WorkItem.id).where(*conditions).order_by(WorkItem.id + 0).limit(limit + 1)
-        query = query.where(WorkItem.id.in_(page))
+        page = select(WorkItem.id).where(*conditions).order_by(col(WorkItem.id) + 0).limit(limit + 1)
+        query = query.where(col(WorkItem.id).in_(page))
     else:
         query = query.where(*conditions).limit(limit + 1)
     rows = session.exec(query).all()
@@ -187,7 +192,7 @@ def _few_updated_since(session: Session, since: datetime) -> bool:
     recent = (
         sa.select(sa.literal(1))
         .select_from(table_of(WorkItem))
-        .where(WorkItem.source_updated_at >= since)
+        .where(col(WorkItem.source_updated_at) >= since)
         .limit(FEW_UPDATES + 1)
         .subquery()
     )
@@ -198,16 +203,17 @@ def _work_item_ids_by_key(session: Session, keys: set[str]) -> dict[str, int]:
     if not keys:
         return {}
     rows = session.exec(
-        select(WorkItem.key, WorkItem.id).where(col(WorkItem.key).in_(keys), WorkItem.deleted_at.is_(None))
+        select(WorkItem.key, WorkItem.id).where(col(WorkItem.key).in_(keys), col(WorkItem.deleted_at).is_(None))
     ).all()
-    return {key: id_ for key, id_ in rows}
+    # Neither is ever None here (matched by key; ids are primary keys): the filter tells the type checker.
+    return {key: id_ for key, id_ in rows if key is not None and id_ is not None}
 
 
 def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     if not ids:
         return {}
     links = session.exec(
-        select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(Link.id)
+        select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(col(Link.id))
     ).all()
     targets = _work_item_ids_by_key(session, {link.to_key for link in links if link.to_entity == "work_item"})
     result: dict[int, list[dict[str, Any]]] = {}
@@ -225,7 +231,7 @@ def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list
     return result
 
 
-def code_change_json(row: CodeChange, people: dict[int, dict[str, Any]], links: list[dict[str, Any]]) -> dict[str, Any]:
+def code_change_json(row: CodeChange, people: People, links: list[dict[str, Any]]) -> dict[str, Any]:
     return _common(row) | {
         "state": row.state,
         "author": people.get(row.author_id),
@@ -244,11 +250,11 @@ def code_change_json(row: CodeChange, people: dict[int, dict[str, Any]], links: 
 def list_code_changes(
     session: Session, *, product: str | None, state: str | None, include_deleted: bool, after: int | None, limit: int
 ) -> PageOf:
-    query = select(CodeChange).order_by(CodeChange.id).limit(limit + 1)
+    query = select(CodeChange).order_by(col(CodeChange.id)).limit(limit + 1)
     if after is not None:
-        query = query.where(CodeChange.id > after)
+        query = query.where(col(CodeChange.id) > after)
     if not include_deleted:
-        query = query.where(CodeChange.deleted_at.is_(None))
+        query = query.where(col(CodeChange.deleted_at).is_(None))
     if product:
         query = query.where(CodeChange.product_key == product)
     if state:
@@ -257,8 +263,8 @@ def list_code_changes(
     more = len(rows) > limit
     rows = rows[:limit]
     people = _people(session, {r.author_id for r in rows})
-    links = _links_from(session, "code_change", [r.id for r in rows])
-    return PageOf([code_change_json(r, people, links.get(r.id, [])) for r in rows], rows[-1].id if more else None)
+    links = _links_from(session, "code_change", [id_of(r) for r in rows])
+    return PageOf([code_change_json(r, people, links.get(id_of(r), [])) for r in rows], rows[-1].id if more else None)
 
 
 def get_code_change(session: Session, change_id: int) -> dict[str, Any] | None:
@@ -266,14 +272,14 @@ def get_code_change(session: Session, change_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     item = code_change_json(
-        row, _people(session, {row.author_id}), _links_from(session, "code_change", [row.id]).get(row.id, [])
+        row, _people(session, {row.author_id}), _links_from(session, "code_change", [id_of(row)]).get(id_of(row), [])
     )
-    return item | {"history": history(session, "code_change", row.id)}
+    return item | {"history": history(session, "code_change", id_of(row))}
 
 
 def history(session: Session, entity: str, entity_id: int) -> list[dict[str, Any]]:
     rows = session.exec(
-        select(Change).where(Change.entity == entity, Change.entity_id == entity_id).order_by(Change.seq)
+        select(Change).where(Change.entity == entity, Change.entity_id == entity_id).order_by(col(Change.seq))
     ).all()
     return [change_json(c) for c in rows]
 
@@ -294,16 +300,16 @@ def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     item = work_item_json(row, _people(session, {row.assignee_id, row.reporter_id}))
-    links = _links_from(session, "work_item", [row.id]).get(row.id, [])
+    links = _links_from(session, "work_item", [id_of(row)]).get(id_of(row), [])
     if row.key:  # records elsewhere that name this one (a PR implementing it)
         incoming = session.exec(
             select(Link, CodeChange)
-            .join(CodeChange, CodeChange.id == Link.from_id)
+            .join(CodeChange, col(CodeChange.id) == Link.from_id)
             .where(
                 Link.to_entity == "work_item",
                 Link.to_key == row.key,
                 Link.from_entity == "code_change",
-                CodeChange.deleted_at.is_(None),
+                col(CodeChange.deleted_at).is_(None),
             )
         ).all()
         links += [
@@ -322,7 +328,7 @@ def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
         select(WorkItem.id, WorkItem.key).where(
             WorkItem.connection_id == row.connection_id,
             WorkItem.parent_external_id == row.external_id,
-            WorkItem.deleted_at.is_(None),
+            col(WorkItem.deleted_at).is_(None),
         )
     ).all()
     links += [
@@ -337,18 +343,18 @@ def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
         }
         for i, k in children
     ]
-    return item | {"links": links, "history": history(session, "work_item", row.id)}
+    return item | {"links": links, "history": history(session, "work_item", id_of(row))}
 
 
 def list_changes(session: Session, after: int, limit: int) -> PageOf:
-    rows = session.exec(select(Change).where(Change.seq > after).order_by(Change.seq).limit(limit)).all()
+    rows = session.exec(select(Change).where(col(Change.seq) > after).order_by(col(Change.seq)).limit(limit)).all()
     return PageOf([change_json(c) for c in rows], rows[-1].seq if rows else after)
 
 
 def list_people(session: Session, after: int | None, limit: int) -> PageOf:
-    query = select(Person).order_by(Person.id).limit(limit + 1)
+    query = select(Person).order_by(col(Person.id)).limit(limit + 1)
     if after is not None:
-        query = query.where(Person.id > after)
+        query = query.where(col(Person.id) > after)
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -366,7 +372,7 @@ def list_people(session: Session, after: int | None, limit: int) -> PageOf:
                 }
             )
     items = [
-        {"id": p.id, "display_name": p.display_name, "email": p.email, "identities": identities.get(p.id, [])}
+        {"id": p.id, "display_name": p.display_name, "email": p.email, "identities": identities.get(id_of(p), [])}
         for p in rows
     ]
     return PageOf(items, rows[-1].id if more else None)
@@ -375,12 +381,12 @@ def list_people(session: Session, after: int | None, limit: int) -> PageOf:
 def list_links(
     session: Session, *, type: str | None, from_entity: str | None, to_key: str | None, after: int | None, limit: int
 ) -> PageOf:
-    query = select(Link).order_by(Link.id).limit(limit + 1)
-    for column, value in ((Link.type, type), (Link.from_entity, from_entity), (Link.to_key, to_key)):
+    query = select(Link).order_by(col(Link.id)).limit(limit + 1)
+    for column, value in ((col(Link.type), type), (col(Link.from_entity), from_entity), (col(Link.to_key), to_key)):
         if value is not None:
             query = query.where(column == value)
     if after is not None:
-        query = query.where(Link.id > after)
+        query = query.where(col(Link.id) > after)
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
