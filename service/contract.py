@@ -105,18 +105,40 @@ class FatalError(ConnectorError):
     """Retrying will not help (bad credentials, missing project): a person must act."""
 
 
+class Unsupported(FatalError):
+    """The connection's connector lacks the capability asked of it (an analytics tool takes no webhooks)."""
+
+
 class WebhookRejected(ConnectorError):
     """The delivery is not authentic (bad or missing signature)."""
 
 
 class Connector(ABC):
-    """A tool plugin, registered in the entry-point group `opsync.connectors`."""
+    """A tool plugin, registered in the entry-point group `opsync.connectors`.
+
+    What a connector can do is the capabilities it also derives from: Pulls (records changed
+    since a cursor, and every id for reconcile), FetchesOne (one record by id, for webhooks
+    that carry only an id), ReceivesWebhooks (verify and read deliveries). An analytics tool
+    pulls only; a tool that can be asked nothing but sends webhooks only receives them.
+    """
 
     kind: ClassVar[str]
     settings_model: ClassVar[type[ConnectionSettings]]
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
+
+    @classmethod
+    @abstractmethod
+    def default_mapping(cls) -> Path:
+        """The shipped YAML mapping for this kind."""
+
+    async def aclose(self) -> None:  # noqa: B027  (optional: most connectors hold no client to close)
+        """Release clients; the default has nothing to release."""
+
+
+class Pulls(ABC):
+    """The capability to pull: the engine's schedules and reconcile use it."""
 
     @abstractmethod
     def pull(self, cursor: str | None) -> AsyncIterator[Page]:
@@ -125,6 +147,11 @@ class Connector(ABC):
     @abstractmethod
     async def list_ids(self) -> Listing:
         """Every id that exists upstream (for reconcile)."""
+
+
+class FetchesOne(ABC):
+    """The capability to fetch one record: refetches of webhooks that name a record only,
+    and reconcile's confirmation that a record is gone."""
 
     @abstractmethod
     async def fetch_one(
@@ -135,6 +162,14 @@ class Connector(ABC):
         known is the last stored payload of the record, if any: tools that address
         records by something other than their id (GitHub: repo and number) find it there.
         """
+
+
+class ReceivesWebhooks(ABC):
+    """The capability to receive webhooks: POST /api/v1/webhooks/{connection_id}."""
+
+    # The delivery headers worth keeping with it (lower-case; never credentials): what
+    # delivery_id and parse_webhook read again when the inbox applies it.
+    delivery_headers: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> None:
@@ -155,11 +190,3 @@ class Connector(ABC):
     @abstractmethod
     def parse_webhook(self, headers: Mapping[str, str], payload: Any, received_at: datetime) -> WebhookContent:
         """Turn a verified delivery into upserts, deletions and ids to refetch."""
-
-    @classmethod
-    @abstractmethod
-    def default_mapping(cls) -> Path:
-        """The shipped YAML mapping for this kind."""
-
-    async def aclose(self) -> None:  # noqa: B027  (optional: most connectors hold no client to close)
-        """Release clients; the default has nothing to release."""

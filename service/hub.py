@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from opsync.service.clock import now
 from opsync.service.config import HubConfig, load_config
-from opsync.service.contract import ConnectionSettings, Connector
+from opsync.service.contract import (
+    ConnectionSettings,
+    Connector,
+    FetchesOne,
+    Pulls,
+    ReceivesWebhooks,
+    Unsupported,
+)
 from opsync.service.db import create_db_engine, upgrade
 from opsync.service.leases import interrupt_orphaned_runs
 from opsync.service.mapping import Mapping, load_mapping
@@ -20,6 +28,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from opsync import mappings as shipped_mappings
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -94,6 +104,21 @@ class Hub:
         if connection_id not in self._connectors:
             self._connectors[connection_id] = build_connector(self.connections[connection_id])
         return self._connectors[connection_id]
+
+    def puller(self, connection_id: str) -> Pulls:
+        return self._capable(connection_id, Pulls, "be pulled")
+
+    def fetcher(self, connection_id: str) -> FetchesOne:
+        return self._capable(connection_id, FetchesOne, "fetch one record")
+
+    def receiver(self, connection_id: str) -> ReceivesWebhooks:
+        return self._capable(connection_id, ReceivesWebhooks, "receive webhooks")
+
+    def _capable(self, connection_id: str, capability: type[C], what: str) -> C:
+        connector = self.connector(connection_id)
+        if not isinstance(connector, capability):
+            raise Unsupported(f"connection {connection_id} ({connector.kind}) cannot {what}")
+        return connector
 
     async def close(self) -> None:
         for connector in self._connectors.values():

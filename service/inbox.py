@@ -38,17 +38,6 @@ FETCH_BATCH = 20
 FETCH_CONCURRENCY = 4  # fetches in flight at once, per worker
 CLOCK_SKEW = timedelta(hours=1)  # between a tool's signing clock and ours
 PRUNE_BATCH = 5000
-# Headers worth keeping with a delivery (never Authorization or cookies).
-KEPT_HEADERS = (
-    "content-type",
-    "x-github-event",
-    "x-github-delivery",
-    "x-github-hook-id",
-    "x-atlassian-webhook-identifier",
-    "x-atlassian-webhook-flow",
-    "x-atlassian-webhook-retry",
-    "user-agent",
-)
 _TABLE = table_of(InboxEvent)
 # Errors of the database itself (gone, locked): the batch is retried after its lease, not parked.
 _DATABASE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
@@ -67,7 +56,7 @@ def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes
     """Verify one delivery and make its inbox row. Raises WebhookRejected, BadDelivery,
     StaleDelivery. CPU only in the usual case (an HMAC and a JSON parse), so it runs on the
     event loop."""
-    connector = hub.connector(connection_id)
+    connector = hub.receiver(connection_id)
     lowered = {k.lower(): v for k, v in headers.items()}
     connector.verify_webhook(lowered, body)
     try:
@@ -83,7 +72,7 @@ def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes
         "delivery_id": connector.delivery_id(lowered, body),
         "body_hash": hashlib.sha256(body).hexdigest(),
         "received_at": at,
-        "headers": {k: lowered[k] for k in KEPT_HEADERS if k in lowered},
+        "headers": {k: lowered[k] for k in ("content-type", *connector.delivery_headers) if k in lowered},
         "body": body.decode("utf-8", errors="replace"),
         "status": DeliveryStatus.PENDING,
         "lane": Lane.APPLY,
@@ -320,7 +309,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _content(hub: Hub, event: sa.Row) -> WebhookContent:
-    connector = hub.connector(event.connection_id)
+    connector = hub.receiver(event.connection_id)
     payload = connector.decode_webhook(event.headers, event.body.encode())
     return connector.parse_webhook(event.headers, payload, event.received_at)
 
@@ -447,7 +436,7 @@ async def fetch_batch(hub: Hub, limit: int = FETCH_BATCH) -> int:
 async def _fetched(hub: Hub, event: sa.Row) -> _Ready:
     """The delivery's records as the tool has them now: every record it names is fetched."""
     content = await asyncio.to_thread(_content, hub, event)
-    connector = hub.connector(event.connection_id)
+    connector = hub.fetcher(event.connection_id)
     wanted = list(dict.fromkeys([*content.refetch, *((raw.record_type, raw.external_id) for raw in content.upserts)]))
     upserts: list[RawRecord] = []
     deletions = list(content.deletions)

@@ -11,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from opsync.service import metrics
 from opsync.service.clock import now
-from opsync.service.contract import ConnectorError, Page, RawRecord
+from opsync.service.contract import ConnectorError, FetchesOne, Page, RawRecord
 from opsync.service.hub import Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
@@ -141,7 +141,6 @@ async def sync_connection(
 
 async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress | None) -> SyncRun:
     connection_id = pull.connection_id
-    connector = hub.connector(connection_id)
     mapping_version = hub.mappings[hub.connections[connection_id].kind].version_id
     keeper = asyncio.create_task(pull.lease.keep())
     errors: list[str] = []
@@ -149,7 +148,7 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
     status, error = RunStatus.FAILED, None
     started = now()
     try:
-        async for ready in _prepared(hub, connection_id, connector.pull(pull.cursor)):
+        async for ready in _prepared(hub, connection_id, hub.puller(connection_id).pull(pull.cursor)):
             if pull.lease.lost:
                 raise ConnectorError(
                     "another process took this connection's pull lease over (this one had"
@@ -235,7 +234,7 @@ async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = F
     than max_delete_share of a record type in one container is refused unless told to,
     because a tool answering "nothing" is a fault.
     """
-    connector = hub.connector(connection_id)
+    connector = hub.puller(connection_id)
     settings = hub.connections[connection_id]
     record_types = {rt: rule.entity for rt, rule in hub.mappings[settings.kind].mapping.records.items()}
     started = now()
@@ -268,7 +267,7 @@ async def reconcile(hub: Hub, connection_id: str, *, allow_mass_delete: bool = F
             " delete_vanished_containers: true on the connection to delete them"
         )
     alive: list[RawRecord] = []
-    if 0 < sum(map(len, missing.values())) <= CONFIRM_AT_MOST:
+    if 0 < sum(map(len, missing.values())) <= CONFIRM_AT_MOST and isinstance(hub.connector(connection_id), FetchesOne):
         alive = await _confirm(hub, connection_id, record_types, missing, report)
     _refuse_mass_deletion(connection_id, settings.max_delete_share, before, missing, allow_mass_delete)
     if not missing and not alive:
@@ -314,7 +313,7 @@ async def _confirm(
 ) -> list[RawRecord]:
     """Ask the tool for each missing record: those it still has stay (and are returned, fresh),
     those it cannot say anything about stay too, this time."""
-    connector = hub.connector(connection_id)
+    connector = hub.fetcher(connection_id)
     by_entity = {entity: record_type for record_type, entity in record_types.items()}
     alive: list[RawRecord] = []
     for group, ids in missing.items():

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from opsync.service.clock import now
+from opsync.service.contract import Pulls
 from opsync.service.hub import Hub
 from opsync.service.inbox import apply_batch, fetch_batch, prune
 from opsync.service.leases import AlreadyRunning, interrupt_orphaned_runs
@@ -52,7 +53,7 @@ class Worker:
         self._tasks.append(asyncio.create_task(self._drain(lambda: fetch_batch(self.hub), None), name="inbox-fetch"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.schedules:
-            for connection_id in self.hub.connections:
+            for connection_id in [c for c in self.hub.connections if isinstance(self.hub.connector(c), Pulls)]:
                 self._tasks.append(asyncio.create_task(self._schedule(connection_id), name=f"pull:{connection_id}"))
 
     async def stop(self) -> None:

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from opsync.api import schemas
 from opsync.api.problems import UNEXPECTED, Problem, declared
 from opsync.service import inbox, metrics
-from opsync.service.contract import WebhookRejected
+from opsync.service.contract import ReceivesWebhooks, WebhookRejected
 from opsync.service.hub import Hub
 from starlette.routing import Route
 
@@ -41,6 +41,8 @@ async def receive_webhook(request: Request) -> Response:
     connection_id = request.path_params["connection_id"]
     if connection_id not in hub.connections:
         raise Problem(404, f"no connection {connection_id!r}")
+    if not isinstance(hub.connector(connection_id), ReceivesWebhooks):
+        raise Problem(404, f"connection {connection_id!r} takes no webhooks; its tool is pulled only")
     try:
         body = await _body(request, hub.settings.max_webhook_bytes)
     except Problem:

@@ -29,9 +29,12 @@ from opsync.service.contract import (
     ConnectionSettings,
     Connector,
     FatalError,
+    FetchesOne,
     Listing,
     Page,
+    Pulls,
     RawRecord,
+    ReceivesWebhooks,
     WebhookContent,
 )
 from opsync.service.retry import in_thread
@@ -70,8 +73,9 @@ class GitHubSettings(ConnectionSettings):
         return self
 
 
-class GitHubConnector(Connector):
+class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
     kind = "github"
+    delivery_headers = ("content-type", "x-github-event", "x-github-delivery", "x-github-hook-id")
     settings_model = GitHubSettings
 
     def __init__(self, settings: ConnectionSettings) -> None:

@@ -21,9 +21,12 @@ from opsync.service.contract import (
     ConnectionSettings,
     Connector,
     FatalError,
+    FetchesOne,
     Listing,
     Page,
+    Pulls,
     RawRecord,
+    ReceivesWebhooks,
     TransientError,
     WebhookContent,
 )
@@ -58,8 +61,9 @@ class JiraSettings(ConnectionSettings):
         return cleaned
 
 
-class JiraConnector(Connector):
+class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
     kind = "jira"
+    delivery_headers = ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow", "x-atlassian-webhook-retry")
     settings_model = JiraSettings
 
     def __init__(self, settings: ConnectionSettings) -> None:
