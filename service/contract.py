@@ -123,7 +123,7 @@ class Connector(ABC):
     """
 
     kind: ClassVar[str]
-    settings_model: ClassVar[type[ConnectionSettings]]
+    settings_model: ClassVar[type[ConnectionSettings]] = ConnectionSettings  # or a model derived from it
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
