@@ -16,7 +16,7 @@ from opsync.api.routers import admin, records, webhooks
 from opsync.service import metrics as hub_metrics
 from opsync.service.config import HubConfig
 from opsync.service.hub import Hub
-from opsync.service.inbox import Intake
+from opsync.service.intake import Intake
 from opsync.service.settings import Settings
 from opsync.service.worker import Worker
 

@@ -13,7 +13,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from opsync.api import schemas
 from opsync.api.problems import UNEXPECTED, Problem, declared
-from opsync.service import inbox, metrics
+from opsync.service import intake, metrics
 from opsync.service.contract import ReceivesWebhooks, WebhookRejected
 from opsync.service.hub import Hub
 from starlette.routing import Route
@@ -49,14 +49,14 @@ async def receive_webhook(request: Request) -> Response:
         metrics.delivery_rejected(connection_id, "too_large")
         raise
     try:
-        row = inbox.accept(hub, connection_id, request.headers, body)
+        row = intake.accept(hub, connection_id, request.headers, body)
     except WebhookRejected as error:
         metrics.delivery_rejected(connection_id, "signature")
         raise Problem(401, str(error)) from None
-    except inbox.BadDelivery as error:
+    except intake.BadDelivery as error:
         metrics.delivery_rejected(connection_id, "bad_body")
         raise Problem(400, str(error)) from None
-    except inbox.StaleDelivery as error:
+    except intake.StaleDelivery as error:
         metrics.delivery_rejected(connection_id, "stale")
         raise Problem(400, str(error)) from None
     duplicate = await request.app.state.intake.store(row)  # committed before the 202
