@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from opsync.service.clock import now
 from opsync.service.config import HubConfig, load_config
@@ -28,8 +27,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from opsync import mappings as shipped_mappings
-
-C = TypeVar("C")
 
 
 @dataclass
@@ -105,19 +102,24 @@ class Hub:
             self._connectors[connection_id] = build_connector(self.connections[connection_id])
         return self._connectors[connection_id]
 
+    # One isinstance per capability, not a helper taking the class: mypy refuses an abstract
+    # class passed as a type[T] argument (type-abstract).
     def puller(self, connection_id: str) -> Pulls:
-        return self._capable(connection_id, Pulls, "be pulled")
+        connector = self.connector(connection_id)
+        if not isinstance(connector, Pulls):
+            raise _unsupported(connection_id, connector, "be pulled")
+        return connector
 
     def fetcher(self, connection_id: str) -> FetchesOne:
-        return self._capable(connection_id, FetchesOne, "fetch one record")
+        connector = self.connector(connection_id)
+        if not isinstance(connector, FetchesOne):
+            raise _unsupported(connection_id, connector, "fetch one record")
+        return connector
 
     def receiver(self, connection_id: str) -> ReceivesWebhooks:
-        return self._capable(connection_id, ReceivesWebhooks, "receive webhooks")
-
-    def _capable(self, connection_id: str, capability: type[C], what: str) -> C:
         connector = self.connector(connection_id)
-        if not isinstance(connector, capability):
-            raise Unsupported(f"connection {connection_id} ({connector.kind}) cannot {what}")
+        if not isinstance(connector, ReceivesWebhooks):
+            raise _unsupported(connection_id, connector, "receive webhooks")
         return connector
 
     async def close(self) -> None:
@@ -125,6 +127,10 @@ class Hub:
             await connector.aclose()
         self._connectors.clear()
         self.engine.dispose()
+
+
+def _unsupported(connection_id: str, connector: Connector, what: str) -> Unsupported:
+    return Unsupported(f"connection {connection_id} ({connector.kind}) cannot {what}")
 
 
 def hub_file(settings: Settings, name: str) -> Path:
