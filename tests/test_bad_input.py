@@ -7,25 +7,18 @@ a tool's users typed, on crafted input a backtracking pattern would take minutes
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jmespath
 import pytest
-from hub_harness import RunningHub, running_hub
-from opsync.connectors.github.connector import GitHubSettings
-from opsync.connectors.jira.connector import JiraSettings
-from opsync.service.config import HubConfig
+from hub_harness import RunningHub
 from opsync.service.contract import RawRecord
 from opsync.service.functions import FUNCTIONS, wiki_to_text
 from opsync.service.mapping import load_mapping
-from opsync_simulators.github import ALL_REPOS, GitHubSim
-from opsync_simulators.jira import JiraSim
-from opsync_simulators.server import serving
+from support.portfolio import backfilled_hub
 
 from opsync import mappings
 
@@ -36,39 +29,8 @@ PROBLEM = "application/problem+json"
 @pytest.fixture(scope="module")
 def hub(module_database_url: str) -> Iterator[RunningHub]:
     """Read-only: a hub that pulled 20 Jira issues and 10 GitHub items."""
-    jira = JiraSim(issues=20, seed=3, webhook_secret=SECRET)
-    github = GitHubSim(items=10, jira_keys=jira.key_numbers(), token="t", webhook_secret=SECRET)
-    with ExitStack() as stack:
-        jira_url, github_url = stack.enter_context(serving(jira.app)), stack.enter_context(serving(github.app))
-        config = HubConfig(
-            connections={
-                "jira": JiraSettings(
-                    id="jira",
-                    kind="jira",
-                    base_url=jira_url,
-                    email="ops@acme.example",
-                    token="t",
-                    webhook_secret=SECRET,
-                    projects=["PAY", "CHK", "GRO"],
-                ),
-                "gh": GitHubSettings(
-                    id="gh", kind="github", base_url=github_url, token="t", webhook_secret=SECRET, repos=list(ALL_REPOS)
-                ),
-            }
-        )
-        running = stack.enter_context(running_hub(module_database_url, config))
-        _wait_for_backfill(running.client)
+    with backfilled_hub(module_database_url, jira_issues=20, github_items=10, seed=3, secret=SECRET) as running:
         yield running
-
-
-def _wait_for_backfill(client: httpx.Client, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = client.get("/api/v1/sync-runs").json()
-        if {r["connection_id"] for r in runs if r["status"] != "running"} == {"jira", "gh"}:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the backfill did not finish: {runs}")
 
 
 def problem(answer: httpx.Response, status: int) -> dict[str, Any]:

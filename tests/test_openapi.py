@@ -4,22 +4,15 @@ declared, the token it needs is declared, and the cursor's format is the one han
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import httpx
 import pytest
-from hub_harness import RunningHub, running_hub
-from opsync.connectors.github.connector import GitHubSettings
-from opsync.connectors.jira.connector import JiraSettings
-from opsync.service.config import HubConfig
+from hub_harness import RunningHub
 from opsync.service.db import create_db_engine
 from opsync.service.tokens import create_token
-from opsync_simulators.github import ALL_REPOS, GitHubSim
-from opsync_simulators.jira import JiraSim
-from opsync_simulators.server import serving
+from support.portfolio import backfilled_hub
 
 PROBLEM = "application/problem+json"
 
@@ -88,33 +81,7 @@ MISTAKES = [
 @pytest.fixture(scope="module")
 def hub(module_database_url: str) -> Iterator[RunningHub]:
     """Read-only: a hub that pulled 12 Jira issues and 8 GitHub items."""
-    jira = JiraSim(issues=12, seed=5, webhook_secret="s")
-    github = GitHubSim(items=8, jira_keys=jira.key_numbers(), token="t", webhook_secret="s")
-    with ExitStack() as stack:
-        jira_url, github_url = stack.enter_context(serving(jira.app)), stack.enter_context(serving(github.app))
-        config = HubConfig(
-            connections={
-                "jira": JiraSettings(
-                    id="jira",
-                    kind="jira",
-                    base_url=jira_url,
-                    email="ops@acme.example",
-                    token="t",
-                    webhook_secret="s",
-                    projects=["PAY", "CHK", "GRO"],
-                ),
-                "gh": GitHubSettings(
-                    id="gh", kind="github", base_url=github_url, token="t", webhook_secret="s", repos=list(ALL_REPOS)
-                ),
-            }
-        )
-        running = stack.enter_context(running_hub(module_database_url, config))
-        deadline = time.monotonic() + 60
-        while {
-            r["connection_id"] for r in running.client.get("/api/v1/sync-runs").json() if r["status"] != "running"
-        } != {"jira", "gh"}:
-            assert time.monotonic() < deadline, "the backfill did not finish"
-            time.sleep(0.05)
+    with backfilled_hub(module_database_url, jira_issues=12, github_items=8, seed=5, secret="s") as running:
         yield running
 
 
