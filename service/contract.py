@@ -165,7 +165,12 @@ class FetchesOne(ABC):
 
 
 class ReceivesWebhooks(ABC):
-    """The capability to receive webhooks: POST /api/v1/webhooks/{connection_id}."""
+    """The capability to receive webhooks: POST /api/v1/webhooks/{connection_id}[/{event}].
+
+    Every method sees the delivery's headers in lower case, plus the pseudo-headers `:method`,
+    `:path` (what the URL says after the connection's webhook URL: "/" or "/{event}") and `:query`
+    (the raw query string), for tools that name the event in the URL or sign it.
+    """
 
     # The delivery headers worth keeping with it (lower-case; never credentials): what
     # delivery_id and parse_webhook read again when the inbox applies it.

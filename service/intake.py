@@ -29,12 +29,19 @@ class StaleDelivery(ValueError):
     them, so it is refused rather than applied again (400, nothing stored)."""
 
 
-def accept(hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+def accept(
+    hub: Hub, connection_id: str, headers: Mapping[str, str], body: bytes, *, path: str = "/", query: str = ""
+) -> dict[str, Any]:
     """Verify one delivery and make its inbox row. Raises WebhookRejected, BadDelivery,
     StaleDelivery. CPU only in the usual case (an HMAC and a JSON parse), so it runs on the
-    event loop."""
+    event loop.
+
+    path is what the URL says after the connection's webhook URL ("/" when nothing), query its
+    raw query string: some tools name the event there, or sign them. The connector sees them as
+    the pseudo-headers `:path` and `:query` (kept with the delivery if it names them in
+    delivery_headers)."""
     connector = hub.receiver(connection_id)
-    lowered = {k.lower(): v for k, v in headers.items()}
+    lowered = {k.lower(): v for k, v in headers.items()} | {":method": "POST", ":path": path, ":query": query}
     connector.verify_webhook(lowered, body)
     try:
         payload = connector.decode_webhook(lowered, body)

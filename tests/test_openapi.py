@@ -33,6 +33,7 @@ DECLARED = {
     ("get", "/api/v1/inbox"): {200, 401, 403, 422, 500},
     ("post", "/api/v1/inbox/replay"): {200, 400, 401, 403, 422, 500},
     ("post", "/api/v1/webhooks/{connection_id}"): {202, 400, 401, 404, 413, 500},
+    ("post", "/api/v1/webhooks/{connection_id}/{event}"): {202, 400, 401, 404, 413, 500},
     ("get", "/healthz"): {200, 500},
     ("get", "/readyz"): {200, 500, 503},
     ("get", "/metrics"): {200, 500},
@@ -44,6 +45,7 @@ SCOPE = {
 }
 UNPROTECTED = {
     ("post", "/api/v1/webhooks/{connection_id}"),
+    ("post", "/api/v1/webhooks/{connection_id}/{event}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -75,6 +77,8 @@ MISTAKES = [
     ("post", "/api/v1/inbox/replay", "/api/v1/inbox/replay", {"ids": "x"}, 422),
     ("post", "/api/v1/webhooks/{connection_id}", "/api/v1/webhooks/nonesuch", b"{}", 404),
     ("post", "/api/v1/webhooks/{connection_id}", "/api/v1/webhooks/jira", b"{}", 401),
+    ("post", "/api/v1/webhooks/{connection_id}/{event}", "/api/v1/webhooks/nonesuch/page_updated", b"{}", 404),
+    ("post", "/api/v1/webhooks/{connection_id}/{event}", "/api/v1/webhooks/jira/page_updated", b"{}", 401),
 ]
 
 

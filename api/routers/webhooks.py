@@ -19,6 +19,7 @@ from opsync.service.hub import Hub
 from starlette.routing import Route
 
 PATH = "/api/v1/webhooks/{connection_id}"
+EVENT_PATH = PATH + "/{event}"  # tools that name the event in the URL they post to (Confluence Connect)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -49,7 +50,10 @@ async def receive_webhook(request: Request) -> Response:
         metrics.delivery_rejected(connection_id, "too_large")
         raise
     try:
-        row = intake.accept(hub, connection_id, request.headers, body)
+        event = request.path_params.get("event")
+        row = intake.accept(
+            hub, connection_id, request.headers, body, path=f"/{event}" if event else "/", query=request.url.query
+        )
     except WebhookRejected as error:
         metrics.delivery_rejected(connection_id, "signature")
         raise Problem(401, str(error)) from None
@@ -73,6 +77,7 @@ async def receive_webhook(request: Request) -> Response:
 
 def install(app: FastAPI) -> None:
     app.router.routes.insert(0, Route(PATH, receive_webhook, methods=["POST"], name="receive_webhook"))
+    app.router.routes.insert(1, Route(EVENT_PATH, receive_webhook, methods=["POST"], name="receive_webhook_event"))
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -80,6 +85,7 @@ def install(app: FastAPI) -> None:
         if schema is None:
             schema = generate()
             schema["paths"][PATH] = {"post": _OPERATION}
+            schema["paths"][EVENT_PATH] = {"post": _EVENT_OPERATION}
             schema.setdefault("components", {}).setdefault("schemas", {})["WebhookAccepted"] = (
                 schemas.WebhookAccepted.model_json_schema()
             )
@@ -112,4 +118,16 @@ _OPERATION: dict[str, Any] = {
         "413": declared("The delivery is larger than OPSYNC_MAX_WEBHOOK_BYTES"),
         "500": UNEXPECTED,
     },
+}
+
+
+_EVENT_OPERATION: dict[str, Any] = _OPERATION | {
+    "summary": "Receive a webhook delivery that names its event in the URL",
+    "description": "As POST /api/v1/webhooks/{connection_id}, for tools whose bodies do not name their event "
+    "(Confluence Cloud through a Connect app): the event is the last path segment.",
+    "operationId": "receive_webhook_event",
+    "parameters": [
+        *_OPERATION["parameters"],
+        {"name": "event", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 100}},
+    ],
 }
