@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from opsync.service.entity import Entity, FieldKind, FieldSpec
 from opsync.service.models import DeliveryStatus
 from opsync.service.views import MAX_ID
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 T = TypeVar("T")
 
@@ -72,46 +73,41 @@ class Record(BaseModel):
     deleted_at: datetime | None
 
 
-class WorkItem(Record):
-    kind: str | None
-    status: str | None
-    status_category: str | None
-    priority: str | None
-    assignee: PersonRef | None
-    reporter: PersonRef | None
-    labels: list[str]
-    estimate: float | None
-    iteration: str | None
-    release: str | None
-    due_at: datetime | None
-    created_at: datetime | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    description: str | None
-    extra: dict[str, Any]
+_PLAIN: dict[FieldKind, type] = {
+    FieldKind.TEXT: str,
+    FieldKind.NUMBER: float,
+    FieldKind.INTEGER: int,
+    FieldKind.TIME: datetime,
+    FieldKind.DATE: date,
+}
 
 
-class WorkItemDetail(WorkItem):
-    links: list[LinkOut]
-    history: list[ChangeOut]
+def _annotation(spec: FieldSpec) -> Any:
+    if spec.kind is FieldKind.PERSON:
+        return PersonRef | None
+    if spec.kind is FieldKind.LIST:
+        return list[str]
+    if spec.kind is FieldKind.OBJECT:
+        return dict[str, Any]
+    if spec.values:
+        return Literal[spec.values] | None  # type: ignore[valid-type]  # Literal of the declared values
+    return _PLAIN[spec.kind] | None
 
 
-class CodeChange(Record):
-    state: str | None
-    author: PersonRef | None
-    reviewers: list[str]
-    head_branch: str | None
-    base_branch: str | None
-    created_at: datetime | None
-    merged_at: datetime | None
-    closed_at: datetime | None
-    additions: int | None
-    deletions: int | None
-    links: list[LinkOut]
-
-
-class CodeChangeDetail(CodeChange):
-    history: list[ChangeOut]
+def record_schemas(kind: Entity) -> tuple[type[BaseModel], type[BaseModel]]:
+    """A kind's list item and its detail (with links and history), from its declaration."""
+    fields: dict[str, Any] = {
+        name: (_annotation(spec), Field(description=spec.description))
+        for name, spec in kind.fields.items()
+        if spec.shown
+    }
+    if kind.links_in_list:
+        fields["links"] = (list[LinkOut], ...)
+    item = create_model(kind.schema_name, __base__=Record, **fields)
+    detail = create_model(
+        f"{kind.schema_name}Detail", __base__=item, links=(list[LinkOut], ...), history=(list[ChangeOut], ...)
+    )
+    return item, detail
 
 
 class Identity(BaseModel):

@@ -19,60 +19,24 @@ import orjson
 import yaml
 from jmespath.exceptions import JMESPathError
 from opsync.service.contract import RawRecord
+from opsync.service.entities import ENTITIES
+from opsync.service.entity import FieldKind
 from opsync.service.expressions import compile_node
 from opsync.service.functions import FUNCTIONS, SCAN_LIMIT
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
 
-ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "work_item": {
-        "kind": ("initiative", "epic", "story", "task", "bug", "subtask", "other"),
-        "status_category": ("todo", "in_progress", "done", "cancelled"),
-        "priority": ("critical", "high", "medium", "low", "none"),
-    },
-    "code_change": {"state": ("open", "merged", "closed")},
-}
-TEXT, NUMBER, INTEGER, TIME, LIST, OBJECT, PERSON = "text", "number", "integer", "time", "list", "object", "person"
-FIELDS: dict[str, dict[str, str]] = {
-    "work_item": {
-        "key": TEXT,
-        "url": TEXT,
-        "title": TEXT,
-        "kind": TEXT,
-        "description": TEXT,
-        "status": TEXT,
-        "status_category": TEXT,
-        "priority": TEXT,
-        "assignee": PERSON,
-        "reporter": PERSON,
-        "labels": LIST,
-        "parent_external_id": TEXT,
-        "estimate": NUMBER,
-        "iteration": TEXT,
-        "release": TEXT,
-        "due_at": TIME,
-        "created_at": TIME,
-        "started_at": TIME,
-        "completed_at": TIME,
-        "extra": OBJECT,
-    },
-    "code_change": {
-        "key": TEXT,
-        "url": TEXT,
-        "title": TEXT,
-        "state": TEXT,
-        "author": PERSON,
-        "reviewers": LIST,
-        "head_branch": TEXT,
-        "base_branch": TEXT,
-        "created_at": TIME,
-        "merged_at": TIME,
-        "closed_at": TIME,
-        "additions": INTEGER,
-        "deletions": INTEGER,
-    },
-}
+TEXT, NUMBER, INTEGER, TIME, DATE, LIST, OBJECT, PERSON = (
+    FieldKind.TEXT,
+    FieldKind.NUMBER,
+    FieldKind.INTEGER,
+    FieldKind.TIME,
+    FieldKind.DATE,
+    FieldKind.LIST,
+    FieldKind.OBJECT,
+    FieldKind.PERSON,
+)
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
-JIRA_KEY = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"
+KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the issue keys trackers hand out
 _OPTIONS = jmespath.Options(custom_functions=FUNCTIONS)
 
 
@@ -131,7 +95,7 @@ class Expression:
 @dataclass
 class FieldRule:
     name: str
-    type: str
+    type: FieldKind
     expression: Expression | None = None
     value_map: dict[str, Any] | None = None
     default: Any = None
@@ -247,7 +211,7 @@ def without_nul(value: Any) -> Any:
     return value
 
 
-def _convert(kind: str, value: Any) -> Any:
+def _convert(kind: FieldKind, value: Any) -> Any:
     if value is None:
         return None
     if kind == TEXT:
@@ -259,6 +223,9 @@ def _convert(kind: str, value: Any) -> Any:
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if kind == TIME:
         return parse_time(value)
+    if kind == DATE:
+        moment = parse_time(value)
+        return moment.date() if moment is not None else None
     if kind == LIST:
         items = value if isinstance(value, list) else [value]
         return sorted({without_nul(str(v)) for v in items if v is not None})
@@ -268,7 +235,7 @@ def _convert(kind: str, value: Any) -> Any:
 
 
 def parse_time(value: Any) -> datetime | None:
-    """Tool timestamps: ISO 8601 ('Z', '+00:00', Jira's '+0000'), dates, epoch ms."""
+    """Tool timestamps: ISO 8601 ('Z', '+00:00', '+0000'), dates, epoch seconds or ms."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
     if not isinstance(value, str) or not value:
@@ -290,10 +257,10 @@ def _require(doc: YamlDocument, path: tuple[Any, ...], value: Any, kind: type, e
 
 
 def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str, spec: Any) -> FieldRule:
-    kinds = FIELDS[entity]
-    if name not in kinds:
-        raise MappingError(f"{doc.where(path)}: {entity} has no field {name!r}; expected one of {', '.join(kinds)}")
-    kind = kinds[name]
+    declared = ENTITIES[entity].mappable
+    if name not in declared:
+        raise MappingError(f"{doc.where(path)}: {entity} has no field {name!r}; expected one of {', '.join(declared)}")
+    kind, allowed = declared[name].kind, declared[name].values
     where = doc.where(path)
     if kind == PERSON:
         spec = _require(doc, path, spec, dict, "a mapping with id, name, email, login expressions")
@@ -301,7 +268,6 @@ def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str
         if unknown or "id" not in spec:
             raise MappingError(f"{where}: a person takes id (required), name, email, login; got {', '.join(spec)}")
         return FieldRule(name, kind, person={k: Expression(str(v), doc.where(path + (k,))) for k, v in spec.items()})
-    allowed = ENUMS.get(entity, {}).get(name)
     if isinstance(spec, str):
         return FieldRule(name, kind, expression=Expression(spec, where), allowed=allowed)
     spec = _require(doc, path, spec, dict, "an expression, or a mapping with from, map, default")
@@ -325,15 +291,18 @@ def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str
 
 
 def _link_rule(doc: YamlDocument, path: tuple[Any, ...], spec: Any) -> LinkRule:
-    spec = _require(doc, path, spec, dict, "a link rule (type, to, from or keys_in)")
+    spec = _require(doc, path, spec, dict, "a link rule (type, to, and key or keys_in)")
     if spec.get("type") not in LINK_TYPES:
         raise MappingError(f"{doc.where(path + ('type',))}: {spec.get('type')!r} is not one of {', '.join(LINK_TYPES)}")
-    to_entity = spec.get("to", "work_item")
-    if to_entity not in FIELDS:
-        raise MappingError(f"{doc.where(path + ('to',))}: {to_entity!r} is not one of {', '.join(FIELDS)}")
+    to_entity = spec.get("to")
+    if to_entity not in ENTITIES:
+        raise MappingError(
+            f"{doc.where(path + ('to',))}: expected the kind of record linked to, one of {', '.join(ENTITIES)};"
+            f" got {to_entity!r}"
+        )
     if "keys_in" in spec:
         sources = _require(doc, path + ("keys_in",), spec["keys_in"], dict, "a mapping of label: expression")
-        pattern = re.compile(spec.get("pattern", JIRA_KEY))
+        pattern = re.compile(spec.get("pattern", KEY_PATTERN))
         origin = "inferred"
     elif "key" in spec:
         sources, pattern, origin = {"key": spec["key"]}, None, "source"
@@ -357,8 +326,8 @@ def parse_mapping(file: Path | str, text: str) -> Mapping:
         path: tuple[Any, ...] = ("records", record_type)
         spec = _require(doc, path, spec, dict, "entity, container and fields")
         entity = spec.get("entity")
-        if entity not in FIELDS:
-            raise MappingError(f"{doc.where(path + ('entity',))}: {entity!r} is not one of {', '.join(FIELDS)}")
+        if entity not in ENTITIES:
+            raise MappingError(f"{doc.where(path + ('entity',))}: {entity!r} is not one of {', '.join(ENTITIES)}")
         fields = _require(doc, path + ("fields",), spec.get("fields"), dict, "a mapping of field: expression")
         container = _require(
             doc, path + ("container",), spec.get("container"), str, "an expression naming the container"

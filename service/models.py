@@ -1,4 +1,6 @@
-"""The product-work model and the hub's own bookkeeping, as SQLModel tables.
+"""The hub's own tables (people, links, changes, raw payloads, connections, runs, the inbox)
+and SyncedRecord, what every kind of record's table shares. The kinds themselves and their
+tables are declared in opsync.service.entities.
 
 Every synced record has a hub id and an identity (connection_id, external_id), a version
 (source_updated_at, the tool's own last-change time) and deleted_at (a tombstone).
@@ -68,11 +70,11 @@ class RunStatus(StrEnum):
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
-def _time(**kw: Any) -> Any:
+def time_field(**kw: Any) -> Any:
     return Field(default=None, sa_type=UTCDateTime, **kw)
 
 
-def _json(default: Any = None) -> Any:
+def json_field(default: Any = None) -> Any:
     if default is None:
         return Field(default=None, sa_type=JSONType)
     return Field(default_factory=default, sa_type=JSONType)
@@ -117,91 +119,16 @@ class SyncedRecord(SQLModel):
     key: str | None = Field(default=None, index=True)
     url: str | None = None
     title: str | None = None
-    source_updated_at: datetime | None = _time()
-    deleted_at: datetime | None = _time()
+    source_updated_at: datetime | None = time_field()
+    deleted_at: datetime | None = time_field()
     content_hash: str | None = None
     mapping_version_id: int | None = None
-    updated_at: datetime | None = _time(index=True)  # when the hub last changed it
+    updated_at: datetime | None = time_field(index=True)  # when the hub last changed it
     origin: str | None = None  # an Origin; None (rows older than origins) counts as fetched
     container: str | None = None  # the tool's container (project, repository), for reconcile
 
 
-_LIVE = sa.text("deleted_at IS NULL")
-
-
-class WorkItem(SyncedRecord, table=True):
-    __tablename__ = "work_item"
-    __table_args__ = (
-        sa.UniqueConstraint("connection_id", "external_id"),
-        # The read side (migrations 0002, 0003): filters in keyset order, the product summary, children.
-        # On PostgreSQL, 0003 also adds trigram indexes on lower(title) and lower(key) for ?q=.
-        sa.Index(
-            "ix_work_item_live_product_status",
-            "product_key",
-            "status_category",
-            "id",
-            postgresql_where=_LIVE,
-            sqlite_where=_LIVE,
-        ),
-        sa.Index(
-            "ix_work_item_live_product_kind", "product_key", "kind", "id", postgresql_where=_LIVE, sqlite_where=_LIVE
-        ),
-        sa.Index(
-            "ix_work_item_live_product_summary",
-            "product_key",
-            "status_category",
-            "completed_at",
-            "kind",
-            "created_at",
-            "started_at",
-            postgresql_where=_LIVE,
-            sqlite_where=_LIVE,
-        ),
-        sa.Index("ix_work_item_source_updated_at", "source_updated_at"),
-        sa.Index("ix_work_item_parent", "connection_id", "parent_external_id"),
-    )
-    kind: str | None = Field(default=None, index=True)
-    description: str | None = None
-    status: str | None = None
-    status_category: str | None = Field(default=None, index=True)
-    priority: str | None = None
-    assignee_id: int | None = Field(default=None, index=True)
-    reporter_id: int | None = None
-    labels: list[str] | None = _json(list)
-    parent_external_id: str | None = None
-    estimate: float | None = None
-    iteration: str | None = None
-    release: str | None = None
-    due_at: datetime | None = _time()
-    created_at: datetime | None = _time()
-    started_at: datetime | None = _time()
-    completed_at: datetime | None = _time()
-    extra: dict[str, Any] | None = _json(dict)
-
-
-class CodeChange(SyncedRecord, table=True):
-    __tablename__ = "code_change"
-    __table_args__ = (
-        sa.UniqueConstraint("connection_id", "external_id"),
-        sa.Index(
-            "ix_code_change_live_product_state",
-            "product_key",
-            "state",
-            "id",
-            postgresql_where=_LIVE,
-            sqlite_where=_LIVE,
-        ),
-    )
-    state: str | None = Field(default=None, index=True)
-    author_id: int | None = None
-    reviewers: list[str] | None = _json(list)
-    head_branch: str | None = None
-    base_branch: str | None = None
-    created_at: datetime | None = _time()
-    merged_at: datetime | None = _time()
-    closed_at: datetime | None = _time()
-    additions: int | None = None
-    deletions: int | None = None
+LIVE = sa.text("deleted_at IS NULL")  # the condition of partial indexes over live records
 
 
 class Link(SQLModel, table=True):
@@ -228,7 +155,7 @@ class Change(SQLModel, table=True):
     entity: str
     entity_id: int
     op: str  # create, update, delete
-    fields: dict[str, Any] = _json(dict)
+    fields: dict[str, Any] = json_field(dict)
     at: datetime = Field(sa_type=UTCDateTime)
 
 
@@ -247,10 +174,10 @@ class RawRecord(SQLModel, table=True):
     connection_id: str
     record_type: str
     external_id: str
-    payload: dict[str, Any] = _json(dict)
+    payload: dict[str, Any] = json_field(dict)
     hash: str
     fetched_at: datetime = Field(sa_type=UTCDateTime)
-    version: datetime | None = _time()  # the tool's last-change time of this payload
+    version: datetime | None = time_field()  # the tool's last-change time of this payload
     origin: str | None = None  # fetch or webhook, as on the record
 
 
@@ -263,10 +190,10 @@ class Connection(SQLModel, table=True):
     cursor: str | None = None
     status: str = "new"  # new, ok, failing
     last_error: str | None = None
-    last_sync_at: datetime | None = _time()
+    last_sync_at: datetime | None = time_field()
     # the newest received_at of the deliveries pruned from the inbox: a body signed before
     # then may have been pruned, so it is refused rather than applied again
-    pruned_through: datetime | None = _time()
+    pruned_through: datetime | None = time_field()
 
 
 class PullLease(SQLModel, table=True):
@@ -287,7 +214,7 @@ class SyncRun(SQLModel, table=True):
     mode: str  # incremental, full
     status: str = "running"  # running, succeeded, failed, interrupted
     started_at: datetime = Field(sa_type=UTCDateTime)
-    finished_at: datetime | None = _time()
+    finished_at: datetime | None = time_field()
     fetched: int = 0
     created: int = 0
     updated: int = 0
@@ -295,7 +222,7 @@ class SyncRun(SQLModel, table=True):
     stale: int = 0
     deleted: int = 0
     failed: int = 0
-    errors: list[str] = _json(list)
+    errors: list[str] = json_field(list)
 
 
 class InboxEvent(SQLModel, table=True):
@@ -312,7 +239,7 @@ class InboxEvent(SQLModel, table=True):
     connection_id: str
     delivery_id: str
     received_at: datetime = Field(sa_type=UTCDateTime)
-    headers: dict[str, str] = _json(dict)
+    headers: dict[str, str] = json_field(dict)
     body: str
     body_hash: str | None = None  # sha256 of the body: the same body again is a duplicate
     status: str = "pending"  # pending, done, ignored, failed
@@ -321,7 +248,7 @@ class InboxEvent(SQLModel, table=True):
     available_at: datetime = Field(sa_type=UTCDateTime)  # a claim leases it until then
     claim: str | None = None  # the token of the claim that holds it
     last_error: str | None = None
-    processed_at: datetime | None = _time()
+    processed_at: datetime | None = time_field()
 
 
 class ApiToken(SQLModel, table=True):
@@ -329,9 +256,9 @@ class ApiToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     token_hash: str = Field(unique=True)
-    scopes: list[str] = _json(list)
+    scopes: list[str] = json_field(list)
     created_at: datetime = Field(sa_type=UTCDateTime)
-    revoked_at: datetime | None = _time()
+    revoked_at: datetime | None = time_field()
 
 
 class MappingVersion(SQLModel, table=True):
@@ -342,9 +269,6 @@ class MappingVersion(SQLModel, table=True):
     hash: str
     content: str
     applied_at: datetime = Field(sa_type=UTCDateTime)
-
-
-ENTITY_TABLES: dict[str, type[SyncedRecord]] = {"work_item": WorkItem, "code_change": CodeChange}
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:

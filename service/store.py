@@ -14,21 +14,18 @@ Rules (order-independent, so webhooks and pulls can arrive in any order):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime
-from enum import Enum
+from datetime import datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from opsync.service.clock import now
 from opsync.service.contract import RawRecord as RawRecordIn
-from opsync.service.mapping import LinkRef, PersonRef, Unified, without_nul
+from opsync.service.entities import entity
+from opsync.service.mapping import LinkRef, PersonRef, Unified
 from opsync.service.models import (
-    ENTITY_TABLES,
     Change,
     ChangeCounter,
     Link,
@@ -39,10 +36,9 @@ from opsync.service.models import (
     id_of,
     table_of,
 )
+from opsync.service.versions import Verdict, jsonable, judge, save_payloads
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
-
-PERSON_COLUMNS = {"assignee": "assignee_id", "reporter": "reporter_id", "author": "author_id"}
 
 
 @dataclass
@@ -64,54 +60,6 @@ class Tombstone:
     external_id: str
     at: datetime
     record: Unified | None = None  # the record as it was when deleted, if the tool sent it
-
-
-class Verdict(Enum):
-    NEWER = "newer"  # the incoming content replaces the stored one
-    SAME = "same"  # the same content (its version may still move forward)
-    STALE = "stale"  # the stored content stays
-    TIE = "tie"  # two webhook bodies of one version disagree: only the tool can say which is right
-
-
-def judge(
-    version: datetime | None,
-    origin: Origin,
-    digest: str,
-    stored_version: datetime | None,
-    stored_origin: str | None,
-    stored_digest: str | None,
-) -> Verdict:
-    """Does incoming content win over the stored one? The versioning rules, for records and
-    raw payloads alike."""
-    if stored_digest is None:  # a tombstone that never had content
-        return Verdict.NEWER
-    if digest == stored_digest:
-        return Verdict.SAME
-    if version != stored_version:
-        if version is None or stored_version is None:
-            return Verdict.NEWER if version is not None else Verdict.STALE
-        return Verdict.NEWER if version > stored_version else Verdict.STALE
-    stored = Origin(stored_origin) if stored_origin else Origin.FETCH
-    if origin is not stored:
-        return Verdict.NEWER if origin is Origin.FETCH else Verdict.STALE
-    if origin is Origin.WEBHOOK:
-        return Verdict.TIE
-    return Verdict.NEWER if digest > stored_digest else Verdict.STALE
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    return value
-
-
-def canonical_json(payload: Any) -> tuple[orjson.Fragment, str]:
-    """A payload serialised once, with sorted keys, and its hash: the JSON column writes
-    the fragment as it is instead of serialising the payload (often 10 KB) again."""
-    serialized = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    if b"\\u0000" in serialized:  # rare: a NUL character, which JSONB cannot hold
-        serialized = orjson.dumps(without_nul(payload), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return orjson.Fragment(serialized), hashlib.sha256(serialized).hexdigest()
 
 
 class Transaction:
@@ -188,21 +136,22 @@ class Transaction:
 
     def _columns(self, record: Unified, people: dict[str, int]) -> dict[str, Any]:
         columns = dict(record.values)
+        person_columns = entity(record.entity).people
         for name, ref in record.people.items():
-            columns[PERSON_COLUMNS[name]] = people[ref.external_id] if ref else None
+            columns[person_columns[name]] = people[ref.external_id] if ref else None
         columns["product_key"] = record.product_key
         return columns
 
     def upsert(self, records: list[Unified], origin: Origin = Origin.FETCH) -> None:
         """Write records that came from origin, by the versioning rules."""
         people = self._people([r for u in records for r in u.people.values() if r])
-        for entity in {r.entity for r in records}:
-            table = table_of(ENTITY_TABLES[entity])
-            batch = [r for r in records if r.entity == entity]
+        for name in {r.entity for r in records}:
+            table = entity(name).table
+            batch = [r for r in records if r.entity == name]
             rows = self._existing(table, {r.external_id for r in batch})
             for record in batch:
                 rows[record.external_id] = self._upsert_one(table, record, origin, rows.get(record.external_id), people)
-            self._write(entity, table, rows.values())
+            self._write(name, table, rows.values())
 
     def _new_row(self, table: sa.Table, external_id: str) -> _Row:
         values: dict[str, Any] = {c.name: None for c in table.columns if c.name != "id"}
@@ -225,7 +174,7 @@ class Transaction:
             )
             row.links = record.links
             row.events.append(
-                ("create", {k: [None, _jsonable(v)] for k, v in columns.items() if v not in (None, [], {})})
+                ("create", {k: [None, jsonable(v)] for k, v in columns.items() if v not in (None, [], {})})
             )
             self.counts.created += 1
             return row
@@ -245,7 +194,7 @@ class Transaction:
             return row
         changed: dict[str, list[Any]] = {}
         if verdict is Verdict.NEWER:
-            changed = {k: [_jsonable(values[k]), _jsonable(v)] for k, v in columns.items() if values[k] != v}
+            changed = {k: [jsonable(values[k]), jsonable(v)] for k, v in columns.items() if values[k] != v}
             row.set(
                 content_hash=record.content_hash,
                 mapping_version_id=self.mapping_version_id,
@@ -264,7 +213,7 @@ class Transaction:
         if record.container is not None and values["container"] != record.container:
             row.set(container=record.container)
         if values["deleted_at"] is not None and record.version is not None and record.version > values["deleted_at"]:
-            changed["deleted_at"] = [_jsonable(values["deleted_at"]), None]
+            changed["deleted_at"] = [jsonable(values["deleted_at"]), None]
             row.set(deleted_at=None)
         if changed:
             row.set(updated_at=self._at)
@@ -280,13 +229,13 @@ class Transaction:
             counted = replace(self.counts)
             self.upsert(with_records, origin)  # the deleted record's last content, counted as the delete
             self.counts = counted
-        for entity in {t.entity for t in tombstones}:
-            table = table_of(ENTITY_TABLES[entity])
-            batch = [t for t in tombstones if t.entity == entity]
+        for name in {t.entity for t in tombstones}:
+            table = entity(name).table
+            batch = [t for t in tombstones if t.entity == name]
             rows = self._existing(table, {t.external_id for t in batch})
             for tombstone in batch:
                 rows[tombstone.external_id] = self._delete_one(table, tombstone, rows.get(tombstone.external_id))
-            self._write(entity, table, rows.values())
+            self._write(name, table, rows.values())
 
     def _delete_one(self, table: sa.Table, tombstone: Tombstone, row: _Row | None) -> _Row:
         if row is None:
@@ -301,7 +250,7 @@ class Transaction:
             self.counts.stale += 1
             return row
         row.set(deleted_at=tombstone.at, updated_at=self._at)
-        row.events.append(("delete", {"deleted_at": [None, _jsonable(tombstone.at)]}))
+        row.events.append(("delete", {"deleted_at": [None, jsonable(tombstone.at)]}))
         self.counts.deleted += 1
         return row
 
@@ -379,83 +328,7 @@ class Transaction:
     def save_raw(self, raws: list[RawRecordIn], origin: Origin = Origin.FETCH) -> None:
         """Keep the payloads as received, so a new mapping re-normalises without refetching;
         by the same versioning rules as the records."""
-        if not raws:
-            return
-        table = table_of(RawRecord)
-        latest: dict[tuple[str, str], tuple[RawRecordIn, orjson.Fragment, str]] = {}
-        for raw in raws:
-            key = (raw.record_type, raw.external_id)
-            payload, digest = canonical_json(raw.payload)
-            kept = latest.get(key)
-            if kept is None or judge(raw.version, origin, digest, kept[0].version, origin, kept[2]) is Verdict.NEWER:
-                latest[key] = (raw, payload, digest)
-        stored: dict[tuple[str, str], sa.Row[Any]] = {}
-        for record_type in {k[0] for k in latest}:  # the unique index is (connection, type, id)
-            stored |= {
-                (row.record_type, row.external_id): row
-                for row in self.db.execute(
-                    sa.select(
-                        table.c.id,
-                        table.c.record_type,
-                        table.c.external_id,
-                        table.c.hash,
-                        table.c.version,
-                        table.c.origin,
-                    ).where(
-                        table.c.connection_id == self.connection_id,
-                        table.c.record_type == record_type,
-                        table.c.external_id.in_({k[1] for k in latest if k[0] == record_type}),
-                    )
-                )
-            }
-        inserts, updates = [], []
-        for key, (raw, payload, digest) in latest.items():
-            row = stored.get(key)
-            if row is None:
-                inserts.append(
-                    {
-                        "connection_id": self.connection_id,
-                        "record_type": raw.record_type,
-                        "external_id": raw.external_id,
-                        "payload": payload,
-                        "hash": digest,
-                        "fetched_at": self._at,
-                        "version": raw.version,
-                        "origin": origin,
-                    }
-                )
-                continue
-            verdict = judge(raw.version, origin, digest, row.version, row.origin, row.hash)
-            if verdict is Verdict.NEWER or (
-                verdict is Verdict.SAME
-                and raw.version is not None
-                and (row.version is None or raw.version > row.version)
-            ):
-                updates.append(
-                    {
-                        "_id": row.id,
-                        "payload": payload,
-                        "hash": digest,
-                        "fetched_at": self._at,
-                        "version": raw.version,
-                        "origin": origin,
-                    }
-                )
-        if inserts:
-            self.db.execute(sa.insert(table), inserts)
-        if updates:
-            self.db.execute(
-                sa.update(table)
-                .where(table.c.id == sa.bindparam("_id"))
-                .values(
-                    payload=sa.bindparam("payload"),
-                    hash=sa.bindparam("hash"),
-                    fetched_at=sa.bindparam("fetched_at"),
-                    version=sa.bindparam("version"),
-                    origin=sa.bindparam("origin"),
-                ),
-                updates,
-            )
+        save_payloads(self.db, self.connection_id, self._at, raws, origin)
 
 
 class _Row:

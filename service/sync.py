@@ -12,11 +12,12 @@ import sqlalchemy as sa
 from opsync.service import metrics
 from opsync.service.clock import now
 from opsync.service.contract import ConnectorError, FetchesOne, Page, RawRecord
+from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Unified
-from opsync.service.models import ENTITY_TABLES, Connection, RunStatus, SyncRun, id_of, table_of
+from opsync.service.models import Connection, RunStatus, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
 from sqlmodel import Session
@@ -292,9 +293,9 @@ def _live_records(hub: Hub, connection_id: str, entities: set[str]) -> dict[str,
     """Each entity's live records of the connection: external id -> container."""
     result: dict[str, dict[str, str | None]] = {}
     with hub.engine.connect() as db:
-        for entity in entities:
-            table = table_of(ENTITY_TABLES[entity])
-            result[entity] = dict(
+        for name in entities:
+            table = ENTITIES[name].table
+            result[name] = dict(
                 db.execute(
                     sa.select(table.c.external_id, table.c.container).where(
                         table.c.connection_id == connection_id, table.c.deleted_at.is_(None)
@@ -364,9 +365,9 @@ def _refuse_mass_deletion(
 def _untouched_since(tx: Transaction, tombstones: list[Tombstone], started: datetime) -> list[Tombstone]:
     """Leave out records the hub changed after the listing began: a webhook saw them alive."""
     result = []
-    for entity in {t.entity for t in tombstones}:
-        table = table_of(ENTITY_TABLES[entity])
-        batch = [t for t in tombstones if t.entity == entity]
+    for name in {t.entity for t in tombstones}:
+        table = ENTITIES[name].table
+        batch = [t for t in tombstones if t.entity == name]
         touched = set(
             tx.db.execute(
                 sa.select(table.c.external_id).where(

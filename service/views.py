@@ -1,31 +1,27 @@
-"""The read side: the unified view as the API serves it, with keyset pagination."""
+"""The read side: every kind of record in the registry as the API serves it (lists with
+their filters and keyset pagination, one record with its links and history), and the people,
+links, products and change feed around them."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from opsync.service.models import (
-    Change,
-    CodeChange,
-    Link,
-    Person,
-    PersonIdentity,
-    Product,
-    SyncedRecord,
-    WorkItem,
-    id_of,
-    table_of,
-)
+from opsync.service.entities import ENTITIES
+from opsync.service.entity import Entity, FieldKind
+from opsync.service.models import Change, Link, Person, PersonIdentity, Product, SyncedRecord, id_of
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
+
+__all__ = ["MAX_ID", "PageOf", "RecordFilter", "get_record", "list_records"]
 
 # The largest id or seq any database we run on holds: they are `integer` columns, 32-bit on
 # PostgreSQL. A larger one in a request is refused (it would be an error in the database).
 MAX_ID = 2**31 - 1
+FEW_UPDATES = 50_000  # up to this many matches, sorting them beats walking the id order
 
 
 @dataclass
@@ -35,16 +31,15 @@ class PageOf:
 
 
 @dataclass
-class WorkItemFilter:
+class RecordFilter:
+    """What every list filters on, and the kind's own filters (Entity.filters) by name."""
+
     product: str | None = None
-    kind: str | None = None
-    status_category: str | None = None
-    assignee: str | None = None  # hub person id, email, or a tool login
-    label: str | None = None
-    updated_since: datetime | None = None
-    q: str | None = None
     connection_id: str | None = None
+    updated_since: datetime | None = None
+    q: str | None = None  # text in the title or key
     include_deleted: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -73,8 +68,8 @@ def _person_json(person: Person) -> dict[str, Any]:
     return {"id": person.id, "display_name": person.display_name, "email": person.email}
 
 
-def _common(row: SyncedRecord) -> dict[str, Any]:
-    return {
+def record_json(kind: Entity, row: SyncedRecord, people: People) -> dict[str, Any]:
+    item = {
         "id": row.id,
         "key": row.key,
         "url": row.url,
@@ -86,136 +81,140 @@ def _common(row: SyncedRecord) -> dict[str, Any]:
         "synced_at": row.updated_at,
         "deleted_at": row.deleted_at,
     }
+    for name, spec in kind.fields.items():
+        if not spec.shown:
+            continue
+        value = getattr(row, spec.column_of(name))
+        if spec.kind is FieldKind.PERSON:
+            value = people.get(value)
+        elif spec.kind is FieldKind.LIST:
+            value = value or []
+        elif spec.kind is FieldKind.OBJECT:
+            value = value or {}
+        item[name] = value
+    return item
 
 
-def work_item_json(row: WorkItem, people: People) -> dict[str, Any]:
-    return _common(row) | {
-        "kind": row.kind,
-        "status": row.status,
-        "status_category": row.status_category,
-        "priority": row.priority,
-        "assignee": people.get(row.assignee_id),
-        "reporter": people.get(row.reporter_id),
-        "labels": row.labels or [],
-        "estimate": row.estimate,
-        "iteration": row.iteration,
-        "release": row.release,
-        "due_at": row.due_at,
-        "created_at": row.created_at,
-        "started_at": row.started_at,
-        "completed_at": row.completed_at,
-        "description": row.description,
-        "extra": row.extra or {},
-    }
-
-
-def _label_filter(session: Session, label: str) -> Any:
+def _member_filter(session: Session, kind: Entity, column: str, member: str) -> Any:
+    """The list in column holds member."""
+    values = kind.table.c[column]
     if session.get_bind().dialect.name == "postgresql":
-        return col(WorkItem.labels).op("@>")(sa.cast(sa.literal(json.dumps([label])), table_of(WorkItem).c.labels.type))
-    each = sa.func.json_each(WorkItem.labels).table_valued("value")
-    return sa.exists(select(1).select_from(each).where(each.c.value == label))
+        return values.op("@>")(sa.cast(sa.literal(json.dumps([member])), values.type))
+    each = sa.func.json_each(values).table_valued("value")
+    return sa.exists(select(1).select_from(each).where(each.c.value == member))
 
 
-def _assignee_filter(session: Session, assignee: str) -> Any:
-    if assignee.isascii() and assignee.isdigit() and int(assignee) <= MAX_ID:
-        return WorkItem.assignee_id == int(assignee)
-    by_email = select(Person.id).where(Person.email == assignee.lower())
-    by_login = select(PersonIdentity.person_id).where(PersonIdentity.login == assignee)
-    return col(WorkItem.assignee_id).in_(by_email.union(by_login))
+def _person_filter(kind: Entity, column: str, person: str) -> Any:
+    """The person in column is this hub id, email or tool login."""
+    ids = kind.table.c[column]
+    if person.isascii() and person.isdigit() and int(person) <= MAX_ID:
+        return ids == int(person)
+    by_email = select(Person.id).where(Person.email == person.lower())
+    by_login = select(PersonIdentity.person_id).where(PersonIdentity.login == person)
+    return ids.in_(by_email.union(by_login))
 
 
-def list_work_items(session: Session, f: WorkItemFilter, after: int | None, limit: int) -> PageOf:
+def _conditions(session: Session, kind: Entity, f: RecordFilter, after: int | None) -> list[Any]:
+    c = kind.table.c
     conditions: list[Any] = []
     if after is not None:
-        conditions.append(col(WorkItem.id) > after)
+        conditions.append(c.id > after)
     if not f.include_deleted:
-        conditions.append(col(WorkItem.deleted_at).is_(None))
-    for column, value in (
-        (col(WorkItem.product_key), f.product),
-        (col(WorkItem.kind), f.kind),
-        (col(WorkItem.status_category), f.status_category),
-        (col(WorkItem.connection_id), f.connection_id),
-    ):
-        if value is not None:
-            conditions.append(column == value)
-    if f.assignee:
-        conditions.append(_assignee_filter(session, f.assignee))
-    if f.label:
-        conditions.append(_label_filter(session, f.label))
-    since = as_utc(f.updated_since) if f.updated_since else None
-    if since:
-        conditions.append(col(WorkItem.source_updated_at) >= since)
+        conditions.append(c.deleted_at.is_(None))
+    if f.product is not None:
+        conditions.append(c.product_key == f.product)
+    if f.connection_id is not None:
+        conditions.append(c.connection_id == f.connection_id)
+    for name, value in f.fields.items():
+        field_name = kind.filters[name]
+        spec = kind.fields[field_name]
+        column = spec.column_of(field_name)
+        if spec.kind is FieldKind.PERSON:
+            conditions.append(_person_filter(kind, column, value))
+        elif spec.kind is FieldKind.LIST:
+            conditions.append(_member_filter(session, kind, column, value))
+        else:
+            conditions.append(c[column] == value)
+    if f.updated_since:
+        conditions.append(c.source_updated_at >= as_utc(f.updated_since))
     if f.q:
         # Matched literally (% and _ are not wildcards). One bound pattern, not '%' || q || '%',
         # so that PostgreSQL plans with the text itself and can use its trigram indexes.
         text = f.q.lower().replace("/", "//").replace("%", "/%").replace("_", "/_")
         pattern = f"%{text}%"
         conditions.append(
-            sa.or_(
-                sa.func.lower(WorkItem.title).like(pattern, escape="/"),
-                sa.func.lower(WorkItem.key).like(pattern, escape="/"),
-            )
+            sa.or_(sa.func.lower(c.title).like(pattern, escape="/"), sa.func.lower(c.key).like(pattern, escape="/"))
         )
-    # assignee and reporter come in the same statement: one round trip a page, not two
-    assignee, reporter = aliased(Person), aliased(Person)
-    query = (
-        select(WorkItem, assignee, reporter)
-        .outerjoin(assignee, col(WorkItem.assignee_id) == assignee.id)
-        .outerjoin(reporter, col(WorkItem.reporter_id) == reporter.id)
-        .order_by(col(WorkItem.id))
-    )
-    narrowed = any((f.product, f.kind, f.status_category, f.connection_id, f.assignee, f.label, f.q))
-    if since and not narrowed and _few_updated_since(session, since):
+    return conditions
+
+
+def list_records(session: Session, kind: Entity, f: RecordFilter, after: int | None, limit: int) -> PageOf:
+    model, c = kind.table_model, kind.table.c
+    conditions = _conditions(session, kind, f, after)
+    # the records' people come in the same statement: one round trip a page, not one more
+    people = {name: aliased(Person) for name in kind.people}
+    query = select(model, *people.values())
+    for name, column in kind.people.items():
+        query = query.outerjoin(people[name], c[column] == people[name].id)
+    query = query.order_by(c.id)
+    narrowed = f.product or f.connection_id or f.q or f.fields
+    if f.updated_since and not narrowed and _few_updated_since(session, kind, as_utc(f.updated_since)):
         # Recent changes cluster at high ids, which walking ids in order reaches last
         # (PostgreSQL at 1M: 95,000 rows read for a page of a 15-day window, 40 ms). The
         # page's ids are taken from the matches found through the source_updated_at index,
         # sorted (18 ms), then their rows are read. With another filter the planners pick
         # that filter's index for the sort, which is no faster on PostgreSQL and slower on
         # SQLite, so the id walk stays.
-        page = select(WorkItem.id).where(*conditions).order_by(col(WorkItem.id) + 0).limit(limit + 1)
-        query = query.where(col(WorkItem.id).in_(page))
+        page = sa.select(c.id).where(*conditions).order_by(c.id + 0).limit(limit + 1)
+        query = query.where(c.id.in_(page))
     else:
         query = query.where(*conditions).limit(limit + 1)
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    people = {p.id: _person_json(p) for _, *named in rows for p in named if p is not None}
-    return PageOf([work_item_json(r, people) for r, _, _ in rows], rows[-1][0].id if more else None)
+    found = {p.id: _person_json(p) for _, *named in rows for p in named if p is not None}
+    items = [record_json(kind, row, found) for row, *_ in rows]
+    if kind.links_in_list:
+        links = _links_from(session, kind.name, [item["id"] for item in items])
+        for item in items:
+            item["links"] = links.get(item["id"], [])
+    return PageOf(items, items[-1]["id"] if more else None)
 
 
-FEW_UPDATES = 50_000  # up to this many matches, sorting them beats walking the id order
-
-
-def _few_updated_since(session: Session, since: datetime) -> bool:
-    """Whether at most FEW_UPDATES work items changed since then: a count that stops there,
-    read from the source_updated_at index alone."""
+def _few_updated_since(session: Session, kind: Entity, since: datetime) -> bool:
+    """Whether at most FEW_UPDATES records changed since then: a count that stops there, read
+    from the source_updated_at index alone (a table without one walks its ids)."""
+    table = kind.table
+    if not any([c.name for c in index.columns] == ["source_updated_at"] for index in table.indexes):
+        return False
     recent = (
-        sa.select(sa.literal(1))
-        .select_from(table_of(WorkItem))
-        .where(col(WorkItem.source_updated_at) >= since)
-        .limit(FEW_UPDATES + 1)
-        .subquery()
+        sa.select(sa.literal(1)).select_from(table).where(table.c.source_updated_at >= since).limit(FEW_UPDATES + 1)
     )
-    return session.exec(select(sa.func.count()).select_from(recent)).one() <= FEW_UPDATES
+    return session.exec(select(sa.func.count()).select_from(recent.subquery())).one() <= FEW_UPDATES
 
 
-def _work_item_ids_by_key(session: Session, keys: set[str]) -> dict[str, int]:
-    if not keys:
-        return {}
-    rows = session.exec(
-        select(WorkItem.key, WorkItem.id).where(col(WorkItem.key).in_(keys), col(WorkItem.deleted_at).is_(None))
-    ).all()
-    # Neither is ever None here (matched by key; ids are primary keys): the filter tells the type checker.
-    return {key: id_ for key, id_ in rows if key is not None and id_ is not None}
+def _link_targets(session: Session, links: list[Link]) -> dict[tuple[str, str], int]:
+    """(kind, key) -> the id of the live record the links point to, where one has that key."""
+    result: dict[tuple[str, str], int] = {}
+    for name in sorted({link.to_entity for link in links}):
+        keys = {link.to_key for link in links if link.to_entity == name}
+        if name not in ENTITIES or not keys:
+            continue
+        c = ENTITIES[name].table.c
+        for key, id_ in session.exec(sa.select(c.key, c.id).where(c.key.in_(keys), c.deleted_at.is_(None))).all():
+            result[(name, key)] = id_
+    return result
 
 
 def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     if not ids:
         return {}
-    links = session.exec(
-        select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(col(Link.id))
-    ).all()
-    targets = _work_item_ids_by_key(session, {link.to_key for link in links if link.to_entity == "work_item"})
+    links = list(
+        session.exec(
+            select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(col(Link.id))
+        ).all()
+    )
+    targets = _link_targets(session, links)
     result: dict[int, list[dict[str, Any]]] = {}
     for link in links:
         result.setdefault(link.from_id, []).append(
@@ -223,7 +222,7 @@ def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list
                 "type": link.type,
                 "to_entity": link.to_entity,
                 "to_key": link.to_key,
-                "to_id": targets.get(link.to_key) if link.to_entity == "work_item" else None,
+                "to_id": targets.get((link.to_entity, link.to_key)),
                 "origin": link.origin,
                 "evidence": link.evidence,
             }
@@ -231,50 +230,62 @@ def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list
     return result
 
 
-def code_change_json(row: CodeChange, people: People, links: list[dict[str, Any]]) -> dict[str, Any]:
-    return _common(row) | {
-        "state": row.state,
-        "author": people.get(row.author_id),
-        "reviewers": row.reviewers or [],
-        "head_branch": row.head_branch,
-        "base_branch": row.base_branch,
-        "created_at": row.created_at,
-        "merged_at": row.merged_at,
-        "closed_at": row.closed_at,
-        "additions": row.additions,
-        "deletions": row.deletions,
-        "links": links,
-    }
+def _incoming(session: Session, kind: Entity, row: SyncedRecord) -> list[dict[str, Any]]:
+    """Links from live records elsewhere that name this one by its key (a change implementing
+    an issue, a spec specifying it), and its children when the kind has parents."""
+    found: list[dict[str, Any]] = []
+    if row.key:
+        links = session.exec(select(Link).where(Link.to_entity == kind.name, Link.to_key == row.key)).all()
+        for name in sorted({link.from_entity for link in links}):
+            if name not in ENTITIES:
+                continue
+            c = ENTITIES[name].table.c
+            ids = {link.from_id for link in links if link.from_entity == name}
+            keys = dict(session.exec(sa.select(c.id, c.key).where(c.id.in_(ids), c.deleted_at.is_(None))).all())
+            found += [
+                {
+                    "type": link.type,
+                    "direction": "incoming",
+                    "from_entity": name,
+                    "from_id": link.from_id,
+                    "from_key": keys[link.from_id],
+                    "origin": link.origin,
+                    "evidence": link.evidence,
+                }
+                for link in links
+                if link.from_entity == name and link.from_id in keys
+            ]
+    if kind.parent_field:
+        c = kind.table.c
+        children = session.exec(
+            sa.select(c.id, c.key).where(
+                c.connection_id == row.connection_id, c[kind.parent_field] == row.external_id, c.deleted_at.is_(None)
+            )
+        ).all()
+        found += [
+            {
+                "type": "parent",
+                "direction": "incoming",
+                "from_entity": kind.name,
+                "from_id": i,
+                "from_key": k,
+                "origin": "source",
+                "evidence": f"{k} has parent {row.key}",
+            }
+            for i, k in children
+        ]
+    return found
 
 
-def list_code_changes(
-    session: Session, *, product: str | None, state: str | None, include_deleted: bool, after: int | None, limit: int
-) -> PageOf:
-    query = select(CodeChange).order_by(col(CodeChange.id)).limit(limit + 1)
-    if after is not None:
-        query = query.where(col(CodeChange.id) > after)
-    if not include_deleted:
-        query = query.where(col(CodeChange.deleted_at).is_(None))
-    if product:
-        query = query.where(CodeChange.product_key == product)
-    if state:
-        query = query.where(CodeChange.state == state)
-    rows = session.exec(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    people = _people(session, {r.author_id for r in rows})
-    links = _links_from(session, "code_change", [id_of(r) for r in rows])
-    return PageOf([code_change_json(r, people, links.get(id_of(r), [])) for r in rows], rows[-1].id if more else None)
-
-
-def get_code_change(session: Session, change_id: int) -> dict[str, Any] | None:
-    row = session.get(CodeChange, change_id)
+def get_record(session: Session, kind: Entity, record_id: int) -> dict[str, Any] | None:
+    """One record with its links (outgoing, then incoming) and its history."""
+    row = session.get(kind.table_model, record_id)
     if row is None:
         return None
-    item = code_change_json(
-        row, _people(session, {row.author_id}), _links_from(session, "code_change", [id_of(row)]).get(id_of(row), [])
-    )
-    return item | {"history": history(session, "code_change", id_of(row))}
+    people = _people(session, {getattr(row, column) for column in kind.people.values()})
+    item = record_json(kind, row, people)
+    links = _links_from(session, kind.name, [id_of(row)]).get(id_of(row), []) + _incoming(session, kind, row)
+    return item | {"links": links, "history": history(session, kind.name, id_of(row))}
 
 
 def history(session: Session, entity: str, entity_id: int) -> list[dict[str, Any]]:
@@ -293,57 +304,6 @@ def change_json(change: Change) -> dict[str, Any]:
         "fields": change.fields,
         "at": change.at,
     }
-
-
-def get_work_item(session: Session, item_id: int) -> dict[str, Any] | None:
-    row = session.get(WorkItem, item_id)
-    if row is None:
-        return None
-    item = work_item_json(row, _people(session, {row.assignee_id, row.reporter_id}))
-    links = _links_from(session, "work_item", [id_of(row)]).get(id_of(row), [])
-    if row.key:  # records elsewhere that name this one (a PR implementing it)
-        incoming = session.exec(
-            select(Link, CodeChange)
-            .join(CodeChange, col(CodeChange.id) == Link.from_id)
-            .where(
-                Link.to_entity == "work_item",
-                Link.to_key == row.key,
-                Link.from_entity == "code_change",
-                col(CodeChange.deleted_at).is_(None),
-            )
-        ).all()
-        links += [
-            {
-                "type": link.type,
-                "direction": "incoming",
-                "from_entity": "code_change",
-                "from_id": c.id,
-                "from_key": c.key,
-                "origin": link.origin,
-                "evidence": link.evidence,
-            }
-            for link, c in incoming
-        ]
-    children = session.exec(
-        select(WorkItem.id, WorkItem.key).where(
-            WorkItem.connection_id == row.connection_id,
-            WorkItem.parent_external_id == row.external_id,
-            col(WorkItem.deleted_at).is_(None),
-        )
-    ).all()
-    links += [
-        {
-            "type": "parent",
-            "direction": "incoming",
-            "from_entity": "work_item",
-            "from_id": i,
-            "from_key": k,
-            "origin": "source",
-            "evidence": f"{k} has parent {row.key}",
-        }
-        for i, k in children
-    ]
-    return item | {"links": links, "history": history(session, "work_item", id_of(row))}
 
 
 def list_changes(session: Session, after: int, limit: int) -> PageOf:
@@ -390,7 +350,7 @@ def list_links(
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    targets = _work_item_ids_by_key(session, {link.to_key for link in rows if link.to_entity == "work_item"})
+    targets = _link_targets(session, rows)
     items = [
         {
             "id": link.id,
@@ -399,7 +359,7 @@ def list_links(
             "from_id": link.from_id,
             "to_entity": link.to_entity,
             "to_key": link.to_key,
-            "to_id": targets.get(link.to_key),
+            "to_id": targets.get((link.to_entity, link.to_key)),
             "origin": link.origin,
             "evidence": link.evidence,
         }

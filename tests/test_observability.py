@@ -208,7 +208,7 @@ def test_api_latency_is_labelled_by_route_template_method_and_status_never_by_ra
             before, "opsync_http_request_duration_seconds_count", **labels
         )
 
-    assert served("/api/v1/work-items/{item_id}", "GET", "404") == 2
+    assert served("/api/v1/work-items/{record_id}", "GET", "404") == 2
     assert served("unmatched", "GET", "404") == 1
     assert served("/api/v1/webhooks/{connection_id}", "POST", "202") == 1
     assert served("/metrics", "GET", "200") >= 1

@@ -19,9 +19,9 @@ PROBLEM = "application/problem+json"
 # What each operation may answer: the specification this suite holds the document to.
 DECLARED = {
     ("get", "/api/v1/work-items"): {200, 400, 401, 422, 500},
-    ("get", "/api/v1/work-items/{item_id}"): {200, 401, 404, 422, 500},
+    ("get", "/api/v1/work-items/{record_id}"): {200, 401, 404, 422, 500},
     ("get", "/api/v1/code-changes"): {200, 400, 401, 422, 500},
-    ("get", "/api/v1/code-changes/{change_id}"): {200, 401, 404, 422, 500},
+    ("get", "/api/v1/code-changes/{record_id}"): {200, 401, 404, 422, 500},
     ("get", "/api/v1/people"): {200, 400, 401, 422, 500},
     ("get", "/api/v1/products"): {200, 401, 500},
     ("get", "/api/v1/products/{key}/summary"): {200, 401, 404, 422, 500},
@@ -56,12 +56,12 @@ MISTAKES = [
     ("get", "/api/v1/work-items", "/api/v1/work-items", {"limit": "x"}, 422),
     ("get", "/api/v1/work-items", "/api/v1/work-items", {"cursor": "not-a-cursor"}, 400),
     ("get", "/api/v1/work-items", "/api/v1/work-items", {"kind": "nonsense"}, 422),
-    ("get", "/api/v1/work-items/{item_id}", "/api/v1/work-items/x", {}, 422),
-    ("get", "/api/v1/work-items/{item_id}", "/api/v1/work-items/2147483646", {}, 404),
+    ("get", "/api/v1/work-items/{record_id}", "/api/v1/work-items/x", {}, 422),
+    ("get", "/api/v1/work-items/{record_id}", "/api/v1/work-items/2147483646", {}, 404),
     ("get", "/api/v1/code-changes", "/api/v1/code-changes", {"state": "nonsense"}, 422),
     ("get", "/api/v1/code-changes", "/api/v1/code-changes", {"cursor": "!!"}, 400),
-    ("get", "/api/v1/code-changes/{change_id}", "/api/v1/code-changes/2147483648", {}, 422),
-    ("get", "/api/v1/code-changes/{change_id}", "/api/v1/code-changes/2147483646", {}, 404),
+    ("get", "/api/v1/code-changes/{record_id}", "/api/v1/code-changes/2147483648", {}, 422),
+    ("get", "/api/v1/code-changes/{record_id}", "/api/v1/code-changes/2147483646", {}, 404),
     ("get", "/api/v1/people", "/api/v1/people", {"limit": 501}, 422),
     ("get", "/api/v1/people", "/api/v1/people", {"cursor": "YWJj"}, 400),
     ("get", "/api/v1/products/{key}/summary", "/api/v1/products/nonesuch/summary", {}, 404),
@@ -156,7 +156,7 @@ def test_every_operation_that_needs_a_token_says_so_and_no_other(document, metho
 
 @pytest.mark.parametrize("method, path", sorted(DECLARED.keys() - UNPROTECTED))
 def test_a_request_without_a_token_gets_a_declared_401(hub, document, method, path):
-    url = path.format(item_id=1, change_id=1, key="payments", connection_id="jira")
+    url = path.format(record_id=1, key="payments", connection_id="jira")
     answer = httpx.request(method, hub.url + url, json={"ids": []} if method == "post" else None)
     assert answer.status_code == 401
     assert_declared(document, method, path, answer)

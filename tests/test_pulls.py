@@ -14,9 +14,10 @@ from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service.clock import now
 from opsync.service.config import HubConfig
+from opsync.service.entities.work_item import WorkItem
 from opsync.service.hub import Hub
 from opsync.service.leases import AlreadyRunning
-from opsync.service.models import PullLease, SyncRun, WorkItem
+from opsync.service.models import PullLease, SyncRun
 from opsync.service.settings import Settings
 from opsync.service.sync import begin_pull, sync_connection
 from opsync_simulators.github import GitHubSim

@@ -12,8 +12,9 @@ from hub_harness import running_hub
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service.config import ConfigError, HubConfig, load_config
+from opsync.service.entities.work_item import WorkItem
 from opsync.service.hub import Hub
-from opsync.service.models import Change, Connection, WorkItem
+from opsync.service.models import Change, Connection
 from opsync.service.settings import Settings
 from opsync.service.sync import sync_connection
 from opsync_simulators.github import GitHubSim

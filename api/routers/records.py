@@ -1,7 +1,9 @@
-"""The unified view: work items, code changes, people, products, links, the change feed."""
+"""The unified view: every kind of record in the registry, people, products, links, the change feed."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -19,6 +21,8 @@ from opsync.api.deps import (
 )
 from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
 from opsync.service import views
+from opsync.service.entities import ENTITIES
+from opsync.service.entity import Entity, FieldKind
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
 from sqlmodel import Session
@@ -39,67 +43,84 @@ def _page(page: views.PageOf) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": encode_cursor(page.next_cursor)}
 
 
-@router.get("/work-items", response_model=schemas.Page[schemas.WorkItem], responses=LISTED)
-def list_work_items(
-    session: Session = Depends(get_session),
-    product: str | None = text_query(KEY, "product key"),
-    kind: Literal["initiative", "epic", "story", "task", "bug", "subtask", "other"] | None = None,
-    status_category: Literal["todo", "in_progress", "done", "cancelled"] | None = None,
-    assignee: str | None = text_query(TEXT, "person id, email or tool login"),
-    label: str | None = text_query(TEXT),
-    updated_since: Moment | None = Query(
-        None, description="the tool's last change at or after this moment (ISO 8601 with a UTC offset)"
-    ),
-    q: str | None = text_query(TEXT, "text in the title or key"),
-    connection_id: str | None = text_query(CONNECTION_ID_LENGTH),
-    include_deleted: bool = IncludeDeleted,
-    after: int | None = Depends(page_after),
-    limit: int = Limit,
-) -> dict[str, Any]:
-    f = views.WorkItemFilter(
-        product, kind, status_category, assignee, label, updated_since, q, connection_id, include_deleted
-    )
-    return _page(views.list_work_items(session, f, after, limit))
+def _list_endpoint(kind: Entity) -> Callable[..., dict[str, Any]]:
+    """GET {path}: the common filters, then the kind's own (Entity.filters), as query parameters."""
+    since = "the tool's last change at or after this moment (ISO 8601 with a UTC offset)"
+    common: dict[str, tuple[Any, Any]] = {
+        "session": (Session, Depends(get_session)),
+        "product": (str | None, text_query(KEY, "product key")),
+        "updated_since": (Moment | None, Query(None, description=since)),
+        "q": (str | None, text_query(TEXT, "text in the title or key")),
+        "connection_id": (str | None, text_query(CONNECTION_ID_LENGTH)),
+        "include_deleted": (bool, IncludeDeleted),
+        "after": (int | None, Depends(page_after)),
+        "limit": (int, Limit),
+    }
+    own: dict[str, tuple[Any, Any]] = {}
+    for name, field_name in kind.filters.items():
+        spec = kind.fields[field_name]
+        if spec.values:
+            values = Literal[spec.values]  # type: ignore[valid-type]  # the declared values
+            own[name] = (values | None, Query(None, description=spec.description))
+        elif spec.kind is FieldKind.PERSON:
+            own[name] = (str | None, text_query(TEXT, "person id, email or tool login"))
+        else:
+            own[name] = (
+                str | None,
+                text_query(TEXT, f"one of the {field_name}" if spec.kind is FieldKind.LIST else None),
+            )
+    parameters = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        for name, (annotation, default) in (common | own).items()
+    ]
 
-
-@router.get(
-    "/work-items/{item_id}",
-    response_model=schemas.WorkItemDetail,
-    responses={404: declared("No work item with this id"), 422: INVALID},
-)
-def get_work_item(item_id: int = _id("work item"), session: Session = Depends(get_session)) -> dict[str, Any]:
-    item = views.get_work_item(session, item_id)
-    if item is None:
-        raise Problem(404, f"no work item with id {item_id}")
-    return item
-
-
-@router.get("/code-changes", response_model=schemas.Page[schemas.CodeChange], responses=LISTED)
-def list_code_changes(
-    session: Session = Depends(get_session),
-    product: str | None = text_query(KEY, "product key"),
-    state: Literal["open", "merged", "closed"] | None = None,
-    include_deleted: bool = IncludeDeleted,
-    after: int | None = Depends(page_after),
-    limit: int = Limit,
-) -> dict[str, Any]:
-    return _page(
-        views.list_code_changes(
-            session, product=product, state=state, include_deleted=include_deleted, after=after, limit=limit
+    def endpoint(**given: Any) -> dict[str, Any]:
+        f = views.RecordFilter(
+            product=given["product"],
+            connection_id=given["connection_id"],
+            updated_since=given["updated_since"],
+            q=given["q"],
+            include_deleted=given["include_deleted"],
+            fields={name: given[name] for name in own if given[name] is not None},
         )
+        return _page(views.list_records(given["session"], kind, f, given["after"], given["limit"]))
+
+    endpoint.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]  # read by FastAPI
+    return endpoint
+
+
+def _get_endpoint(kind: Entity) -> Callable[..., dict[str, Any]]:
+    def endpoint(record_id: int = _id(kind.label), session: Session = Depends(get_session)) -> dict[str, Any]:
+        item = views.get_record(session, kind, record_id)
+        if item is None:
+            raise Problem(404, f"no {kind.label} with id {record_id}")
+        return item
+
+    return endpoint
+
+
+for _kind in ENTITIES.values():
+    if _kind.path is None:
+        continue
+    _item, _detail = schemas.record_schemas(_kind)
+    router.add_api_route(
+        _kind.path,
+        _list_endpoint(_kind),
+        methods=["GET"],
+        response_model=schemas.Page[_item],  # type: ignore[valid-type]  # a model built from the registry
+        responses=LISTED,
+        name=f"list_{_kind.name}s",
+        summary=f"List {_kind.label}s",
     )
-
-
-@router.get(
-    "/code-changes/{change_id}",
-    response_model=schemas.CodeChangeDetail,
-    responses={404: declared("No code change with this id"), 422: INVALID},
-)
-def get_code_change(change_id: int = _id("code change"), session: Session = Depends(get_session)) -> dict[str, Any]:
-    item = views.get_code_change(session, change_id)
-    if item is None:
-        raise Problem(404, f"no code change with id {change_id}")
-    return item
+    router.add_api_route(
+        _kind.path + "/{record_id}",
+        _get_endpoint(_kind),
+        methods=["GET"],
+        response_model=_detail,
+        responses={404: declared(f"No {_kind.label} with this id"), 422: INVALID},
+        name=f"get_{_kind.name}",
+        summary=f"Get a {_kind.label}",
+    )
 
 
 @router.get("/people", response_model=schemas.Page[schemas.Person], responses=LISTED)
@@ -130,7 +151,7 @@ def get_product_summary(
 def list_links(
     session: Session = Depends(get_session),
     type: str | None = text_query(TEXT, "the link's type, e.g. implements"),
-    from_entity: Literal["work_item", "code_change"] | None = None,
+    from_entity: Literal[tuple(ENTITIES)] | None = None,  # type: ignore[valid-type]  # the registry's kinds
     to_key: str | None = text_query(TEXT, "the key the link points to, e.g. PAY-12"),
     after: int | None = Depends(page_after),
     limit: int = Limit,

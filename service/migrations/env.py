@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import opsync.service.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import opsync.service.entities  # noqa: F401  (registers every table on SQLModel.metadata)
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel

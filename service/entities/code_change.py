@@ -1,0 +1,72 @@
+"""Code changes: pull requests and merge requests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from opsync.service.entity import Entity, FieldKind, FieldSpec
+from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
+from sqlmodel import Field, Session, col, select
+
+
+class CodeChange(SyncedRecord, table=True):
+    __tablename__ = "code_change"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "external_id"),
+        sa.Index(
+            "ix_code_change_live_product_state",
+            "product_key",
+            "state",
+            "id",
+            postgresql_where=LIVE,
+            sqlite_where=LIVE,
+        ),
+    )
+    state: str | None = Field(default=None, index=True)
+    author_id: int | None = None
+    reviewers: list[str] | None = json_field(list)
+    head_branch: str | None = None
+    base_branch: str | None = None
+    created_at: datetime | None = time_field()
+    merged_at: datetime | None = time_field()
+    closed_at: datetime | None = time_field()
+    additions: int | None = None
+    deletions: int | None = None
+
+
+def summarise(session: Session, product: str) -> dict[str, Any]:
+    """Counts by state."""
+    by_state = session.exec(
+        select(CodeChange.state, sa.func.count())
+        .where(CodeChange.product_key == product, col(CodeChange.deleted_at).is_(None))
+        .group_by(CodeChange.state)
+    ).all()
+    counts = {str(state): n for state, n in by_state}
+    return {"code_changes": {"total": sum(counts.values()), "by_state": counts}}
+
+
+TEXT, TIME, INTEGER = FieldSpec(FieldKind.TEXT), FieldSpec(FieldKind.TIME), FieldSpec(FieldKind.INTEGER)
+
+ENTITY = Entity(
+    name="code_change",
+    label="code change",
+    table_model=CodeChange,
+    path="/code-changes",
+    fields={
+        "state": FieldSpec(FieldKind.TEXT, values=("open", "merged", "closed")),
+        "author": FieldSpec(FieldKind.PERSON, column="author_id"),
+        "reviewers": FieldSpec(FieldKind.LIST),
+        "head_branch": TEXT,
+        "base_branch": TEXT,
+        "created_at": TIME,
+        "merged_at": TIME,
+        "closed_at": TIME,
+        "additions": INTEGER,
+        "deletions": INTEGER,
+    },
+    filters={"state": "state"},
+    links_in_list=True,
+    summary=summarise,
+)

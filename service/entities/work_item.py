@@ -1,0 +1,128 @@
+"""Work items: what is planned and delivered (issues, stories, epics, bugs)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from opsync.service.clock import now
+from opsync.service.entity import Entity, FieldKind, FieldSpec
+from opsync.service.measures import days_between, monday_of, percentiles
+from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
+from sqlmodel import Field, Session, col, select
+
+WEEKS = 12  # the summary's window
+
+
+class WorkItem(SyncedRecord, table=True):
+    __tablename__ = "work_item"
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "external_id"),
+        # The read side (migrations 0002, 0003): filters in keyset order, the product summary, children.
+        # On PostgreSQL, 0003 also adds trigram indexes on lower(title) and lower(key) for ?q=.
+        sa.Index(
+            "ix_work_item_live_product_status",
+            "product_key",
+            "status_category",
+            "id",
+            postgresql_where=LIVE,
+            sqlite_where=LIVE,
+        ),
+        sa.Index(
+            "ix_work_item_live_product_kind", "product_key", "kind", "id", postgresql_where=LIVE, sqlite_where=LIVE
+        ),
+        sa.Index(
+            "ix_work_item_live_product_summary",
+            "product_key",
+            "status_category",
+            "completed_at",
+            "kind",
+            "created_at",
+            "started_at",
+            postgresql_where=LIVE,
+            sqlite_where=LIVE,
+        ),
+        sa.Index("ix_work_item_source_updated_at", "source_updated_at"),
+        sa.Index("ix_work_item_parent", "connection_id", "parent_external_id"),
+    )
+    kind: str | None = Field(default=None, index=True)
+    description: str | None = None
+    status: str | None = None
+    status_category: str | None = Field(default=None, index=True)
+    priority: str | None = None
+    assignee_id: int | None = Field(default=None, index=True)
+    reporter_id: int | None = None
+    labels: list[str] | None = json_field(list)
+    parent_external_id: str | None = None
+    estimate: float | None = None
+    iteration: str | None = None
+    release: str | None = None
+    due_at: datetime | None = time_field()
+    created_at: datetime | None = time_field()
+    started_at: datetime | None = time_field()
+    completed_at: datetime | None = time_field()
+    extra: dict[str, Any] | None = json_field(dict)
+
+
+TEXT, TIME = FieldSpec(FieldKind.TEXT), FieldSpec(FieldKind.TIME)
+
+
+def summarise(session: Session, product: str) -> dict[str, Any]:
+    """Counts by status category and kind, throughput per week, lead and cycle times."""
+    live = (WorkItem.product_key == product, col(WorkItem.deleted_at).is_(None))
+    by_category: dict[str, int] = {}
+    by_kind: dict[str, int] = {}
+    for category, kind, count in session.exec(
+        select(WorkItem.status_category, WorkItem.kind, sa.func.count())
+        .where(*live)
+        .group_by(col(WorkItem.status_category), col(WorkItem.kind))
+    ):
+        by_category[str(category)] = by_category.get(str(category), 0) + count
+        by_kind[str(kind)] = by_kind.get(str(kind), 0) + count
+    done = (*live, WorkItem.status_category == "done", col(WorkItem.completed_at) >= now() - timedelta(weeks=WEEKS))
+    week = monday_of(session, WorkItem.completed_at)
+    weeks = session.exec(select(week, sa.func.count()).where(*done).group_by(week).order_by(week)).all()
+    return {
+        "work_items": {"total": sum(by_category.values()), "by_status_category": by_category, "by_kind": by_kind},
+        "throughput_per_week": [{"week_of": w.isoformat() if isinstance(w, date) else w, "done": n} for w, n in weeks],
+        "lead_time_days": percentiles(session, days_between(session, WorkItem.created_at, WorkItem.completed_at), done),
+        "cycle_time_days": percentiles(
+            session, days_between(session, WorkItem.started_at, WorkItem.completed_at), done
+        ),
+    }
+
+
+ENTITY = Entity(
+    name="work_item",
+    label="work item",
+    table_model=WorkItem,
+    path="/work-items",
+    fields={
+        "kind": FieldSpec(FieldKind.TEXT, values=("initiative", "epic", "story", "task", "bug", "subtask", "other")),
+        "status": FieldSpec(FieldKind.TEXT, description="the tool's own status name"),
+        "status_category": FieldSpec(FieldKind.TEXT, values=("todo", "in_progress", "done", "cancelled")),
+        "priority": FieldSpec(FieldKind.TEXT, values=("critical", "high", "medium", "low", "none")),
+        "assignee": FieldSpec(FieldKind.PERSON, column="assignee_id"),
+        "reporter": FieldSpec(FieldKind.PERSON, column="reporter_id"),
+        "labels": FieldSpec(FieldKind.LIST),
+        "parent_external_id": FieldSpec(FieldKind.TEXT, shown=False),
+        "estimate": FieldSpec(FieldKind.NUMBER),
+        "iteration": TEXT,
+        "release": TEXT,
+        "due_at": TIME,
+        "created_at": TIME,
+        "started_at": FieldSpec(FieldKind.TIME, description="the first move into an in-progress status"),
+        "completed_at": TIME,
+        "description": TEXT,
+        "extra": FieldSpec(FieldKind.OBJECT, description="fields the mapping keeps as they are"),
+    },
+    filters={
+        "kind": "kind",
+        "status_category": "status_category",
+        "assignee": "assignee",
+        "label": "labels",
+    },
+    parent_field="parent_external_id",
+    summary=summarise,
+)

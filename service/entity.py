@@ -1,0 +1,94 @@
+"""What declaring a kind of record says: its fields, their kinds and enumerations, its person
+references, its table, its API collection and filters, its part of a product's summary.
+
+The kinds themselves are declared once each, in opsync.service.entities; mapping, store, views,
+reconcile and the API derive everything from those declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from opsync.service.models import SyncedRecord, table_of
+from sqlalchemy import Table
+from sqlmodel import Session
+
+__all__ = ["COMMON_FIELDS", "Entity", "FieldKind", "FieldSpec", "SummaryPart"]
+
+
+class FieldKind(StrEnum):
+    """What a mapped value becomes (service/mapping.py converts to it)."""
+
+    TEXT = "text"
+    NUMBER = "number"
+    INTEGER = "integer"
+    TIME = "time"  # an aware UTC moment
+    DATE = "date"  # a calendar day
+    LIST = "list"  # of texts, sorted, without repeats
+    OBJECT = "object"  # a JSON object
+    PERSON = "person"  # a tool account, resolved to a hub person
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    kind: FieldKind
+    values: tuple[str, ...] | None = None  # an enumeration: a mapped value outside it falls to the default
+    column: str | None = None  # the table column, when not the field's own name (a person's id column)
+    shown: bool = True  # part of the API representation
+    description: str | None = None
+
+    def column_of(self, name: str) -> str:
+        return self.column or name
+
+
+# Every kind of record has these, beside the columns of SyncedRecord.
+COMMON_FIELDS: dict[str, FieldSpec] = {
+    "key": FieldSpec(FieldKind.TEXT, description="the tool's human key (PROJ-12, org/repo#3)"),
+    "url": FieldSpec(FieldKind.TEXT, description="where a person opens it in the tool"),
+    "title": FieldSpec(FieldKind.TEXT),
+}
+
+# A kind's part of GET /products/{key}/summary: session, product key -> JSON-able members.
+SummaryPart = Callable[[Session, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One kind of record.
+
+    name is what mappings (`entity:`), links (`to:`) and the change feed call it; path is its
+    API collection (/api/v1{path}, /api/v1{path}/{id}), None when it has no generic one.
+    filters maps a list's query parameters to the fields they test: an enumerated or text field
+    is matched exactly, a person by hub id, email or tool login, a list by one member.
+    """
+
+    name: str
+    label: str  # in messages: "work item"
+    table_model: type[SyncedRecord]
+    fields: dict[str, FieldSpec]
+    path: str | None
+    filters: dict[str, str] = field(default_factory=dict)
+    links_in_list: bool = False  # list items carry their outgoing links
+    parent_field: str | None = None  # holds the parent's external id: children show as incoming links
+    summary: SummaryPart | None = None
+
+    @property
+    def table(self) -> Table:
+        return table_of(self.table_model)
+
+    @property
+    def mappable(self) -> dict[str, FieldSpec]:
+        """Every field a mapping may set."""
+        return COMMON_FIELDS | self.fields
+
+    @property
+    def people(self) -> dict[str, str]:
+        """Person fields -> their id columns."""
+        return {n: f.column_of(n) for n, f in self.fields.items() if f.kind is FieldKind.PERSON}
+
+    @property
+    def schema_name(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("_"))
