@@ -1,0 +1,1 @@
+"""Mixpanel: daily event totals and uniques through the Query API, pulled only."""
