@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from opsync.service.entity import Entity, FieldKind, FieldSpec
+from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.models import DeliveryStatus
 from opsync.service.views import MAX_ID
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
@@ -73,25 +73,25 @@ class Record(BaseModel):
     deleted_at: datetime | None
 
 
-_PLAIN: dict[FieldKind, type] = {
-    FieldKind.TEXT: str,
-    FieldKind.NUMBER: float,
-    FieldKind.INTEGER: int,
-    FieldKind.TIME: datetime,
-    FieldKind.DATE: date,
+_PLAIN: dict[FieldType, type] = {
+    FieldType.TEXT: str,
+    FieldType.NUMBER: float,
+    FieldType.INTEGER: int,
+    FieldType.TIME: datetime,
+    FieldType.DATE: date,
 }
 
 
 def _annotation(spec: FieldSpec) -> Any:
-    if spec.kind is FieldKind.PERSON:
+    if spec.type is FieldType.PERSON:
         return PersonRef | None
-    if spec.kind is FieldKind.LIST:
+    if spec.type is FieldType.LIST:
         return list[str]
-    if spec.kind is FieldKind.OBJECT:
+    if spec.type is FieldType.OBJECT:
         return dict[str, Any]
     if spec.values:
         return Literal[spec.values] | None  # type: ignore[valid-type]  # Literal of the declared values
-    return _PLAIN[spec.kind] | None
+    return _PLAIN[spec.type] | None
 
 
 def record_schemas(kind: Entity) -> tuple[type[BaseModel], type[BaseModel]]:

@@ -1,4 +1,4 @@
-"""What declaring a kind of record says: its fields, their kinds and enumerations, its person
+"""What declaring a kind of record says: its fields, their types and enumerations, its person
 references, its table, its API collection and filters, its part of a product's summary.
 
 The kinds themselves are declared once each, in opsync.service.entities; mapping, store, views,
@@ -16,10 +16,10 @@ from opsync.service.models import SyncedRecord, table_of
 from sqlalchemy import Table
 from sqlmodel import Session
 
-__all__ = ["COMMON_FIELDS", "Entity", "FieldKind", "FieldSpec", "SummaryPart"]
+__all__ = ["COMMON_FIELDS", "Entity", "FieldSpec", "FieldType", "SummaryPart"]
 
 
-class FieldKind(StrEnum):
+class FieldType(StrEnum):
     """What a mapped value becomes (service/mapping.py converts to it)."""
 
     TEXT = "text"
@@ -34,7 +34,7 @@ class FieldKind(StrEnum):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    kind: FieldKind
+    type: FieldType
     values: tuple[str, ...] | None = None  # an enumeration: a mapped value outside it falls to the default
     column: str | None = None  # the table column, when not the field's own name (a person's id column)
     shown: bool = True  # part of the API representation
@@ -46,9 +46,9 @@ class FieldSpec:
 
 # Every kind of record has these, beside the columns of SyncedRecord.
 COMMON_FIELDS: dict[str, FieldSpec] = {
-    "key": FieldSpec(FieldKind.TEXT, description="the tool's human key (PROJ-12, org/repo#3)"),
-    "url": FieldSpec(FieldKind.TEXT, description="where a person opens it in the tool"),
-    "title": FieldSpec(FieldKind.TEXT),
+    "key": FieldSpec(FieldType.TEXT, description="the tool's human key (PROJ-12, org/repo#3)"),
+    "url": FieldSpec(FieldType.TEXT, description="where a person opens it in the tool"),
+    "title": FieldSpec(FieldType.TEXT),
 }
 
 # A kind's part of GET /products/{key}/summary: session, product key -> JSON-able members.
@@ -87,7 +87,7 @@ class Entity:
     @property
     def people(self) -> dict[str, str]:
         """Person fields -> their id columns."""
-        return {n: f.column_of(n) for n, f in self.fields.items() if f.kind is FieldKind.PERSON}
+        return {n: f.column_of(n) for n, f in self.fields.items() if f.type is FieldType.PERSON}
 
     @property
     def schema_name(self) -> str:

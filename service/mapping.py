@@ -20,20 +20,20 @@ import yaml
 from jmespath.exceptions import JMESPathError
 from opsync.service.contract import RawRecord
 from opsync.service.entities import ENTITIES
-from opsync.service.entity import FieldKind
+from opsync.service.entity import FieldType
 from opsync.service.expressions import compile_node
 from opsync.service.functions import FUNCTIONS, SCAN_LIMIT
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
 
 TEXT, NUMBER, INTEGER, TIME, DATE, LIST, OBJECT, PERSON = (
-    FieldKind.TEXT,
-    FieldKind.NUMBER,
-    FieldKind.INTEGER,
-    FieldKind.TIME,
-    FieldKind.DATE,
-    FieldKind.LIST,
-    FieldKind.OBJECT,
-    FieldKind.PERSON,
+    FieldType.TEXT,
+    FieldType.NUMBER,
+    FieldType.INTEGER,
+    FieldType.TIME,
+    FieldType.DATE,
+    FieldType.LIST,
+    FieldType.OBJECT,
+    FieldType.PERSON,
 )
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
 KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the issue keys trackers hand out
@@ -95,7 +95,7 @@ class Expression:
 @dataclass
 class FieldRule:
     name: str
-    type: FieldKind
+    type: FieldType
     expression: Expression | None = None
     value_map: dict[str, Any] | None = None
     default: Any = None
@@ -211,7 +211,7 @@ def without_nul(value: Any) -> Any:
     return value
 
 
-def _convert(kind: FieldKind, value: Any) -> Any:
+def _convert(kind: FieldType, value: Any) -> Any:
     if value is None:
         return None
     if kind == TEXT:
@@ -260,7 +260,7 @@ def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str
     declared = ENTITIES[entity].mappable
     if name not in declared:
         raise MappingError(f"{doc.where(path)}: {entity} has no field {name!r}; expected one of {', '.join(declared)}")
-    kind, allowed = declared[name].kind, declared[name].values
+    kind, allowed = declared[name].type, declared[name].values
     where = doc.where(path)
     if kind == PERSON:
         spec = _require(doc, path, spec, dict, "a mapping with id, name, email, login expressions")

@@ -167,7 +167,9 @@ class ChangeCounter(SQLModel, table=True):
     value: int = 0
 
 
-class RawRecord(SQLModel, table=True):
+class StoredPayload(SQLModel, table=True):
+    """A raw record's payload as the tool sent it (the contract's RawRecord, kept)."""
+
     __tablename__ = "raw_record"
     __table_args__ = (sa.UniqueConstraint("connection_id", "record_type", "external_id"),)
     id: int | None = Field(default=None, primary_key=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from opsync.service.clock import now
-from opsync.service.contract import RawRecord as RawRecordIn
+from opsync.service.contract import RawRecord
 from opsync.service.entities import entity
 from opsync.service.mapping import LinkRef, PersonRef, Unified
 from opsync.service.models import (
@@ -32,7 +32,7 @@ from opsync.service.models import (
     Origin,
     Person,
     PersonIdentity,
-    RawRecord,
+    StoredPayload,
     id_of,
     table_of,
 )
@@ -325,7 +325,7 @@ class Transaction:
         self._seq += 1
         return self._seq
 
-    def save_raw(self, raws: list[RawRecordIn], origin: Origin = Origin.FETCH) -> None:
+    def save_raw(self, raws: list[RawRecord], origin: Origin = Origin.FETCH) -> None:
         """Keep the payloads as received, so a new mapping re-normalises without refetching;
         by the same versioning rules as the records."""
         save_payloads(self.db, self.connection_id, self._at, raws, origin)
@@ -354,7 +354,7 @@ class Store:
 
     def raw_payload(self, connection_id: str, record_type: str, external_id: str) -> dict[str, Any] | None:
         """A record's last stored payload (GitHub finds a record to fetch by repository and number)."""
-        table = table_of(RawRecord)
+        table = table_of(StoredPayload)
         with self.engine.connect() as db:
             return db.execute(
                 sa.select(table.c.payload).where(

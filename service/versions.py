@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from opsync.service.contract import RawRecord as RawPayload
+from opsync.service.contract import RawRecord
 from opsync.service.mapping import without_nul
-from opsync.service.models import Origin, RawRecord, table_of
+from opsync.service.models import Origin, StoredPayload, table_of
 
 __all__ = ["Verdict", "canonical_json", "jsonable", "judge", "save_payloads"]
 
@@ -68,13 +68,13 @@ def canonical_json(payload: Any) -> tuple[orjson.Fragment, str]:
     return orjson.Fragment(serialized), hashlib.sha256(serialized).hexdigest()
 
 
-def save_payloads(db: sa.Connection, connection_id: str, at: datetime, raws: list[RawPayload], origin: Origin) -> None:
+def save_payloads(db: sa.Connection, connection_id: str, at: datetime, raws: list[RawRecord], origin: Origin) -> None:
     """Keep the payloads as received, so a new mapping re-normalises without refetching;
     by the same versioning rules as the records."""
     if not raws:
         return
-    table = table_of(RawRecord)
-    latest: dict[tuple[str, str], tuple[RawPayload, orjson.Fragment, str]] = {}
+    table = table_of(StoredPayload)
+    latest: dict[tuple[str, str], tuple[RawRecord, orjson.Fragment, str]] = {}
     for raw in raws:
         key = (raw.record_type, raw.external_id)
         payload, digest = canonical_json(raw.payload)

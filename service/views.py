@@ -11,12 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from opsync.service.entities import ENTITIES
-from opsync.service.entity import Entity, FieldKind
+from opsync.service.entity import Entity, FieldType
 from opsync.service.models import Change, Link, Person, PersonIdentity, Product, SyncedRecord, id_of
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-__all__ = ["MAX_ID", "PageOf", "RecordFilter", "get_record", "list_records"]
+__all__ = ["MAX_ID", "KeysetPage", "RecordFilter", "get_record", "list_records"]
 
 # The largest id or seq any database we run on holds: they are `integer` columns, 32-bit on
 # PostgreSQL. A larger one in a request is refused (it would be an error in the database).
@@ -25,7 +25,7 @@ FEW_UPDATES = 50_000  # up to this many matches, sorting them beats walking the 
 
 
 @dataclass
-class PageOf:
+class KeysetPage:
     items: list[dict[str, Any]]
     next_cursor: int | None  # the last id (or seq) of this page when more may follow
 
@@ -85,11 +85,11 @@ def record_json(kind: Entity, row: SyncedRecord, people: People) -> dict[str, An
         if not spec.shown:
             continue
         value = getattr(row, spec.column_of(name))
-        if spec.kind is FieldKind.PERSON:
+        if spec.type is FieldType.PERSON:
             value = people.get(value)
-        elif spec.kind is FieldKind.LIST:
+        elif spec.type is FieldType.LIST:
             value = value or []
-        elif spec.kind is FieldKind.OBJECT:
+        elif spec.type is FieldType.OBJECT:
             value = value or {}
         item[name] = value
     return item
@@ -129,9 +129,9 @@ def _conditions(session: Session, kind: Entity, f: RecordFilter, after: int | No
         field_name = kind.filters[name]
         spec = kind.fields[field_name]
         column = spec.column_of(field_name)
-        if spec.kind is FieldKind.PERSON:
+        if spec.type is FieldType.PERSON:
             conditions.append(_person_filter(kind, column, value))
-        elif spec.kind is FieldKind.LIST:
+        elif spec.type is FieldType.LIST:
             conditions.append(_member_filter(session, kind, column, value))
         else:
             conditions.append(c[column] == value)
@@ -148,7 +148,7 @@ def _conditions(session: Session, kind: Entity, f: RecordFilter, after: int | No
     return conditions
 
 
-def list_records(session: Session, kind: Entity, f: RecordFilter, after: int | None, limit: int) -> PageOf:
+def list_records(session: Session, kind: Entity, f: RecordFilter, after: int | None, limit: int) -> KeysetPage:
     model, c = kind.table_model, kind.table.c
     conditions = _conditions(session, kind, f, after)
     # the records' people come in the same statement: one round trip a page, not one more
@@ -178,7 +178,7 @@ def list_records(session: Session, kind: Entity, f: RecordFilter, after: int | N
         links = _links_from(session, kind.name, [item["id"] for item in items])
         for item in items:
             item["links"] = links.get(item["id"], [])
-    return PageOf(items, items[-1]["id"] if more else None)
+    return KeysetPage(items, items[-1]["id"] if more else None)
 
 
 def _few_updated_since(session: Session, kind: Entity, since: datetime) -> bool:
@@ -306,12 +306,12 @@ def change_json(change: Change) -> dict[str, Any]:
     }
 
 
-def list_changes(session: Session, after: int, limit: int) -> PageOf:
+def list_changes(session: Session, after: int, limit: int) -> KeysetPage:
     rows = session.exec(select(Change).where(col(Change.seq) > after).order_by(col(Change.seq)).limit(limit)).all()
-    return PageOf([change_json(c) for c in rows], rows[-1].seq if rows else after)
+    return KeysetPage([change_json(c) for c in rows], rows[-1].seq if rows else after)
 
 
-def list_people(session: Session, after: int | None, limit: int) -> PageOf:
+def list_people(session: Session, after: int | None, limit: int) -> KeysetPage:
     query = select(Person).order_by(col(Person.id)).limit(limit + 1)
     if after is not None:
         query = query.where(col(Person.id) > after)
@@ -335,12 +335,12 @@ def list_people(session: Session, after: int | None, limit: int) -> PageOf:
         {"id": p.id, "display_name": p.display_name, "email": p.email, "identities": identities.get(id_of(p), [])}
         for p in rows
     ]
-    return PageOf(items, rows[-1].id if more else None)
+    return KeysetPage(items, rows[-1].id if more else None)
 
 
 def list_links(
     session: Session, *, type: str | None, from_entity: str | None, to_key: str | None, after: int | None, limit: int
-) -> PageOf:
+) -> KeysetPage:
     query = select(Link).order_by(col(Link.id)).limit(limit + 1)
     for column, value in ((col(Link.type), type), (col(Link.from_entity), from_entity), (col(Link.to_key), to_key)):
         if value is not None:
@@ -365,7 +365,7 @@ def list_links(
         }
         for link in rows
     ]
-    return PageOf(items, rows[-1].id if more else None)
+    return KeysetPage(items, rows[-1].id if more else None)
 
 
 def list_products(session: Session) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from opsync.api.deps import (
 from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
 from opsync.service import views
 from opsync.service.entities import ENTITIES
-from opsync.service.entity import Entity, FieldKind
+from opsync.service.entity import Entity, FieldType
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
 from sqlmodel import Session
@@ -39,7 +39,7 @@ def _id(thing: str) -> Any:
     return Path(ge=1, le=MAX_ID, description=f"the hub's id of the {thing}")
 
 
-def _page(page: views.PageOf) -> dict[str, Any]:
+def _page(page: views.KeysetPage) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": encode_cursor(page.next_cursor)}
 
 
@@ -62,12 +62,12 @@ def _list_endpoint(kind: Entity) -> Callable[..., dict[str, Any]]:
         if spec.values:
             values = Literal[spec.values]  # type: ignore[valid-type]  # the declared values
             own[name] = (values | None, Query(None, description=spec.description))
-        elif spec.kind is FieldKind.PERSON:
+        elif spec.type is FieldType.PERSON:
             own[name] = (str | None, text_query(TEXT, "person id, email or tool login"))
         else:
             own[name] = (
                 str | None,
-                text_query(TEXT, f"one of the {field_name}" if spec.kind is FieldKind.LIST else None),
+                text_query(TEXT, f"one of the {field_name}" if spec.type is FieldType.LIST else None),
             )
     parameters = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)

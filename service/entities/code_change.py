@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from opsync.service.entity import Entity, FieldKind, FieldSpec
+from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
 from sqlmodel import Field, Session, col, select
 
@@ -47,7 +47,7 @@ def summarise(session: Session, product: str) -> dict[str, Any]:
     return {"code_changes": {"total": sum(counts.values()), "by_state": counts}}
 
 
-TEXT, TIME, INTEGER = FieldSpec(FieldKind.TEXT), FieldSpec(FieldKind.TIME), FieldSpec(FieldKind.INTEGER)
+TEXT, TIME, INTEGER = FieldSpec(FieldType.TEXT), FieldSpec(FieldType.TIME), FieldSpec(FieldType.INTEGER)
 
 ENTITY = Entity(
     name="code_change",
@@ -55,9 +55,9 @@ ENTITY = Entity(
     table_model=CodeChange,
     path="/code-changes",
     fields={
-        "state": FieldSpec(FieldKind.TEXT, values=("open", "merged", "closed")),
-        "author": FieldSpec(FieldKind.PERSON, column="author_id"),
-        "reviewers": FieldSpec(FieldKind.LIST),
+        "state": FieldSpec(FieldType.TEXT, values=("open", "merged", "closed")),
+        "author": FieldSpec(FieldType.PERSON, column="author_id"),
+        "reviewers": FieldSpec(FieldType.LIST),
         "head_branch": TEXT,
         "base_branch": TEXT,
         "created_at": TIME,

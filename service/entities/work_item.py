@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from opsync.service.clock import now
-from opsync.service.entity import Entity, FieldKind, FieldSpec
+from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.measures import days_between, monday_of, percentiles
 from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
 from sqlmodel import Field, Session, col, select
@@ -65,7 +65,7 @@ class WorkItem(SyncedRecord, table=True):
     extra: dict[str, Any] | None = json_field(dict)
 
 
-TEXT, TIME = FieldSpec(FieldKind.TEXT), FieldSpec(FieldKind.TIME)
+TEXT, TIME = FieldSpec(FieldType.TEXT), FieldSpec(FieldType.TIME)
 
 
 def summarise(session: Session, product: str) -> dict[str, Any]:
@@ -99,23 +99,23 @@ ENTITY = Entity(
     table_model=WorkItem,
     path="/work-items",
     fields={
-        "kind": FieldSpec(FieldKind.TEXT, values=("initiative", "epic", "story", "task", "bug", "subtask", "other")),
-        "status": FieldSpec(FieldKind.TEXT, description="the tool's own status name"),
-        "status_category": FieldSpec(FieldKind.TEXT, values=("todo", "in_progress", "done", "cancelled")),
-        "priority": FieldSpec(FieldKind.TEXT, values=("critical", "high", "medium", "low", "none")),
-        "assignee": FieldSpec(FieldKind.PERSON, column="assignee_id"),
-        "reporter": FieldSpec(FieldKind.PERSON, column="reporter_id"),
-        "labels": FieldSpec(FieldKind.LIST),
-        "parent_external_id": FieldSpec(FieldKind.TEXT, shown=False),
-        "estimate": FieldSpec(FieldKind.NUMBER),
+        "kind": FieldSpec(FieldType.TEXT, values=("initiative", "epic", "story", "task", "bug", "subtask", "other")),
+        "status": FieldSpec(FieldType.TEXT, description="the tool's own status name"),
+        "status_category": FieldSpec(FieldType.TEXT, values=("todo", "in_progress", "done", "cancelled")),
+        "priority": FieldSpec(FieldType.TEXT, values=("critical", "high", "medium", "low", "none")),
+        "assignee": FieldSpec(FieldType.PERSON, column="assignee_id"),
+        "reporter": FieldSpec(FieldType.PERSON, column="reporter_id"),
+        "labels": FieldSpec(FieldType.LIST),
+        "parent_external_id": FieldSpec(FieldType.TEXT, shown=False),
+        "estimate": FieldSpec(FieldType.NUMBER),
         "iteration": TEXT,
         "release": TEXT,
         "due_at": TIME,
         "created_at": TIME,
-        "started_at": FieldSpec(FieldKind.TIME, description="the first move into an in-progress status"),
+        "started_at": FieldSpec(FieldType.TIME, description="the first move into an in-progress status"),
         "completed_at": TIME,
         "description": TEXT,
-        "extra": FieldSpec(FieldKind.OBJECT, description="fields the mapping keeps as they are"),
+        "extra": FieldSpec(FieldType.OBJECT, description="fields the mapping keeps as they are"),
     },
     filters={
         "kind": "kind",
