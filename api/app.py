@@ -44,7 +44,7 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
         title="opsync",
         version="0.1.0",
         lifespan=lifespan,
-        description="One product-work model over Jira, GitHub and more.",
+        description="One product-work model over every tool a product team uses.",
     )
     problems.install(app)
     app.add_middleware(RequestMetrics)

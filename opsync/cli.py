@@ -17,7 +17,7 @@ from opsync.service.config import ConfigError, load_config
 from opsync.service.mapping import MappingError, load_mapping
 from opsync.service.settings import Settings
 
-app = typer.Typer(help="opsync: one product-work model over Jira, GitHub and more.", no_args_is_help=True)
+app = typer.Typer(help="opsync: one product-work model over every tool a product team uses.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 mappings_app = typer.Typer(help="Mappings (YAML) that ops engineers own.", no_args_is_help=True)
@@ -212,15 +212,14 @@ def mappings_validate(files: list[Path]) -> None:
 @app.command()
 def demo(
     port: int = 8000,
-    jira_issues: int = 2000,
-    github_items: int = 500,
+    scale: float = typer.Option(1.0, min=0.01, max=50, help="how much seeded data the simulated tools hold"),
     workdir: Path = typer.Option(Path("opsync-demo"), help="where the demo keeps its config and database"),
 ) -> None:
-    """Start simulated Jira and GitHub, sync them, serve the API on 127.0.0.1 and keep changing records."""
+    """Start the simulated tools, sync them, serve the API on 127.0.0.1 and keep changing records."""
     found = [ep for ep in entry_points(group="opsync.demo")]
     if not found:
         _fail("the demo needs the simulators: pip install -e ./simulators (from a clone of opsync)")
-    found[0].load()(port=port, jira_issues=jira_issues, github_items=github_items, workdir=workdir)
+    found[0].load()(port=port, scale=scale, workdir=workdir)
 
 
 if __name__ == "__main__":

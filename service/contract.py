@@ -37,7 +37,7 @@ class ConnectionSettings(BaseModel):
 class RawRecord:
     """One record as the tool describes it.
 
-    record_type names the kind of record in the tool ("issue", "pull_request");
+    record_type names the kind of record in the tool (e.g. "ticket", "page");
     external_id is the tool's stable id (never a key or number that can change);
     version is the tool's own last-change time, or None when the payload has none.
     """
@@ -160,7 +160,7 @@ class FetchesOne(ABC):
         """The record as it is now, or None if the tool says it does not exist.
 
         known is the last stored payload of the record, if any: tools that address
-        records by something other than their id (GitHub: repo and number) find it there.
+        records by something other than their id (a container and a number) find it there.
         """
 
 

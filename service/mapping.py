@@ -36,7 +36,7 @@ TEXT, NUMBER, INTEGER, TIME, DATE, LIST, OBJECT, PERSON = (
     FieldType.PERSON,
 )
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
-KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the issue keys trackers hand out
+KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the keys trackers hand out
 _OPTIONS = jmespath.Options(custom_functions=FUNCTIONS)
 
 
@@ -319,7 +319,7 @@ def parse_mapping(file: Path | str, text: str) -> Mapping:
     except yaml.YAMLError as error:
         raise MappingError(yaml_error_message(file, error)) from None
     data = _require(doc, (), doc.data, dict, "a mapping with kind and records")
-    kind = _require(doc, ("kind",), data.get("kind"), str, "the connector kind (e.g. jira)")
+    kind = _require(doc, ("kind",), data.get("kind"), str, "the connector kind it maps")
     records = _require(doc, ("records",), data.get("records"), dict, "a mapping of record type to rules")
     compiled: dict[str, RecordMapping] = {}
     for record_type, spec in records.items():

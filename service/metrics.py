@@ -141,7 +141,7 @@ _http_series: dict[tuple[str, str, int], Histogram] = {}
 
 
 def http_request(route: str, method: str, status: int, seconds: float) -> None:
-    """One API request answered; route is the path template (/api/v1/work-items/{id})."""
+    """One API request answered; route is the path template (/api/v1/{collection}/{record_id})."""
     key = (route, method, status)
     series = _http_series.get(key)
     if series is None:  # labels() takes a lock and builds a tuple: once per series, not per request

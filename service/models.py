@@ -97,7 +97,7 @@ class Person(SQLModel, table=True):
 
 
 class PersonIdentity(SQLModel, table=True):
-    """A person's account in one tool (Jira accountId, GitHub user id)."""
+    """A person's account in one tool (an account id, a user id)."""
 
     __tablename__ = "person_identity"
     __table_args__ = (sa.UniqueConstraint("connection_id", "external_id"),)

@@ -50,7 +50,7 @@ def _count(connection_id: str) -> Callable[[RetryCallState], None]:
 
 def _reason(error: BaseException | None) -> metrics.RetryReason:
     """Why a call is retried, from the error and the library error it was raised from
-    (status on PyGithub's, status_code on jira's)."""
+    (an HTTP client library's error carries status or status_code)."""
     cause = error.__cause__ if error is not None else None
     status = getattr(cause, "status", None) or getattr(cause, "status_code", None)
     if (isinstance(error, TransientError) and error.retry_after is not None) or status == 429:
@@ -89,5 +89,5 @@ async def with_retries(
 
 
 async def in_thread(function: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a blocking library call (jira, PyGithub) off the event loop."""
+    """Run a blocking library call (a client library that does not speak asyncio) off the event loop."""
     return await asyncio.to_thread(function, *args, **kwargs)

@@ -353,7 +353,7 @@ class Store:
         self.engine = engine
 
     def raw_payload(self, connection_id: str, record_type: str, external_id: str) -> dict[str, Any] | None:
-        """A record's last stored payload (GitHub finds a record to fetch by repository and number)."""
+        """A record's last stored payload (a connector may need it to address the record)."""
         table = table_of(StoredPayload)
         with self.engine.connect() as db:
             return db.execute(

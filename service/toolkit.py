@@ -1,7 +1,7 @@
 """The connector contract's support module: what every tool plugin needs, written once.
 
 - header: a header's value, whatever the case of its name;
-- verify_hmac_sha256: a webhook body signed with HMAC-SHA256 (GitHub, Jira, most tools);
+- verify_hmac_sha256: a webhook body signed with HMAC-SHA256 (the way most tools sign);
 - retry_after: how long a tool asks to be left alone (Retry-After, or a rate-limit reset);
 - tool_time: a tool's timestamp (ISO 8601 with Z, +00:00 or +0000; epoch seconds or ms) as aware UTC.
 """

@@ -232,7 +232,7 @@ def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list
 
 def _incoming(session: Session, kind: Entity, row: SyncedRecord) -> list[dict[str, Any]]:
     """Links from live records elsewhere that name this one by its key (a change implementing
-    an issue, a spec specifying it), and its children when the kind has parents."""
+    it, a spec specifying it), and its children when the kind has parents."""
     found: list[dict[str, Any]] = []
     if row.key:
         links = session.exec(select(Link).where(Link.to_entity == kind.name, Link.to_key == row.key)).all()

@@ -94,17 +94,10 @@ class Portfolio:
         return self.jira.issues()
 
     def github_issues(self) -> list[Any]:
-        return [
-            item
-            for repo in self.github.items.values()
-            for item in repo.values()
-            if not item.is_pull and not item.deleted
-        ]
+        return [item for item in self.github.all_items() if not item.is_pull and not item.deleted]
 
     def github_pulls(self) -> list[Any]:
-        return [
-            item for repo in self.github.items.values() for item in repo.values() if item.is_pull and not item.deleted
-        ]
+        return [item for item in self.github.all_items() if item.is_pull and not item.deleted]
 
 
 def wait_for_pulls(client: httpx.Client, runs_per_connection: int, timeout: float = 60.0) -> list[dict[str, Any]]:

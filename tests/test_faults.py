@@ -218,7 +218,7 @@ def test_a_pull_that_resumes_a_failed_backfill_shows_a_pull_request_changed_in_b
     sim.inject(status=401, match=r"/pulls\?.*sort=updated", after=1)  # the backfill stops after one page of them
     with wired("github", sim, database_url, repos=["acme/payments"]) as tool:
         assert wait_until_idle(tool.hub.client, "gh")["status"] == "failed"
-        oldest = min((i for i in sim.items["acme/payments"].values() if i.is_pull), key=lambda i: i.updated_at)
+        oldest = min((i for i in sim.items_in("acme/payments") if i.is_pull), key=lambda i: i.updated_at)
         sim.set_webhook_faults(drop=1.0)  # only a pull can tell the hub
         sim.update_pull("acme/payments", oldest.number, title="Retitled before the next pull")
         run = pull(tool.hub.client, "gh")

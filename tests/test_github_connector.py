@@ -38,10 +38,8 @@ def records(pages: list[Page]) -> list[tuple[str, str]]:
 
 def expected(sim: GitHubSim) -> set[tuple[str, str]]:
     result = set()
-    for repo in sim.items.values():
-        for item in repo.values():
-            if item.deleted:
-                continue
+    for item in sim.all_items():
+        if not item.deleted:
             result.add(("pull_request", str(item.pull_id)) if item.is_pull else ("issue", str(item.issue_id)))
     return result
 
@@ -75,7 +73,9 @@ def test_full_pull_costs_one_request_per_list_page_and_no_request_per_record() -
         pull_all(connector(url, page_size=50))
     per_record = [p for p in sim.requests if p.rstrip("/").split("/")[-1].isdigit()]
     assert per_record == []
-    rows_per_repo = [(len(items), sum(i.is_pull for i in items.values())) for items in sim.items.values()]
+    rows_per_repo = [
+        (len(items), sum(i.is_pull for i in items)) for items in (sim.items_in(repo) for repo in sim.repos)
+    ]
     # issues list carries PRs too; a page boundary re-reads at most one second's worth
     pages = sum(math.ceil(n / 49) + math.ceil(prs / 50) for n, prs in rows_per_repo)
     assert sum(sim.requests.values()) <= pages + 1  # + the org's repository list
@@ -110,8 +110,8 @@ def test_incremental_pull_returns_only_what_changed_since_the_cursor() -> None:
     with serving(sim.app) as url:
         conn = connector(url)
         cursor = pull_all(conn)[-1].cursor
-        issue = next(i for i in sim.items["acme/ledger"].values() if not i.is_pull)
-        pr = next(i for i in sim.items["acme/checkout"].values() if i.is_pull and i.state == "open")
+        issue = next(i for i in sim.items_in("acme/ledger") if not i.is_pull)
+        pr = next(i for i in sim.items_in("acme/checkout") if i.is_pull and i.state == "open")
         sim.update_issue("acme/ledger", issue.number, title="Retitled by a human")
         sim.update_pull("acme/checkout", pr.number, merged=True)
         new = sim.create_issue("acme/payments", "Brand new")
@@ -170,12 +170,12 @@ def test_github_enterprise_base_url_with_api_v3_works() -> None:
         pages = pull_all(connector(url + "/api/v3", repos=["acme/payments", "acme/growth-web"]))
     got = [r for page in pages for r in page.records]
     assert {r.payload["url"].split("/repos/")[0] for r in got} == {url + "/api/v3"}
-    assert len(got) == len(sim.items["acme/payments"]) + len(sim.items["acme/growth-web"])
+    assert len(got) == len(sim.items_in("acme/payments")) + len(sim.items_in("acme/growth-web"))
 
 
 def test_list_ids_names_every_issue_and_pull_request_and_no_deleted_issue() -> None:
     sim = GitHubSim(items=150, seed=12, token=TOKEN)
-    gone = next(i for i in sim.items["acme/payments"].values() if not i.is_pull)
+    gone = next(i for i in sim.items_in("acme/payments") if not i.is_pull)
     sim.delete_issue("acme/payments", gone.number)
     with serving(sim.app) as url:
         ids = asyncio.run(connector(url).list_ids())

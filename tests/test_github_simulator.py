@@ -26,15 +26,15 @@ def get(url: str, path: str, **params: Any) -> httpx.Response:
 
 def test_simulator_holds_ten_thousand_items_half_of_them_pull_requests() -> None:
     sim = GitHubSim(items=10_000)
-    items = [i for repo in sim.items.values() for i in repo.values()]
+    items = sim.all_items()
     assert len(items) == 10_000
-    assert set(sim.items) == {"acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"}
+    assert {i.repo for i in sim.all_items()} == {"acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"}
     assert 0.4 < sum(i.is_pull for i in items) / len(items) < 0.6
 
 
 def test_same_seed_generates_the_same_items() -> None:
     first, second = GitHubSim(items=50, seed=9), GitHubSim(items=50, seed=9)
-    assert first.items == second.items
+    assert first.all_items() == second.all_items()
 
 
 def test_issue_list_pages_with_githubs_link_header() -> None:
@@ -68,7 +68,7 @@ def test_issue_list_defaults_to_open_and_since_filters_by_update_time() -> None:
 
 def test_pull_request_has_a_pull_id_and_an_issue_id() -> None:
     sim = GitHubSim(items=20, token=TOKEN, repos=("acme/checkout",))
-    number = next(n for n, i in sim.items["acme/checkout"].items() if i.is_pull)
+    number = next(i.number for i in sim.items_in("acme/checkout") if i.is_pull)
     with serving(sim.app) as url:
         as_issue = get(url, f"/repos/acme/checkout/issues/{number}").json()
         as_pull = get(url, f"/repos/acme/checkout/pulls/{number}").json()
@@ -82,10 +82,10 @@ def test_pull_request_has_a_pull_id_and_an_issue_id() -> None:
 
 def test_pull_request_titles_and_branches_name_existing_jira_keys() -> None:
     sim = GitHubSim(items=400, jira_keys={"PAY": 12, "CHK": 7, "GRO": 3})
-    texts = [f"{i.title} {i.head_ref} {i.body}" for repo in sim.items.values() for i in repo.values() if i.is_pull]
+    texts = [f"{i.title} {i.head_ref} {i.body}" for i in sim.all_items() if i.is_pull]
     keys = {key for text in texts for key in re.findall(r"\b(PAY|CHK|GRO)-(\d+)\b", text)}
     assert keys and all(1 <= int(n) <= {"PAY": 12, "CHK": 7, "GRO": 3}[p] for p, n in keys)
-    assert any(t.startswith("feature/PAY-") for t in (i.head_ref for r in sim.items.values() for i in r.values()))
+    assert any(t.startswith("feature/PAY-") for t in (i.head_ref for i in sim.all_items()))
 
 
 def test_routes_are_also_served_under_api_v3_with_urls_to_match() -> None:
@@ -194,7 +194,7 @@ def test_webhooks_are_signed_with_the_secret_when_one_is_set() -> None:
 
 def test_truth_lists_every_live_record_as_the_api_does_and_the_ids_of_deleted_issues() -> None:
     sim = GitHubSim(items=40, token=TOKEN, repos=("acme/payments",))
-    victim = next(i for i in sim.items["acme/payments"].values() if not i.is_pull)
+    victim = next(i for i in sim.items_in("acme/payments") if not i.is_pull)
     sim.delete_issue("acme/payments", victim.number, silent=True)
     truth = sim.truth()
     with serving(sim.app) as url:
@@ -333,7 +333,7 @@ def test_a_paused_request_waits_until_resumed() -> None:
 
 def test_changing_a_pull_request_through_the_issues_api_sends_pull_request_events() -> None:
     sim = GitHubSim(items=20, repos=("acme/checkout",))
-    pr = next(i for i in sim.items["acme/checkout"].values() if i.is_pull)
+    pr = next(i for i in sim.items_in("acme/checkout") if i.is_pull)
     sim.update_issue("acme/checkout", pr.number, title="Retitled", labels=[*pr.labels, "performance"])
     events = [(d["event"], d["action"], json.loads(d["body"])["pull_request"]["title"]) for d in sim.deliveries]
     assert events == [("pull_request", "edited", "Retitled"), ("pull_request", "labeled", "Retitled")]

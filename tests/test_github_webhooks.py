@@ -139,10 +139,10 @@ def test_webhook_the_simulator_sends_on_update_verifies_and_parses_to_the_change
 
     with serving(receiver) as hook_url:
         sim = GitHubSim(items=40, seed=2, webhook_url=hook_url + "/hook", webhook_secret=SECRET)
-        issue = next(i for i in sim.items["acme/payments"].values() if not i.is_pull)
+        issue = next(i for i in sim.items_in("acme/payments") if not i.is_pull)
         old_title = issue.title
         sim.update_issue("acme/payments", issue.number, title="Refunds retry twice", state="closed")
-        pr = next(i for i in sim.items["acme/checkout"].values() if i.is_pull and i.state == "open")
+        pr = next(i for i in sim.items_in("acme/checkout") if i.is_pull and i.state == "open")
         sim.update_pull("acme/checkout", pr.number, merged=True)
 
     assert [d["status"] for d in sim.deliveries] == [202, 202, 202]

@@ -124,7 +124,7 @@ def test_reconcile_keeps_the_records_of_a_repository_that_vanished_and_says_so(d
         try:
             asyncio.run(sync_connection(hub, "gh"))
             stored = _live(hub)
-            gone = next(n for n, item in sim.items["acme/payments"].items() if not item.is_pull)
+            gone = next(item.number for item in sim.items_in("acme/payments") if not item.is_pull)
             sim.delete_issue("acme/payments", gone, silent=True)
             sim.archive_repo("acme/ledger")  # an org's archived repositories are not pulled nor listed
             run = asyncio.run(sync_connection(hub, "gh", full=True))

@@ -19,7 +19,7 @@ from opsync.service.hub import Hub
 from starlette.routing import Route
 
 PATH = "/api/v1/webhooks/{connection_id}"
-EVENT_PATH = PATH + "/{event}"  # tools that name the event in the URL they post to (Confluence Connect)
+EVENT_PATH = PATH + "/{event}"  # tools that name the event in the URL they post to
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -96,7 +96,7 @@ def install(app: FastAPI) -> None:
 
 _OPERATION: dict[str, Any] = {
     "summary": "Receive a webhook delivery",
-    "description": "A delivery from the tool of this connection (GitHub, Jira), signed with the "
+    "description": "A delivery from the tool of this connection, signed with the "
     "connection's webhook_secret. It is stored durably before the 202; applying it follows.",
     "operationId": "receive_webhook",
     "parameters": [{"name": "connection_id", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -110,7 +110,7 @@ _OPERATION: dict[str, Any] = {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WebhookAccepted"}}},
         },
         "400": declared(
-            "The body is not what the tool sends (not JSON), or a Jira delivery's signed "
+            "The body is not what the tool sends (not JSON), or a delivery's signed "
             "timestamp is older than the retention period (OPSYNC_INBOX_RETENTION_DAYS)"
         ),
         "401": declared("The signature is missing or does not match the connection's secret"),
@@ -124,7 +124,7 @@ _OPERATION: dict[str, Any] = {
 _EVENT_OPERATION: dict[str, Any] = _OPERATION | {
     "summary": "Receive a webhook delivery that names its event in the URL",
     "description": "As POST /api/v1/webhooks/{connection_id}, for tools whose bodies do not name their event "
-    "(Confluence Cloud through a Connect app): the event is the last path segment.",
+    "(an app framework posts each event to the URL registered for it): the event is the last path segment.",
     "operationId": "receive_webhook_event",
     "parameters": [
         *_OPERATION["parameters"],

@@ -88,8 +88,12 @@ async def _initial_sync(settings: Settings, console: Console) -> None:
         await hub.close()
 
 
-def run_demo(port: int, jira_issues: int, github_items: int, workdir: Path) -> None:
+JIRA_ISSUES, GITHUB_ITEMS = 2000, 500  # at scale 1
+
+
+def run_demo(port: int, scale: float, workdir: Path) -> None:
     console = Console(stderr=True)
+    jira_issues, github_items = max(1, round(JIRA_ISSUES * scale)), max(1, round(GITHUB_ITEMS * scale))
     workdir.mkdir(parents=True, exist_ok=True)
     for name in ("JIRA_TOKEN", "JIRA_WEBHOOK_SECRET", "GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET"):
         os.environ.setdefault(f"OPSYNC_DEMO_{name}", secrets.token_hex(16))
@@ -99,7 +103,7 @@ def run_demo(port: int, jira_issues: int, github_items: int, workdir: Path) -> N
     jira = JiraSim(issues=jira_issues, webhook_secret=os.environ["OPSYNC_DEMO_JIRA_WEBHOOK_SECRET"])
     github = GitHubSim(
         items=github_items,
-        jira_keys=dict(jira._numbers),
+        jira_keys=jira.key_numbers(),
         webhook_secret=os.environ["OPSYNC_DEMO_GITHUB_WEBHOOK_SECRET"],
         token=os.environ["OPSYNC_DEMO_GITHUB_TOKEN"],
     )

@@ -86,6 +86,16 @@ class GitHubSim:
         except KeyError:
             raise SimError(f"{repo}#{number} does not exist") from None
 
+    def items_in(self, repo: str) -> list[SimItem]:
+        """The issues and pull requests of a repository in number order, deleted ones too."""
+        with self.lock:
+            return [self.items[repo][n] for n in sorted(self.items[repo])]
+
+    def all_items(self) -> list[SimItem]:
+        """Every issue and pull request of every repository, deleted ones too."""
+        with self.lock:
+            return [item for repo in sorted(self.items) for item in self.items[repo].values()]
+
     def bases(self, api_root: str | None = None) -> Bases:
         root = self.public_url
         return Bases(api=api_root or root, web=root)
