@@ -26,6 +26,7 @@ from pydantic import Field, SecretStr
 MATHS = {"totals": "total", "uniques": "dau"}
 MEASURE_OF = {"total": "totals", None: "totals", "dau": "uniques"}
 EVENTS_PER_QUERY = 20  # two series each
+DEFINITIONS_PER_PAGE = 100
 
 
 class PostHogSettings(AnalyticsSettings):
@@ -56,7 +57,7 @@ class PostHogConnector(AnalyticsConnector):
 
     async def list_events(self) -> list[str]:
         names: list[str] = []
-        target: str | None = f"{self._project_path}/event_definitions/?limit=100"
+        target: str | None = f"{self._project_path}/event_definitions/?limit={DEFINITIONS_PER_PAGE}"
         while target:
             answer = await self.client.get(target, what="the event definitions")
             page = answer.body if isinstance(answer.body, dict) else {}
