@@ -96,18 +96,51 @@ def _annotation(spec: FieldSpec) -> Any:
 
 def record_schemas(kind: Entity) -> tuple[type[BaseModel], type[BaseModel]]:
     """A kind's list item and its detail (with links and history), from its declaration."""
+    shown = {name: spec for name, spec in kind.fields.items() if spec.shown}
     fields: dict[str, Any] = {
-        name: (_annotation(spec), Field(description=spec.description))
-        for name, spec in kind.fields.items()
-        if spec.shown
+        name: (_annotation(spec), Field(description=spec.description)) for name, spec in shown.items() if spec.in_list
     }
     if kind.links_in_list:
         fields["links"] = (list[LinkOut], ...)
     item = create_model(kind.schema_name, __base__=Record, **fields)
+    whole: dict[str, Any] = {
+        name: (_annotation(spec), Field(description=spec.description))
+        for name, spec in shown.items()
+        if not spec.in_list
+    }
     detail = create_model(
-        f"{kind.schema_name}Detail", __base__=item, links=(list[LinkOut], ...), history=(list[ChangeOut], ...)
+        f"{kind.schema_name}Detail",
+        __base__=item,
+        links=(list[LinkOut], ...),
+        history=(list[ChangeOut], ...),
+        **whole,
     )
     return item, detail
+
+
+class SeriesList(BaseModel, Generic[T]):
+    items: list[T]
+
+
+def series_schema(kind: Entity) -> type[BaseModel]:
+    """A series of a kind whose records are points (Entity.series), from its declaration."""
+    assert kind.series is not None
+    point = create_model(
+        f"{kind.schema_name}Value",
+        **{
+            name: (_annotation(spec), Field(description=spec.description))
+            for name, spec in kind.fields.items()
+            if spec.shown and name != kind.series.by
+        },
+    )
+    return create_model(
+        f"{kind.schema_name}Series",
+        id=(str, Field(description="product:name, for GET .../{series_id}")),
+        product=(str | None, ...),
+        points=(list[point], ...),  # type: ignore[valid-type]  # a model built from the registry
+        links=(list[LinkOut], ...),
+        **{kind.series.by: (str | None, ...)},
+    )
 
 
 class Identity(BaseModel):

@@ -16,7 +16,7 @@ from opsync.service.models import SyncedRecord, table_of
 from sqlalchemy import Table
 from sqlmodel import Session
 
-__all__ = ["COMMON_FIELDS", "Entity", "FieldSpec", "FieldType", "SummaryPart"]
+__all__ = ["COMMON_FIELDS", "Entity", "FieldSpec", "FieldType", "Series", "SummaryPart"]
 
 
 class FieldType(StrEnum):
@@ -38,6 +38,7 @@ class FieldSpec:
     values: tuple[str, ...] | None = None  # an enumeration: a mapped value outside it falls to the default
     column: str | None = None  # the table column, when not the field's own name (a person's id column)
     shown: bool = True  # part of the API representation
+    in_list: bool = True  # also in list items, not only in the record's own page (False: long texts)
     description: str | None = None
 
     def column_of(self, name: str) -> str:
@@ -53,6 +54,17 @@ COMMON_FIELDS: dict[str, FieldSpec] = {
 
 # A kind's part of GET /products/{key}/summary: session, product key -> JSON-able members.
 SummaryPart = Callable[[Session, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Series:
+    """Records that are the points of series (a metric's value per day): the API serves them
+    as series, one per product and value of `by`, with the points along `along` (a DATE
+    field) holding `value`."""
+
+    by: str
+    along: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Entity:
     links_in_list: bool = False  # list items carry their outgoing links
     parent_field: str | None = None  # holds the parent's external id: children show as incoming links
     summary: SummaryPart | None = None
+    series: Series | None = None  # served as series at path, not as a list of records
 
     @property
     def table(self) -> Table:

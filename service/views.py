@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import Entity, FieldType
 from opsync.service.models import Change, Link, Person, PersonIdentity, Product, SyncedRecord, id_of
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, select
 
 __all__ = ["MAX_ID", "KeysetPage", "RecordFilter", "get_record", "list_records"]
@@ -68,7 +68,8 @@ def _person_json(person: Person) -> dict[str, Any]:
     return {"id": person.id, "display_name": person.display_name, "email": person.email}
 
 
-def record_json(kind: Entity, row: SyncedRecord, people: People) -> dict[str, Any]:
+def record_json(kind: Entity, row: SyncedRecord, people: People, *, whole: bool = False) -> dict[str, Any]:
+    """A record as the API shows it: in a list, or whole (with the fields lists leave out)."""
     item = {
         "id": row.id,
         "key": row.key,
@@ -82,7 +83,7 @@ def record_json(kind: Entity, row: SyncedRecord, people: People) -> dict[str, An
         "deleted_at": row.deleted_at,
     }
     for name, spec in kind.fields.items():
-        if not spec.shown:
+        if not spec.shown or not (spec.in_list or whole):
             continue
         value = getattr(row, spec.column_of(name))
         if spec.type is FieldType.PERSON:
@@ -156,7 +157,9 @@ def list_records(session: Session, kind: Entity, f: RecordFilter, after: int | N
     query = select(model, *people.values())
     for name, column in kind.people.items():
         query = query.outerjoin(people[name], c[column] == people[name].id)
-    query = query.order_by(c.id)
+    query = query.order_by(c.id).options(
+        *(defer(getattr(model, n)) for n, spec in kind.fields.items() if not spec.in_list)
+    )
     narrowed = f.product or f.connection_id or f.q or f.fields
     if f.updated_since and not narrowed and _few_updated_since(session, kind, as_utc(f.updated_since)):
         # Recent changes cluster at high ids, which walking ids in order reaches last
@@ -193,7 +196,7 @@ def _few_updated_since(session: Session, kind: Entity, since: datetime) -> bool:
     return session.exec(select(sa.func.count()).select_from(recent.subquery())).one() <= FEW_UPDATES
 
 
-def _link_targets(session: Session, links: list[Link]) -> dict[tuple[str, str], int]:
+def link_targets(session: Session, links: list[Link]) -> dict[tuple[str, str], int]:
     """(kind, key) -> the id of the live record the links point to, where one has that key."""
     result: dict[tuple[str, str], int] = {}
     for name in sorted({link.to_entity for link in links}):
@@ -214,7 +217,7 @@ def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list
             select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(col(Link.id))
         ).all()
     )
-    targets = _link_targets(session, links)
+    targets = link_targets(session, links)
     result: dict[int, list[dict[str, Any]]] = {}
     for link in links:
         result.setdefault(link.from_id, []).append(
@@ -283,7 +286,7 @@ def get_record(session: Session, kind: Entity, record_id: int) -> dict[str, Any]
     if row is None:
         return None
     people = _people(session, {getattr(row, column) for column in kind.people.values()})
-    item = record_json(kind, row, people)
+    item = record_json(kind, row, people, whole=True)
     links = _links_from(session, kind.name, [id_of(row)]).get(id_of(row), []) + _incoming(session, kind, row)
     return item | {"links": links, "history": history(session, kind.name, id_of(row))}
 
@@ -350,7 +353,7 @@ def list_links(
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    targets = _link_targets(session, rows)
+    targets = link_targets(session, rows)
     items = [
         {
             "id": link.id,

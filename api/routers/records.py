@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -21,8 +22,10 @@ from opsync.api.deps import (
 )
 from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
 from opsync.service import views
+from opsync.service.clock import now
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import Entity, FieldType
+from opsync.service.series import SEPARATOR, list_series
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
 from sqlmodel import Session
@@ -99,8 +102,76 @@ def _get_endpoint(kind: Entity) -> Callable[..., dict[str, Any]]:
     return endpoint
 
 
+SERIES_DAYS, LONGEST_RANGE = 84, 3 * 366  # the default range of a series' points, and the longest
+
+
+def _day_range(start: date | None, end: date | None) -> tuple[date, date]:
+    end = end or now().date()
+    start = start or end - timedelta(days=SERIES_DAYS - 1)
+    if start > end:
+        raise Problem(400, f"from ({start}) is after to ({end})")
+    if (end - start).days >= LONGEST_RANGE:
+        raise Problem(400, f"from {start} to {end} is more than {LONGEST_RANGE} days; ask for a shorter range")
+    return start, end
+
+
+def _install_series(kind: Entity) -> None:
+    """GET {path}: series with their points over a range of days; GET {path}/{series_id}: one."""
+    assert kind.series is not None and kind.path is not None
+    by = kind.series.by
+    model = schemas.series_schema(kind)
+    From = Query(None, alias="from", description=f"the first day (default: {SERIES_DAYS} days before to)")
+    To = Query(None, alias="to", description="the last day (default: today, UTC)")
+    Ranged = {400: declared("from is after to, or the range is too long"), 422: INVALID}
+
+    def list_endpoint(
+        session: Session = Depends(get_session),
+        product: str | None = text_query(KEY, "product key"),
+        name: str | None = Query(None, alias=by, max_length=TEXT, pattern=NO_NUL, description=f"the {by}"),
+        start: date | None = From,
+        end: date | None = To,
+    ) -> dict[str, Any]:
+        first, last = _day_range(start, end)
+        return {"items": list_series(session, kind, start=first, end=last, product=product, name=name)}
+
+    def get_endpoint(
+        series_id: str = Path(max_length=KEY + TEXT + 1, pattern=NO_NUL, description="product:name"),
+        session: Session = Depends(get_session),
+        start: date | None = From,
+        end: date | None = To,
+    ) -> dict[str, Any]:
+        product, separator, name = series_id.partition(SEPARATOR)
+        first, last = _day_range(start, end)
+        found = list_series(session, kind, start=first, end=last, product=product, name=name) if separator else []
+        if not found:
+            raise Problem(404, f"no {kind.label} {series_id!r} with points from {first} to {last}")
+        return found[0]
+
+    router.add_api_route(
+        kind.path,
+        list_endpoint,
+        methods=["GET"],
+        response_model=schemas.SeriesList[model],  # type: ignore[name-defined]  # a model built from the registry
+        responses=Ranged,
+        name=f"list_{kind.name}_series",
+        summary=f"List {kind.label} series",
+    )
+    router.add_api_route(
+        kind.path + "/{series_id}",
+        get_endpoint,
+        methods=["GET"],
+        response_model=model,
+        responses={**Ranged, 404: declared(f"No {kind.label} series with this id and points in the range")},
+        name=f"get_{kind.name}_series",
+        summary=f"Get a {kind.label} series",
+    )
+
+
 for _kind in ENTITIES.values():
     if _kind.path is None:
+        continue
+    if _kind.series is not None:
+        _install_series(_kind)
         continue
     _item, _detail = schemas.record_schemas(_kind)
     router.add_api_route(

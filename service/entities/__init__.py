@@ -5,12 +5,12 @@ a new kind of record is a new module here, named in KINDS, and a migration for i
 
 from __future__ import annotations
 
-from opsync.service.entities import code_change, work_item
+from opsync.service.entities import code_change, document, metric_point, work_item
 from opsync.service.entity import Entity
 
 __all__ = ["ENTITIES", "entity"]
 
-KINDS = (work_item, code_change)  # in the order the API and the summary present them
+KINDS = (work_item, code_change, document, metric_point)  # in the order the API and the summary present them
 ENTITIES: dict[str, Entity] = {kind.ENTITY.name: kind.ENTITY for kind in KINDS}
 
 
