@@ -264,3 +264,14 @@ def test_posthog_follows_the_event_definitions_next_links(monkeypatch: pytest.Mo
         listing = list_ids(PostHogConnector(PostHogSettings(id="ph", base_url=url, **TOOLS["posthog"].credentials)))
     assert listing.containers == {name.lower() for name in sim.event_names()}
     assert sim.requests["/api/projects/4242/event_definitions/"] == 4  # 10 events, 3 a page
+
+
+def test_one_connector_pulls_again_in_another_event_loop(running: Running) -> None:
+    """The hub keeps a connector across runs, and each run may have its own loop."""
+    connector = running.connector(history_days=2, events=["Signed Up"])
+
+    async def once() -> list[Page]:
+        return [page async for page in connector.pull(None)]
+
+    assert numbers(asyncio.run(once())) == numbers(asyncio.run(once()))
+    asyncio.run(connector.aclose())

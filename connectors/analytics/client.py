@@ -25,6 +25,14 @@ TIMEOUT = httpx.Timeout(60.0, connect=10.0)  # a query over many days takes the 
 DETAIL_CHARS = 300  # of a tool's error body, in a message
 
 
+class Answered(Exception):
+    """The status a tool answered, kept as a retried error's cause (service.retry reads `status`)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Answer:
     """A tool's JSON answer and when it came."""
@@ -49,10 +57,20 @@ class ToolClient:
         what_to_fix: str = "the credentials",
     ) -> None:
         self.tool, self.connection_id, self.what_to_fix = tool, connection_id, what_to_fix
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), auth=auth, headers=headers, timeout=TIMEOUT, follow_redirects=True
-        )
+        self._options: dict[str, Any] = {"base_url": base_url.rstrip("/"), "auth": auth, "headers": headers}
+        self._concurrency = concurrency
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(concurrency)
+
+    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        """The client and the bound on requests in flight of the running event loop: both belong
+        to the loop that first used them, and the hub keeps a connector across runs."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._loop is not loop:
+            self._http = httpx.AsyncClient(**self._options, timeout=TIMEOUT, follow_redirects=True)
+            self._slots, self._loop = asyncio.Semaphore(self._concurrency), loop
+        return self._http, self._slots
 
     async def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> Answer:
         return await self.request("GET", path, params=params, what=what)
@@ -65,15 +83,18 @@ class ToolClient:
         path may be absolute (a `next` link the tool gave)."""
 
         async def attempt() -> Answer:
-            async with self._slots:
-                return await self._once(method, path, what, options)
+            http, slots = self._session()
+            async with slots:
+                return await self._once(http, method, path, what, options)
 
         return await with_retries(attempt, connection_id=self.connection_id)
 
-    async def _once(self, method: str, path: str, what: str, options: dict[str, Any]) -> Answer:
+    async def _once(
+        self, http: httpx.AsyncClient, method: str, path: str, what: str, options: dict[str, Any]
+    ) -> Answer:
         status = None
         try:
-            response = await self._http.request(method, path, **options)
+            response = await http.request(method, path, **options)
             status = response.status_code
             at = now()
         except httpx.HTTPError as exc:  # dropped connections, timeouts, bodies cut short
@@ -91,7 +112,9 @@ class ToolClient:
         status = response.status_code
         detail = f"{self.tool} answered {status} for {what}: {_detail(response)}"
         if status == 429 or status >= 500:
-            return TransientError(detail, retry_after=retry_after(response.headers))
+            error = TransientError(detail, retry_after=retry_after(response.headers))
+            error.__cause__ = Answered(status)  # what the retry metrics read the reason from
+            return error
         if status in (401, 403):
             return FatalError(
                 f"{self.tool} refused the credentials of connection {self.connection_id} ({detail}):"
@@ -102,7 +125,9 @@ class ToolClient:
         return FatalError(f"{detail} (connection {self.connection_id}: check its settings)")
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None and self._loop is asyncio.get_running_loop():
+            await self._http.aclose()
+        self._http = self._loop = None
 
 
 def _detail(response: httpx.Response) -> str:
