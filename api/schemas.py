@@ -144,6 +144,7 @@ def series_schema(kind: Entity) -> type[BaseModel]:
 
 
 class Identity(BaseModel):
+    tool: str | None = Field(description="the kind of tool of the connection (its connector)")
     connection_id: str
     external_id: str
     login: str | None
@@ -155,6 +156,25 @@ class Person(BaseModel):
     display_name: str | None
     email: str | None
     identities: list[Identity]
+
+
+class WorkRecord(BaseModel):
+    id: int
+    key: str | None
+    title: str | None
+    product: str | None
+    updated_at: datetime | None
+
+
+class Work(BaseModel):
+    entity: str = Field(description="the kind of record")
+    role: str = Field(description="the person's part in it: the field naming them (assignee, author, ...)")
+    count: int = Field(description="live records of this kind naming the person in this role")
+    recent: list[WorkRecord] = Field(description="the most recently changed of them")
+
+
+class PersonDetail(Person):
+    work: list[Work]
 
 
 class Product(BaseModel):

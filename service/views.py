@@ -1,6 +1,6 @@
 """The read side: every kind of record in the registry as the API serves it (lists with
-their filters and keyset pagination, one record with its links and history), and the people,
-links, products and change feed around them."""
+their filters and keyset pagination, one record with its links and history), the links and
+the change feed. People and products: service/directory.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import Entity, FieldType
-from opsync.service.models import Change, Link, Person, PersonIdentity, Product, SyncedRecord, id_of
+from opsync.service.models import Change, Link, Person, PersonIdentity, SyncedRecord, id_of
 from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, select
 
@@ -314,33 +314,6 @@ def list_changes(session: Session, after: int, limit: int) -> KeysetPage:
     return KeysetPage([change_json(c) for c in rows], rows[-1].seq if rows else after)
 
 
-def list_people(session: Session, after: int | None, limit: int) -> KeysetPage:
-    query = select(Person).order_by(col(Person.id)).limit(limit + 1)
-    if after is not None:
-        query = query.where(col(Person.id) > after)
-    rows = session.exec(query).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    identities: dict[int, list[dict[str, Any]]] = {}
-    if rows:
-        for i in session.exec(
-            select(PersonIdentity).where(col(PersonIdentity.person_id).in_([p.id for p in rows]))
-        ).all():
-            identities.setdefault(i.person_id, []).append(
-                {
-                    "connection_id": i.connection_id,
-                    "external_id": i.external_id,
-                    "login": i.login,
-                    "display_name": i.display_name,
-                }
-            )
-    items = [
-        {"id": p.id, "display_name": p.display_name, "email": p.email, "identities": identities.get(id_of(p), [])}
-        for p in rows
-    ]
-    return KeysetPage(items, rows[-1].id if more else None)
-
-
 def list_links(
     session: Session, *, type: str | None, from_entity: str | None, to_key: str | None, after: int | None, limit: int
 ) -> KeysetPage:
@@ -369,10 +342,3 @@ def list_links(
         for link in rows
     ]
     return KeysetPage(items, rows[-1].id if more else None)
-
-
-def list_products(session: Session) -> list[dict[str, Any]]:
-    return [
-        {"key": p.key, "name": p.name, "description": p.description, "owner": p.owner}
-        for p in session.exec(select(Product).order_by(Product.key)).all()
-    ]

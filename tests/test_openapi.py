@@ -32,6 +32,7 @@ DECLARED = {
     ("post", "/api/v1/connections/{connection_id}/sync"): {202, 401, 403, 404, 409, 422, 500},
     ("get", "/api/v1/inbox"): {200, 401, 403, 422, 500},
     ("post", "/api/v1/inbox/replay"): {200, 400, 401, 403, 422, 500},
+    ("get", "/api/v1/people/{person_id}"): {200, 401, 404, 422, 500},
     ("get", "/api/v1/documents"): {200, 400, 401, 422, 500},
     ("get", "/api/v1/documents/{record_id}"): {200, 401, 404, 422, 500},
     ("get", "/api/v1/metrics"): {200, 400, 401, 422, 500},
@@ -79,6 +80,8 @@ MISTAKES = [
     ("get", "/api/v1/inbox", "/api/v1/inbox", {"status": "nonsense"}, 422),
     ("post", "/api/v1/inbox/replay", "/api/v1/inbox/replay", b'{"ids": [\xc3\x28]}', 400),
     ("post", "/api/v1/inbox/replay", "/api/v1/inbox/replay", {"ids": "x"}, 422),
+    ("get", "/api/v1/people/{person_id}", "/api/v1/people/2147483646", {}, 404),
+    ("get", "/api/v1/people/{person_id}", "/api/v1/people/0", {}, 422),
     ("get", "/api/v1/documents", "/api/v1/documents", {"cursor": "!!"}, 400),
     ("get", "/api/v1/documents/{record_id}", "/api/v1/documents/2147483646", {}, 404),
     ("get", "/api/v1/metrics", "/api/v1/metrics", {"from": "2026-02-01", "to": "2026-01-01"}, 400),
@@ -166,7 +169,7 @@ def test_every_operation_that_needs_a_token_says_so_and_no_other(document, metho
 
 @pytest.mark.parametrize("method, path", sorted(DECLARED.keys() - UNPROTECTED))
 def test_a_request_without_a_token_gets_a_declared_401(hub, document, method, path):
-    url = path.format(record_id=1, series_id="payments:x", key="payments", connection_id="jira", event="e")
+    url = path.format(record_id=1, person_id=1, series_id="payments:x", key="payments", connection_id="jira", event="e")
     answer = httpx.request(method, hub.url + url, json={"ids": []} if method == "post" else None)
     assert answer.status_code == 401
     assert_declared(document, method, path, answer)

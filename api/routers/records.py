@@ -21,7 +21,7 @@ from opsync.api.deps import (
     text_query,
 )
 from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
-from opsync.service import views
+from opsync.service import directory, views
 from opsync.service.clock import now
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import Entity, FieldType
@@ -198,12 +198,24 @@ for _kind in ENTITIES.values():
 def list_people(
     session: Session = Depends(get_session), after: int | None = Depends(page_after), limit: int = Limit
 ) -> dict[str, Any]:
-    return _page(views.list_people(session, after, limit))
+    return _page(directory.list_people(session, after, limit))
+
+
+@router.get(
+    "/people/{person_id}",
+    response_model=schemas.PersonDetail,
+    responses={404: declared("No person with this id"), 422: INVALID},
+)
+def get_person(person_id: int = _id("person"), session: Session = Depends(get_session)) -> dict[str, Any]:
+    person = directory.get_person(session, person_id)
+    if person is None:
+        raise Problem(404, f"no person with id {person_id}")
+    return person
 
 
 @router.get("/products", response_model=list[schemas.Product])
 def list_products(session: Session = Depends(get_session)) -> list[dict[str, Any]]:
-    return views.list_products(session)
+    return directory.list_products(session)
 
 
 @router.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 from hub_harness import RunningHub, running_hub
 from opsync.connectors.github.connector import GitHubSettings
@@ -15,10 +16,19 @@ from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
 
 
+@dataclass
+class Portfolio:
+    """The backfilled hub and the simulated tools it pulled."""
+
+    hub: RunningHub
+    jira: JiraSim
+    github: GitHubSim
+
+
 @contextmanager
-def backfilled_hub(
+def backfilled_portfolio(
     database_url: str, *, jira_issues: int, github_items: int, seed: int, secret: str
-) -> Iterator[RunningHub]:
+) -> Iterator[Portfolio]:
     """Connections "jira" and "gh" to fresh simulators, each pulled once before this yields."""
     jira = JiraSim(issues=jira_issues, seed=seed, webhook_secret=secret)
     github = GitHubSim(items=github_items, jira_keys=jira.key_numbers(), token="t", webhook_secret=secret)
@@ -48,4 +58,15 @@ def backfilled_hub(
                 break
             assert time.monotonic() < deadline, f"the backfill did not finish: {runs}"
             time.sleep(0.05)
-        yield running
+        yield Portfolio(running, jira, github)
+
+
+@contextmanager
+def backfilled_hub(
+    database_url: str, *, jira_issues: int, github_items: int, seed: int, secret: str
+) -> Iterator[RunningHub]:
+    """The hub of backfilled_portfolio, for tests that read the hub only."""
+    with backfilled_portfolio(
+        database_url, jira_issues=jira_issues, github_items=github_items, seed=seed, secret=secret
+    ) as portfolio:
+        yield portfolio.hub
