@@ -20,7 +20,7 @@ EMAIL, TOKEN = "ops@acme.example", "api-token"
 
 def connector(url: str, token: str = TOKEN, **settings: Any) -> ConfluenceConnector:
     return ConfluenceConnector(
-        ConfluenceSettings(id="confluence-test", base_url=url, email=EMAIL, api_token=token, **settings)
+        ConfluenceSettings(id="confluence-test", base_url=url, email=EMAIL, token=token, **settings)
     )
 
 
@@ -233,7 +233,7 @@ def test_dropped_connections_and_malformed_bodies_are_retried() -> None:
 def test_rejected_credentials_are_fatal_and_say_what_to_fix() -> None:
     sim = ConfluenceSim(pages=5, credentials=(EMAIL, TOKEN))
     with serving(sim.app) as url:
-        with pytest.raises(FatalError, match="api_token") as raised:
+        with pytest.raises(FatalError, match="email and token") as raised:
             pull(connector(url, token="wrong"), None)
     assert "wrong" not in str(raised.value)
     assert sim.api_requests == 1  # not retried

@@ -34,7 +34,7 @@ def confluence(secret: str | None = SECRET, client_key: str | None = None) -> Co
             id="confluence-test",
             base_url="https://acme.atlassian.net",
             email="ops@acme.example",
-            api_token="t",
+            token="t",
             webhook_secret=secret,
             connect_client_key=client_key,
         )

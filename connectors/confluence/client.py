@@ -105,7 +105,7 @@ class ConfluenceClient:
             error = TransientError(f"{where} {reason} for {what}{detail}", retry_after(answer.headers))
         elif status == 401:
             error = FatalError(
-                f"{where} rejected the credentials (HTTP 401): check the connection's email and api_token"
+                f"{where} rejected the credentials (HTTP 401): check the connection's email and token"
                 " (an Atlassian API token of that account)"
             )
         elif status == 403:

@@ -53,7 +53,7 @@ ID_PAGE = 250  # v2's largest page
 class ConfluenceSettings(ConnectionSettings):
     kind: Literal["confluence"] = "confluence"
     email: str = Field(min_length=3)
-    api_token: SecretStr
+    token: SecretStr  # an Atlassian API token of that account; named as Jira's, so ${NAME} is read in it
     spaces: list[str] = Field(default_factory=list)  # space keys; empty: every space the user can see
     page_size: int = Field(default=100, ge=1, le=250)
     overlap_seconds: int = Field(default=120, ge=0)
@@ -100,7 +100,7 @@ class ConfluenceConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
             settings = ConfluenceSettings.model_validate(settings.model_dump())
         self.config = settings
         self.client = ConfluenceClient(
-            settings.id, self.config.base_url, self.config.email, self.config.api_token.get_secret_value()
+            settings.id, self.config.base_url, self.config.email, self.config.token.get_secret_value()
         )
         self._projects = frozenset(key.upper() for key in self.config.jira_projects)
         self._spaces_by_id: dict[str, dict[str, str]] = {}
