@@ -39,6 +39,9 @@ class FieldSpec:
     column: str | None = None  # the table column, when not the field's own name (a person's id column)
     shown: bool = True  # part of the API representation
     in_list: bool = True  # also in list items, not only in the record's own page (False: long texts)
+    # When the mapping gives no value (a TIME field): the version time of the first change the
+    # hub sees that gives field stamped_when[0] the value stamped_when[1]; kept once set.
+    stamped_when: tuple[str, str] | None = None
     description: str | None = None
 
     def column_of(self, name: str) -> str:
@@ -101,6 +104,11 @@ class Entity:
     def people(self) -> dict[str, str]:
         """Person fields -> their id columns."""
         return {n: f.column_of(n) for n, f in self.fields.items() if f.type is FieldType.PERSON}
+
+    @property
+    def stamps(self) -> dict[str, tuple[str, str]]:
+        """TIME fields the hub stamps from the history it keeps (FieldSpec.stamped_when)."""
+        return {n: f.stamped_when for n, f in self.fields.items() if f.stamped_when is not None}
 
     @property
     def schema_name(self) -> str:

@@ -134,12 +134,17 @@ class Transaction:
         )
         return {row.external_id: _Row(dict(row._mapping)) for row in rows}
 
-    def _columns(self, record: Unified, people: dict[str, int]) -> dict[str, Any]:
+    def _columns(self, record: Unified, people: dict[str, int], stored: dict[str, Any] | None) -> dict[str, Any]:
+        kind = entity(record.entity)
         columns = dict(record.values)
-        person_columns = entity(record.entity).people
         for name, ref in record.people.items():
-            columns[person_columns[name]] = people[ref.external_id] if ref else None
+            columns[kind.people[name]] = people[ref.external_id] if ref else None
         columns["product_key"] = record.product_key
+        for name, (when, value) in kind.stamps.items():
+            if columns.get(name) is None:
+                kept = stored.get(name) if stored else None
+                stamp = (record.version or self._at) if columns.get(when) == value else None
+                columns[name] = kept or stamp
         return columns
 
     def upsert(self, records: list[Unified], origin: Origin = Origin.FETCH) -> None:
@@ -161,7 +166,7 @@ class Transaction:
     def _upsert_one(
         self, table: sa.Table, record: Unified, origin: Origin, row: _Row | None, people: dict[str, int]
     ) -> _Row:
-        columns = self._columns(record, people)
+        columns = self._columns(record, people, row.values if row else None)
         if row is None:
             row = self._new_row(table, record.external_id)
             row.set(

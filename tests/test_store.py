@@ -195,3 +195,21 @@ def test_any_order_of_the_same_events_ends_in_the_same_state(engine, events, dat
     _apply(store, first, events, per_transaction=1)
     _apply(store, second, reordered, per_transaction=data.draw(st.integers(1, 4)))
     assert _state(engine, first) == _state(engine, second)
+
+
+def test_started_at_is_stamped_by_the_first_change_into_progress_and_kept(engine):
+    store = Store(engine)
+    moves = [(0, "todo"), (5, "in_progress"), (9, "todo"), (12, "in_progress"), (20, "done")]
+    for minute, category in moves:
+        with store.transaction("gh-a") as tx:
+            tx.upsert([item("7", minute, "Retry refunds", status_category=category)])
+        started = stored(engine, "gh-a")["7"].started_at
+        assert started == (None if minute < 5 else T0 + timedelta(minutes=5)), (minute, category)
+
+
+def test_a_started_at_the_mapping_reads_wins_over_the_hubs_stamp(engine):
+    store = Store(engine)
+    told = T0 - timedelta(days=2)
+    with store.transaction("jira-a") as tx:
+        tx.upsert([item("8", 0, "Ledger export", status_category="in_progress", started_at=told)])
+    assert stored(engine, "jira-a")["8"].started_at == told

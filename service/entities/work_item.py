@@ -112,7 +112,12 @@ ENTITY = Entity(
         "release": TEXT,
         "due_at": TIME,
         "created_at": TIME,
-        "started_at": FieldSpec(FieldType.TIME, description="the first move into an in-progress status"),
+        "started_at": FieldSpec(
+            FieldType.TIME,
+            description="the first move into an in-progress status: from the tool's history if the mapping reads"
+            " one, else the first change the hub saw that put it in progress",
+            stamped_when=("status_category", "in_progress"),
+        ),
         "completed_at": TIME,
         "description": TEXT,
         "extra": FieldSpec(FieldType.OBJECT, description="fields the mapping keeps as they are"),
