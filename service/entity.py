@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
@@ -16,7 +17,16 @@ from opsync.service.models import SyncedRecord, table_of
 from sqlalchemy import Table
 from sqlmodel import Session
 
-__all__ = ["COMMON_FIELDS", "Entity", "FieldSpec", "FieldType", "Series", "SummaryPart"]
+__all__ = [
+    "COMMON_FIELDS",
+    "SERIES_SEPARATOR",
+    "Entity",
+    "FieldSpec",
+    "FieldType",
+    "Series",
+    "SummaryPart",
+    "series_id",
+]
 
 
 class FieldType(StrEnum):
@@ -55,8 +65,17 @@ COMMON_FIELDS: dict[str, FieldSpec] = {
     "title": FieldSpec(FieldType.TEXT),
 }
 
-# A kind's part of GET /products/{key}/summary: session, product key -> JSON-able members.
-SummaryPart = Callable[[Session, str], dict[str, Any]]
+# A kind's part of GET /products/{key}/summary: session, product key and the range of days
+# asked for (first and last, both included) -> JSON-able members of the summary.
+SummaryPart = Callable[[Session, str, date, date], dict[str, Any]]
+
+
+SERIES_SEPARATOR = ":"
+
+
+def series_id(product: str | None, name: str | None) -> str:
+    """The id of a product's series of that name (Series.by's value): product:name."""
+    return f"{product or ''}{SERIES_SEPARATOR}{name or ''}"
 
 
 @dataclass(frozen=True)

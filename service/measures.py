@@ -3,14 +3,21 @@ moments, the week a moment falls in, percentiles of a column. The summary's part
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-__all__ = ["PERCENTILES", "days_between", "monday_of", "percentiles"]
+__all__ = ["PERCENTILES", "day_bounds", "days_between", "monday_of", "percentiles"]
 
 PERCENTILES = {"p50": 50, "p85": 85, "p95": 95}
+
+
+def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
+    """The moments a range of UTC days spans: from first's midnight to the midnight after last."""
+    start = datetime.combine(first, time(), UTC)
+    return start, datetime.combine(last + timedelta(days=1), time(), UTC)
 
 
 def days_between(session: Session, earlier: Any, later: Any) -> Any:

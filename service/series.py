@@ -8,18 +8,12 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
-from opsync.service.entity import Entity
+from opsync.service.entity import Entity, series_id
 from opsync.service.models import Link
 from opsync.service.views import link_targets
 from sqlmodel import Session
 
-__all__ = ["list_series", "series_id"]
-
-SEPARATOR = ":"
-
-
-def series_id(product: str | None, name: str | None) -> str:
-    return f"{product or ''}{SEPARATOR}{name or ''}"
+__all__ = ["list_series"]
 
 
 def list_series(

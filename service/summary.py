@@ -3,6 +3,7 @@ flight, what got done, how long it took), counted and ranked in SQL."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from opsync.service.entities import ENTITIES
@@ -10,7 +11,9 @@ from opsync.service.models import Product
 from sqlmodel import Session, select
 
 
-def product_summary(session: Session, key: str) -> dict[str, Any] | None:
+def product_summary(session: Session, key: str, first: date, last: date) -> dict[str, Any] | None:
+    """The product's summary over the days from first to last (both included); None if the
+    portfolio has no such product."""
     product = session.exec(select(Product).where(Product.key == key)).first()
     if product is None:
         return None
@@ -20,9 +23,10 @@ def product_summary(session: Session, key: str) -> dict[str, Any] | None:
             "name": product.name,
             "description": product.description,
             "owner": product.owner,
-        }
+        },
+        "range": {"from": first.isoformat(), "to": last.isoformat()},
     }
     for entity in ENTITIES.values():
         if entity.summary is not None:
-            summary |= entity.summary(session, key)
+            summary |= entity.summary(session, key, first, last)
     return summary

@@ -24,7 +24,7 @@ DECLARED = {
     ("get", "/api/v1/code-changes/{record_id}"): {200, 401, 404, 422, 500},
     ("get", "/api/v1/people"): {200, 400, 401, 422, 500},
     ("get", "/api/v1/products"): {200, 401, 500},
-    ("get", "/api/v1/products/{key}/summary"): {200, 401, 404, 422, 500},
+    ("get", "/api/v1/products/{key}/summary"): {200, 400, 401, 404, 422, 500},
     ("get", "/api/v1/links"): {200, 400, 401, 422, 500},
     ("get", "/api/v1/changes"): {200, 401, 422, 500},
     ("get", "/api/v1/connections"): {200, 401, 500},

@@ -24,8 +24,8 @@ from opsync.api.problems import INVALID, UNEXPECTED, Problem, declared
 from opsync.service import directory, views
 from opsync.service.clock import now
 from opsync.service.entities import ENTITIES
-from opsync.service.entity import Entity, FieldType
-from opsync.service.series import SEPARATOR, list_series
+from opsync.service.entity import SERIES_SEPARATOR, Entity, FieldType
+from opsync.service.series import list_series
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
 from sqlmodel import Session
@@ -140,7 +140,7 @@ def _install_series(kind: Entity) -> None:
         start: date | None = From,
         end: date | None = To,
     ) -> dict[str, Any]:
-        product, separator, name = series_id.partition(SEPARATOR)
+        product, separator, name = series_id.partition(SERIES_SEPARATOR)
         first, last = _day_range(start, end)
         found = list_series(session, kind, start=first, end=last, product=product, name=name) if separator else []
         if not found:
@@ -219,12 +219,26 @@ def list_products(session: Session = Depends(get_session)) -> list[dict[str, Any
 
 
 @router.get(
-    "/products/{key}/summary", responses={404: declared("No product with this key in portfolio.yaml"), 422: INVALID}
+    "/products/{key}/summary",
+    responses={
+        400: declared("from is after to, or the range is too long"),
+        404: declared("No product with this key in portfolio.yaml"),
+        422: INVALID,
+    },
 )
 def get_product_summary(
-    key: str = Path(max_length=KEY, pattern=NO_NUL), session: Session = Depends(get_session)
+    key: str = Path(max_length=KEY, pattern=NO_NUL),
+    session: Session = Depends(get_session),
+    start: date | None = Query(
+        None, alias="from", description=f"the first day (default: {SERIES_DAYS} days before to)"
+    ),
+    end: date | None = Query(None, alias="to", description="the last day (default: today, UTC)"),
 ) -> dict[str, Any]:
-    summary = product_summary(session, key)
+    """Each kind of record's part: counts now; throughput, lead, cycle and merge times of the work
+    finished in the range; work in progress and its age; the product's specs; its metrics' trends
+    over the range and around the release of the work they measure."""
+    first, last = _day_range(start, end)
+    summary = product_summary(session, key, first, last)
     if summary is None:
         raise Problem(404, f"no product {key!r}; products come from portfolio.yaml")
     return summary

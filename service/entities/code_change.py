@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from opsync.service.entity import Entity, FieldSpec, FieldType
+from opsync.service.measures import day_bounds, days_between, percentiles
 from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
 from sqlmodel import Field, Session, col, select
 
@@ -36,15 +37,19 @@ class CodeChange(SyncedRecord, table=True):
     deletions: int | None = None
 
 
-def summarise(session: Session, product: str) -> dict[str, Any]:
-    """Counts by state."""
-    by_state = session.exec(
-        select(CodeChange.state, sa.func.count())
-        .where(CodeChange.product_key == product, col(CodeChange.deleted_at).is_(None))
-        .group_by(CodeChange.state)
-    ).all()
+def summarise(session: Session, product: str, first: date, last: date) -> dict[str, Any]:
+    """Counts by state; how long the changes merged in the range took, from opened to merged."""
+    live = (CodeChange.product_key == product, col(CodeChange.deleted_at).is_(None))
+    by_state = session.exec(select(CodeChange.state, sa.func.count()).where(*live).group_by(CodeChange.state)).all()
     counts = {str(state): n for state, n in by_state}
-    return {"code_changes": {"total": sum(counts.values()), "by_state": counts}}
+    start, end = day_bounds(first, last)
+    merged = (*live, col(CodeChange.merged_at) >= start, col(CodeChange.merged_at) < end)
+    hours = days_between(session, CodeChange.created_at, CodeChange.merged_at) * 24
+    return {
+        "code_changes": {"total": sum(counts.values()), "by_state": counts},
+        "merge_time_hours": percentiles(session, hours, merged)
+        | {"merged": session.exec(select(sa.func.count()).select_from(CodeChange).where(*merged)).one()},
+    }
 
 
 TEXT, TIME, INTEGER = FieldSpec(FieldType.TEXT), FieldSpec(FieldType.TIME), FieldSpec(FieldType.INTEGER)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from opsync.service.entities.work_item import WorkItem
 from opsync.service.entity import Entity, FieldSpec, FieldType
-from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
-from sqlmodel import Field
+from opsync.service.models import LIVE, Link, SyncedRecord, json_field, table_of, time_field
+from sqlmodel import Field, Session
 
 
 class Document(SyncedRecord, table=True):
@@ -30,8 +32,56 @@ class Document(SyncedRecord, table=True):
     created_at: datetime | None = time_field()
 
 
+SPECS_SHOWN = 20
+
+
+def summarise(session: Session, product: str, first: date, last: date) -> dict[str, Any]:
+    """The specs of the product: live documents that specify one of its work items, or that the
+    portfolio files under it; the most recently changed first, with the keys they specify."""
+    link, items = table_of(Link), table_of(WorkItem)
+    specifies = (
+        sa.select(link.c.from_id)
+        .join(items, sa.and_(items.c.key == link.c.to_key, items.c.product_key == product))
+        .where(link.c.from_entity == ENTITY_NAME, link.c.type == "specifies", link.c.to_entity == "work_item")
+    )
+    doc = table_of(Document).c
+    mine = (doc.deleted_at.is_(None), sa.or_(doc.product_key == product, doc.id.in_(specifies)))
+    total = session.exec(sa.select(sa.func.count()).where(*mine)).scalar_one()
+    rows = session.exec(
+        sa.select(doc.id, doc.key, doc.title, doc.url, doc.space, doc.source_updated_at)
+        .where(*mine)
+        .order_by(doc.source_updated_at.desc(), doc.id.desc())
+        .limit(SPECS_SHOWN)
+    ).all()
+    keys: dict[int, list[str]] = {}
+    for from_id, to_key in session.exec(
+        sa.select(link.c.from_id, link.c.to_key)
+        .where(link.c.from_entity == ENTITY_NAME, link.c.type == "specifies", link.c.from_id.in_([r.id for r in rows]))
+        .order_by(link.c.to_key)
+    ).all():
+        keys.setdefault(from_id, []).append(to_key)
+    return {
+        "specs": {
+            "total": total,
+            "recent": [
+                {
+                    "id": r.id,
+                    "key": r.key,
+                    "title": r.title,
+                    "url": r.url,
+                    "space": r.space,
+                    "updated_at": r.source_updated_at,
+                    "specifies": keys.get(r.id, []),
+                }
+                for r in rows
+            ],
+        }
+    }
+
+
+ENTITY_NAME = "document"
 ENTITY = Entity(
-    name="document",
+    name=ENTITY_NAME,
     label="document",
     table_model=Document,
     path="/documents",
@@ -48,4 +98,5 @@ ENTITY = Entity(
     filters={"space": "space", "label": "labels", "author": "author"},
     links_in_list=True,
     parent_field="parent_external_id",
+    summary=summarise,
 )

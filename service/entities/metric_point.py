@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from opsync.service.entity import Entity, FieldSpec, FieldType, Series
-from opsync.service.models import LIVE, SyncedRecord
+from opsync.service.entities.work_item import WorkItem
+from opsync.service.entity import Entity, FieldSpec, FieldType, Series, series_id
+from opsync.service.models import LIVE, Link, SyncedRecord, table_of
+from sqlmodel import Session
 
 
 class MetricPoint(SyncedRecord, table=True):
@@ -23,8 +26,96 @@ class MetricPoint(SyncedRecord, table=True):
     source: str | None = None
 
 
+AROUND = timedelta(days=28)  # a release is judged by the days this long before and after it
+ENDS = timedelta(days=6)  # the trend compares the first and the last week of the range
+
+
+def summarise(session: Session, product: str, first: date, last: date) -> dict[str, Any]:
+    """Each of the product's metrics over the range: its points, its trend (the first week's
+    average against the last week's), and before and after the release of each work item it
+    measures (the average over AROUND on either side of its completion)."""
+    c = table_of(MetricPoint).c
+    live = (c.product_key == product, c.deleted_at.is_(None))
+    in_range = (*live, c.day >= first, c.day <= last)
+    opening = sa.func.avg(sa.case((c.day <= first + ENDS, c.value)))
+    closing = sa.func.avg(sa.case((c.day >= last - ENDS, c.value)))
+    rows = session.exec(
+        sa.select(
+            c.metric, sa.func.count(), sa.func.sum(c.value), sa.func.min(c.day), sa.func.max(c.day), opening, closing
+        )
+        .where(*in_range)
+        .group_by(c.metric)
+        .order_by(c.metric)
+    ).all()
+    measured = _measured(session, product)
+    metrics = []
+    for metric, points, total, since, until, start, end in rows:
+        metrics.append(
+            {
+                "id": series_id(product, metric),
+                "metric": metric,
+                "points": points,
+                "first_day": since,
+                "last_day": until,
+                "total": total,
+                "trend": {"first_week_avg": _round(start), "last_week_avg": _round(end), "change": _change(start, end)},
+                "releases": [_around(session, live, metric, work) for work in measured.get(metric, [])],
+            }
+        )
+    return {"metrics": metrics}
+
+
+def _measured(session: Session, product: str) -> dict[str, list[Any]]:
+    """The work items each metric measures (its points' `measures` links), by metric."""
+    link, c, items = table_of(Link).c, table_of(MetricPoint).c, table_of(WorkItem).c
+    keys = (
+        sa.select(c.metric, link.to_key)
+        .distinct()
+        .select_from(
+            table_of(MetricPoint).join(table_of(Link), sa.and_(link.from_entity == ENTITY_NAME, link.from_id == c.id))
+        )
+        .where(c.product_key == product, c.deleted_at.is_(None), link.type == "measures", link.to_entity == "work_item")
+        .subquery()
+    )
+    rows = session.exec(
+        sa.select(keys.c.metric, items.id, items.key, items.title, items.completed_at)
+        .join(table_of(WorkItem), sa.and_(items.key == keys.c.to_key, items.deleted_at.is_(None)))
+        .order_by(keys.c.metric, items.completed_at, items.key)
+    ).all()
+    found: dict[str, list[Any]] = {}
+    for row in rows:
+        found.setdefault(row.metric, []).append(row)
+    return found
+
+
+def _around(session: Session, live: tuple[Any, ...], metric: str, work: Any) -> dict[str, Any]:
+    release = {"id": work.id, "key": work.key, "title": work.title, "released_at": work.completed_at}
+    if work.completed_at is None:
+        return release | {"before_avg": None, "after_avg": None, "change": None}
+    c, day = table_of(MetricPoint).c, work.completed_at.date()
+    before, after = session.exec(
+        sa.select(
+            sa.func.avg(sa.case((c.day < day, c.value))),
+            sa.func.avg(sa.case((c.day >= day, c.value))),
+        ).where(*live, c.metric == metric, c.day >= day - AROUND, c.day < day + AROUND)
+    ).one()
+    return release | {"before_avg": _round(before), "after_avg": _round(after), "change": _change(before, after)}
+
+
+def _round(value: Any) -> float | None:
+    return round(float(value), 2) if value is not None else None
+
+
+def _change(before: Any, after: Any) -> float | None:
+    """after relative to before (0.25: a quarter more); None when either is missing or before is 0."""
+    if before is None or after is None or not before:
+        return None
+    return round((float(after) - float(before)) / float(before), 4)
+
+
+ENTITY_NAME = "metric_point"
 ENTITY = Entity(
-    name="metric_point",
+    name=ENTITY_NAME,
     label="metric",
     table_model=MetricPoint,
     path="/metrics",
@@ -35,4 +126,5 @@ ENTITY = Entity(
         "source": FieldSpec(FieldType.TEXT, description="what the tool counted (an event, a measure)"),
     },
     series=Series(by="metric", along="day", value="value"),
+    summary=summarise,
 )

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from opsync.service.clock import now
 from opsync.service.entity import Entity, FieldSpec, FieldType
-from opsync.service.measures import days_between, monday_of, percentiles
-from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
+from opsync.service.measures import day_bounds, days_between, monday_of, percentiles
+from opsync.service.models import LIVE, SyncedRecord, UTCDateTime, json_field, time_field
 from sqlmodel import Field, Session, col, select
-
-WEEKS = 12  # the summary's window
 
 
 class WorkItem(SyncedRecord, table=True):
@@ -68,8 +66,12 @@ class WorkItem(SyncedRecord, table=True):
 TEXT, TIME = FieldSpec(FieldType.TEXT), FieldSpec(FieldType.TIME)
 
 
-def summarise(session: Session, product: str) -> dict[str, Any]:
-    """Counts by status category and kind, throughput per week, lead and cycle times."""
+OLDEST = 5  # work in progress listed by age
+
+
+def summarise(session: Session, product: str, first: date, last: date) -> dict[str, Any]:
+    """Counts by status category and kind; of the work done in the range, throughput per week
+    and lead and cycle times; the work in progress now and its age."""
     live = (WorkItem.product_key == product, col(WorkItem.deleted_at).is_(None))
     by_category: dict[str, int] = {}
     by_kind: dict[str, int] = {}
@@ -80,16 +82,47 @@ def summarise(session: Session, product: str) -> dict[str, Any]:
     ):
         by_category[str(category)] = by_category.get(str(category), 0) + count
         by_kind[str(kind)] = by_kind.get(str(kind), 0) + count
-    done = (*live, WorkItem.status_category == "done", col(WorkItem.completed_at) >= now() - timedelta(weeks=WEEKS))
+    start, end = day_bounds(first, last)
+    done = (
+        *live,
+        WorkItem.status_category == "done",
+        col(WorkItem.completed_at) >= start,
+        col(WorkItem.completed_at) < end,
+    )
     week = monday_of(session, WorkItem.completed_at)
     weeks = session.exec(select(week, sa.func.count()).where(*done).group_by(week).order_by(week)).all()
     return {
         "work_items": {"total": sum(by_category.values()), "by_status_category": by_category, "by_kind": by_kind},
         "throughput_per_week": [{"week_of": w.isoformat() if isinstance(w, date) else w, "done": n} for w, n in weeks],
-        "lead_time_days": percentiles(session, days_between(session, WorkItem.created_at, WorkItem.completed_at), done),
-        "cycle_time_days": percentiles(
-            session, days_between(session, WorkItem.started_at, WorkItem.completed_at), done
-        ),
+        "lead_time_days": percentiles(session, _days(session, WorkItem.created_at), done),
+        "cycle_time_days": percentiles(session, _days(session, WorkItem.started_at), done),
+        "work_in_progress": _in_progress(session, live),
+    }
+
+
+def _days(session: Session, since: Any) -> Any:
+    return days_between(session, since, WorkItem.completed_at)
+
+
+def _in_progress(session: Session, live: tuple[Any, ...]) -> dict[str, Any]:
+    """What is in progress now, and for how long: since it started, or since it was created
+    when no start is known."""
+    wip = (*live, WorkItem.status_category == "in_progress")
+    since = sa.func.coalesce(WorkItem.started_at, WorkItem.created_at)
+    age = days_between(session, since, sa.literal(now(), UTCDateTime))
+    count = session.exec(select(sa.func.count()).select_from(WorkItem).where(*wip)).one()
+    oldest = session.exec(
+        select(WorkItem.id, WorkItem.key, WorkItem.title, since, age)
+        .where(*wip, since.is_not(None))
+        .order_by(since, col(WorkItem.id))
+        .limit(OLDEST)
+    ).all()
+    return {
+        "count": count,
+        "age_days": percentiles(session, age, wip),
+        "oldest": [
+            {"id": i, "key": k, "title": t, "since": s, "age_days": round(float(a), 2)} for i, k, t, s, a in oldest
+        ],
     }
 
 
