@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ PRODUCTS = {
     "checkout": ("CHK", ["acme/checkout"]),
     "growth": ("GRO", ["acme/growth-web"]),
 }
+PRODUCT_OF = {container: product for product, (project, repos) in PRODUCTS.items() for container in [project, *repos]}
 # Distinctive, so that a test can tell they never leave the hub.
 JIRA_TOKEN, JIRA_SECRET = "jira-api-token-never-shown", "jira-webhook-secret-never-shown"
 GITHUB_TOKEN, GITHUB_SECRET = "github-api-token-never-shown", "github-webhook-secret-never-shown"
@@ -65,6 +67,48 @@ JIRA_CATEGORIES = {
     "Done": "done",
     "Won't Do": "cancelled",
 }
+JIRA_KEY = re.compile(r"\b[A-Z]+-\d+\b")
+
+
+@dataclass(frozen=True)
+class ToolItem:
+    """A work item as a tool holds it, with the mappings' rules applied as this module spells them:
+    what the API should show for it."""
+
+    key: str
+    title: str
+    product: str
+    kind: str
+    status_category: str
+    assignee: str | None  # the person's email
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    started_at: datetime | None  # the first move into an in-progress status the tool recorded
+
+
+def _github_kind(item: Any) -> str:
+    """The simulator's issues have no issue type: one labelled bug is a bug, any other a task."""
+    return "bug" if "bug" in item.labels else "task"
+
+
+def _github_category(item: Any) -> str:
+    if item.state == "closed":
+        return "cancelled" if item.state_reason == "not_planned" else "done"
+    return "in_progress" if item.assignees else "todo"
+
+
+def _jira_started(issue: Any) -> datetime | None:
+    """When the issue's changelog first shows it moving into an in-progress status."""
+    return next(
+        (
+            history["created"]
+            for history in issue.histories
+            for change in history["items"]
+            if change["field"] == "status" and JIRA_CATEGORIES[change["toString"]] == "in_progress"
+        ),
+        None,
+    )
 
 
 @dataclass
@@ -98,6 +142,40 @@ class Portfolio:
 
     def github_pulls(self) -> list[Any]:
         return [item for item in self.github.all_items() if item.is_pull and not item.deleted]
+
+    def tool_items(self) -> list[ToolItem]:
+        """Every live Jira issue and GitHub issue, as the simulators hold them."""
+        jira = [
+            ToolItem(
+                key=i.key,
+                title=i.summary,
+                product=PRODUCT_OF[i.project],
+                kind=JIRA_KINDS[i.issuetype],
+                status_category=JIRA_CATEGORIES[i.status],
+                assignee=None if i.assignee is None else self.jira.people[i.assignee].email,
+                created_at=i.created,
+                updated_at=i.updated,
+                completed_at=i.resolved,
+                started_at=_jira_started(i),
+            )
+            for i in self.jira_issues()
+        ]
+        github = [
+            ToolItem(
+                key=f"{i.repo}#{i.number}",
+                title=i.title,
+                product=PRODUCT_OF[i.repo],
+                kind=_github_kind(i),
+                status_category=_github_category(i),
+                assignee=self.github.people[i.assignees[0]].email if i.assignees else None,
+                created_at=i.created_at,
+                updated_at=i.updated_at,
+                completed_at=i.closed_at,
+                started_at=None,  # the simulator records no move into progress on GitHub
+            )
+            for i in self.github_issues()
+        ]
+        return jira + github
 
 
 def wait_for_pulls(client: httpx.Client, runs_per_connection: int, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -205,6 +283,17 @@ def assert_problem(answer: httpx.Response, status: int) -> dict[str, Any]:
     assert body["instance"] == answer.request.url.path
     assert body["detail"]
     return body
+
+
+def pages(portfolio: Portfolio, limit: int, **params: Any) -> list[list[dict[str, Any]]]:
+    """The work items listing page by page at that limit, following next_cursor."""
+    walked, cursor = [], None
+    while True:
+        body = portfolio.get("/api/v1/work-items", limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+        walked.append(body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return walked
 
 
 def jira_key_in(title: str) -> str | None:
@@ -366,15 +455,9 @@ def test_the_kind_filter_returns_exactly_the_jira_epics(acme):
 
 @pytest.mark.parametrize("kind", ["story", "task", "bug", "subtask"])
 def test_the_kind_filter_returns_only_and_all_items_of_that_kind(acme, kind):
-    expected = {i["key"] for i in acme.work_items() if i["kind"] == kind}
+    expected = {i.key for i in acme.tool_items() if i.kind == kind}
     assert expected
     assert acme.keys(kind=kind) == expected
-
-
-def _github_category(item: Any) -> str:
-    if item.state == "closed":
-        return "cancelled" if item.state_reason == "not_planned" else "done"
-    return "in_progress" if item.assignees else "todo"
 
 
 @pytest.mark.parametrize("category", ["todo", "in_progress", "done", "cancelled"])
@@ -406,14 +489,15 @@ def test_the_assignee_filter_by_email_returns_that_persons_items_in_either_tool(
 def test_the_assignee_filter_by_github_login_returns_that_persons_items(acme):
     assigned = [i for i in acme.github_issues() if i.assignees]
     person = acme.github.people[assigned[0].assignees[0]]
-    expected = {i["key"] for i in acme.work_items() if i["assignee"] and i["assignee"]["email"] == person.email}
+    expected = {i.key for i in acme.tool_items() if i.assignee == person.email}
+    assert any("#" in key for key in expected) and any("#" not in key for key in expected)
     assert acme.keys(assignee=person.login) == expected
 
 
 def test_the_text_filter_matches_title_or_key_ignoring_case(acme):
-    everything = acme.work_items()
+    everything = acme.tool_items()
     for q in ("REFUND", "pay-1", "checkout"):
-        expected = {i["key"] for i in everything if q.lower() in i["title"].lower() or q.lower() in i["key"].lower()}
+        expected = {i.key for i in everything if q.lower() in i.title.lower() or q.lower() in i.key.lower()}
         assert expected, q
         assert acme.keys(q=q) == expected, q
 
@@ -434,30 +518,38 @@ def test_an_assignee_who_is_nobody_matches_nothing(acme, assignee):
 
 
 def test_the_assignee_filter_takes_the_hub_person_id(acme):
-    person = next(i["assignee"] for i in acme.work_items() if i["assignee"])
-    expected = {i["key"] for i in acme.work_items() if i["assignee"] and i["assignee"]["id"] == person["id"]}
+    email = next(i.assignee for i in acme.tool_items() if i.assignee)
+    [person] = [p for p in acme.hub.all("/api/v1/people") if p["email"] == email]
+    expected = {i.key for i in acme.tool_items() if i.assignee == email}
     assert acme.keys(assignee=str(person["id"])) == expected
 
 
 def test_updated_since_means_the_same_moment_whatever_its_offset(acme):
-    assert acme.keys(updated_since="2025-01-01T02:00:00+02:00") == acme.keys(updated_since="2025-01-01T00:00:00Z")
+    everything = acme.tool_items()
+    expected = {i.key for i in everything if i.updated_at >= datetime(2025, 1, 1, tzinfo=UTC)}
+    assert 0 < len(expected) < len(everything)
+    assert acme.keys(updated_since="2025-01-01T02:00:00+02:00") == expected
+    assert acme.keys(updated_since="2025-01-01T00:00:00Z") == expected
 
 
 @pytest.mark.parametrize("few_updates", [views.FEW_UPDATES, 0])  # matches sorted, or ids walked
 def test_updated_since_pages_in_id_order_whichever_way_the_matches_are_found(acme, monkeypatch, few_updates):
     monkeypatch.setattr(views, "FEW_UPDATES", few_updates)
-    everything = acme.work_items()
-    moment = sorted(i["updated_at"] for i in everything)[len(everything) // 3]
-    expected = sorted(i["id"] for i in everything if i["updated_at"] >= moment)
-    assert [i["id"] for i in acme.work_items(updated_since=moment, limit=7)] == expected
+    everything = acme.tool_items()
+    moment = sorted(i.updated_at for i in everything)[len(everything) // 3]
+    expected = {i.key for i in everything if i.updated_at >= moment}
+    walked = [i for page in pages(acme, 7, updated_since=moment.isoformat()) for i in page]
+    ids = [i["id"] for i in walked]
+    assert ids == sorted(set(ids))
+    assert {i["key"] for i in walked} == expected
 
 
 def test_updated_since_returns_items_the_tool_changed_at_or_after_that_moment(acme):
-    everything = acme.work_items()
-    moment = sorted(i["updated_at"] for i in everything)[len(everything) // 2]
-    expected = {i["key"] for i in everything if i["updated_at"] >= moment}
+    everything = acme.tool_items()
+    moment = sorted(i.updated_at for i in everything)[len(everything) // 2]
+    expected = {i.key for i in everything if i.updated_at >= moment}
     assert 0 < len(expected) < len(everything)
-    assert acme.keys(updated_since=moment) == expected
+    assert acme.keys(updated_since=moment.isoformat()) == expected
 
 
 def test_filters_combine(acme):
@@ -466,30 +558,18 @@ def test_filters_combine(acme):
 
 
 def test_paging_with_a_small_limit_walks_every_item_exactly_once(acme):
-    everything = [i["id"] for i in acme.work_items()]
-    seen, cursor, pages = [], None, 0
-    while True:
-        body = acme.get("/api/v1/work-items", limit=7, **({"cursor": cursor} if cursor else {}))
-        assert len(body["items"]) <= 7
-        seen += [i["id"] for i in body["items"]]
-        pages += 1
-        cursor = body["next_cursor"]
-        if cursor is None:
-            break
+    everything = {i.key for i in acme.tool_items()}
+    walked = pages(acme, 7)
+    seen = [i["key"] for page in walked for i in page]
+    assert all(len(page) <= 7 for page in walked)
     assert len(seen) == len(set(seen))
-    assert sorted(seen) == sorted(everything)
-    assert pages == -(-len(everything) // 7)
+    assert set(seen) == everything
+    assert len(walked) == -(-len(everything) // 7)
 
 
 def test_a_filtered_listing_pages_through_only_matching_items(acme):
-    expected = acme.keys(product="payments")
-    seen, cursor = [], None
-    while True:
-        body = acme.get("/api/v1/work-items", product="payments", limit=5, **({"cursor": cursor} if cursor else {}))
-        seen += [i["key"] for i in body["items"]]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            break
+    expected = {i.key for i in acme.tool_items() if i.product == "payments"}
+    seen = [i["key"] for page in pages(acme, 5, product="payments") for i in page]
     assert len(seen) == len(set(seen))
     assert set(seen) == expected
 
@@ -498,10 +578,13 @@ def test_a_deleted_work_item_is_hidden_unless_include_deleted(own_acme):
     own_acme.jira.delete_issue("CHK-2")
     run = sync_and_wait(own_acme, "jira-acme", full=True)
     assert run["status"] == "succeeded" and run["deleted"] == 1
-    assert "CHK-2" not in own_acme.keys()
-    [item] = [i for i in own_acme.work_items(include_deleted="true") if i["key"] == "CHK-2"]
+    live = {i.key for i in own_acme.tool_items()}
+    assert "CHK-2" not in live
+    assert own_acme.keys() == live
+    everything = own_acme.work_items(include_deleted="true")
+    assert {i["key"] for i in everything} == live | {"CHK-2"}
+    [item] = [i for i in everything if i["key"] == "CHK-2"]
     assert item["deleted_at"] is not None
-    assert len(own_acme.work_items(include_deleted="true")) == len(own_acme.work_items()) + 1
 
 
 # --- one work item ---------------------------------------------------------------------
@@ -619,9 +702,11 @@ def test_a_pull_request_naming_a_jira_key_in_its_title_implements_that_work_item
 
 
 def test_a_code_change_is_served_alone_with_its_history(acme):
-    change = acme.hub.all("/api/v1/code-changes")[0]
+    pull = acme.github_pulls()[0]
+    key = f"{pull.repo}#{pull.number}"
+    change = next(c for c in acme.hub.all("/api/v1/code-changes") if c["key"] == key)
     detail = acme.get(f"/api/v1/code-changes/{change['id']}")
-    assert detail["key"] == change["key"]
+    assert (detail["key"], detail["title"], detail["state"]) == (key, pull.title, _expected_state(pull))
     assert [c["op"] for c in detail["history"]] == ["create"]
     assert_problem(acme.client.get("/api/v1/code-changes/999999"), 404)
 
@@ -652,15 +737,15 @@ def test_products_are_the_three_in_the_portfolio(acme):
 @pytest.mark.parametrize("product", sorted(PRODUCTS))
 def test_a_product_summary_counts_the_products_work_items_and_code_changes(acme, product):
     summary = acme.get(f"/api/v1/products/{product}/summary")
-    items = acme.work_items(product=product)
+    items = [i for i in acme.tool_items() if i.product == product]
+    pulls = [p for p in acme.github_pulls() if PRODUCT_OF[p.repo] == product]
     assert summary["product"]["key"] == product
-    assert summary["work_items"]["total"] == len(items)
-    assert sum(summary["work_items"]["by_status_category"].values()) == len(items)
-    for category, count in summary["work_items"]["by_status_category"].items():
-        assert count == sum(i["status_category"] == category for i in items)
-    assert sum(summary["work_items"]["by_kind"].values()) == len(items)
-    changes = acme.hub.all("/api/v1/code-changes", product=product)
-    assert summary["code_changes"]["total"] == len(changes)
+    assert summary["work_items"] == {
+        "total": len(items),
+        "by_status_category": dict(Counter(i.status_category for i in items)),
+        "by_kind": dict(Counter(i.kind for i in items)),
+    }
+    assert summary["code_changes"] == {"total": len(pulls), "by_state": dict(Counter(map(_expected_state, pulls)))}
 
 
 def test_work_finished_now_shows_in_this_weeks_throughput_and_lead_time(own_acme):
@@ -669,14 +754,12 @@ def test_work_finished_now_shows_in_this_weeks_throughput_and_lead_time(own_acme
     run = sync_and_wait(own_acme, "jira-acme")
     assert run["updated"] == 1
     item = own_acme.get(f"/api/v1/work-items/{_id_of(own_acme, issue.key)}")
-    assert item["status_category"] == "done" and item["completed_at"] is not None
+    assert item["status_category"] == "done" and _when(item["completed_at"]) == issue.resolved
 
     summary = own_acme.get("/api/v1/products/growth/summary")
-    completed = datetime.fromisoformat(item["completed_at"].replace("Z", "+00:00"))
-    monday = (completed - timedelta(days=completed.weekday())).date().isoformat()
+    monday = (issue.resolved - timedelta(days=issue.resolved.weekday())).date().isoformat()
     assert summary["throughput_per_week"] == [{"week_of": monday, "done": 1}]
-    created = datetime.fromisoformat(item["created_at"].replace("Z", "+00:00"))
-    assert summary["lead_time_days"]["p50"] == round((completed - created).total_seconds() / 86400, 2)
+    assert summary["lead_time_days"]["p50"] == round((issue.resolved - issue.created).total_seconds() / 86400, 2)
 
 
 def _when(text: str) -> datetime:
@@ -684,21 +767,25 @@ def _when(text: str) -> datetime:
 
 
 def test_a_product_summary_shows_the_percentiles_of_recent_done_work(own_acme):
-    started = [i for i in own_acme.jira_issues() if i.project == "PAY" and i.status in ("To Do", "In Progress")]
-    assert len(started) >= 5
-    for issue in started:
-        own_acme.jira.update_issue(issue.key, status="Done")
-    assert sync_and_wait(own_acme, "jira-acme")["updated"] == len(started)
+    waiting = [i for i in own_acme.jira_issues() if i.project == "PAY" and i.status == "To Do"]
+    assert len(waiting) >= 5
+    for status in ("In Progress", "Done"):  # each pulled in between, as a team works through them
+        for issue in waiting:
+            own_acme.jira.update_issue(issue.key, status=status)
+        assert sync_and_wait(own_acme, "jira-acme")["updated"] == len(waiting)
 
     summary = own_acme.get("/api/v1/products/payments/summary")
     since = datetime.now(UTC) - timedelta(weeks=12)
     done = [
-        i for i in own_acme.work_items(product="payments", status_category="done") if _when(i["completed_at"]) >= since
+        i
+        for i in own_acme.tool_items()
+        if i.product == "payments" and i.status_category == "done" and i.completed_at >= since
     ]
-    assert len(done) == len(started)
-    assert sum(week["done"] for week in summary["throughput_per_week"]) == len(done)
+    assert {i.key for i in done} == {i.key for i in waiting}
+    weeks = Counter((i.completed_at - timedelta(days=i.completed_at.weekday())).date().isoformat() for i in done)
+    assert summary["throughput_per_week"] == [{"week_of": week, "done": n} for week, n in sorted(weeks.items())]
     for field, start in (("lead_time_days", "created_at"), ("cycle_time_days", "started_at")):
-        days = [(_when(i["completed_at"]) - _when(i[start])).total_seconds() / 86400 for i in done if i[start]]
+        days = [(i.completed_at - getattr(i, start)).total_seconds() / 86400 for i in done if getattr(i, start)]
         cuts = quantiles(days, n=100, method="inclusive") if len(days) > 1 else days * 99
         expected = {p: round(cuts[n - 1], 2) if days else None for p, n in (("p50", 50), ("p85", 85), ("p95", 95))}
         assert summary[field] == expected, field
@@ -706,12 +793,21 @@ def test_a_product_summary_shows_the_percentiles_of_recent_done_work(own_acme):
 
 def test_the_links_listing_filters_by_type(acme):
     parents = acme.hub.all("/api/v1/links", type="parent")
-    assert len(parents) == sum(i.parent is not None for i in acme.jira_issues())
+    expected_parents = sum(i.parent is not None for i in acme.jira_issues())
+    assert len(parents) == expected_parents
     assert {link["type"] for link in parents} == {"parent"}
+    named = {
+        (f"{p.repo}#{p.number}", key)
+        for p in acme.github_pulls()
+        for key in JIRA_KEY.findall(" ".join((p.title, p.head_ref, p.body or "")))
+    }
+    change_keys = {c["id"]: c["key"] for c in acme.hub.all("/api/v1/code-changes")}
     implements = acme.hub.all("/api/v1/links", type="implements")
-    assert implements and {link["from_entity"] for link in implements} == {"code_change"}
+    assert named and {link["from_entity"] for link in implements} == {"code_change"}
+    assert {(change_keys[link["from_id"]], link["to_key"]) for link in implements} == named
+    assert len(implements) == len(named)
     everything = acme.hub.all("/api/v1/links")
-    assert len(everything) == len(parents) + len(implements)
+    assert len(everything) == expected_parents + len(named)
 
 
 # --- the change feed -------------------------------------------------------------------
@@ -728,7 +824,7 @@ def test_following_the_change_feed_sees_every_seq_once_in_order(acme):
         assert body["next_after"] == body["items"][-1]["seq"]
         after = body["next_after"]
     assert seqs == list(range(1, len(seqs) + 1))
-    records = len(acme.work_items()) + len(acme.hub.all("/api/v1/code-changes"))
+    records = len(acme.tool_items()) + len(acme.github_pulls())
     assert len(seqs) == records  # one create each, nothing changed since
 
 
