@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +25,7 @@ from sqlmodel import Session, func, select
 
 SECRET = "hook-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
+JIRA_KEY = re.compile(r"\b[A-Z]+-\d+\b")
 
 
 def jira_config(url: str, **extra) -> HubConfig:
@@ -136,17 +138,24 @@ def test_pull_requests_naming_jira_keys_become_implements_links(database_url):
             work_items = {i["key"]: i for i in hub.all("/api/v1/work-items")}
             changes = hub.all("/api/v1/code-changes")
             people = hub.all("/api/v1/people")
-    named = [c for c in changes if any(link["type"] == "implements" for link in c["links"])]
-    assert named, "the simulator names Jira keys in PR titles and branches"
-    for change in named:
-        for link in change["links"]:
-            assert link["to_key"] in change["title"] + (change["head_branch"] or "") or "body" in link["evidence"]
-            assert link["to_id"] == work_items[link["to_key"]]["id"]
+    named = {
+        (f"{pull.repo}#{pull.number}", key)
+        for pull in github.all_items()
+        if pull.is_pull
+        for key in JIRA_KEY.findall(" ".join((pull.title, pull.head_ref, pull.body or "")))
+    }
+    assert named, "the simulator names Jira keys in PR titles, branches and bodies"
+    links = [(c["key"], link) for c in changes for link in c["links"] if link["type"] == "implements"]
+    assert {(key, link["to_key"]) for key, link in links} == named
+    assert len(links) == len(named)
+    for _, link in links:
+        assert link["to_id"] == work_items[link["to_key"]]["id"]
     assert {c["state"] for c in changes} <= {"open", "merged", "closed"}
     assert {i["product"] for i in work_items.values()} == {"payments", "checkout", "growth"}
     # people.yaml names GitHub logins' emails, so a Jira user and a GitHub user are one person
     both = [p for p in people if {i["connection_id"] for i in p["identities"]} == {"jira", "gh"}]
-    assert both and all(p["email"].endswith("@acme.example") for p in both)
+    logins = {(p["email"], i["login"]) for p in both for i in p["identities"] if i["connection_id"] == "gh"}
+    assert both and logins <= {(person.email, person.login) for person in github.people}
 
 
 def test_a_failing_tool_marks_the_run_and_connection_failed_with_a_reason(database_url):

@@ -160,7 +160,7 @@ def test_every_jira_fixture_is_accepted_and_the_api_shows_the_newest_state(datab
         item = work_items[external_id]
         assert (item["deleted_at"] is not None) == state["deleted"], item
         if state["candidates"]:
-            assert item["title"] in {p["fields"]["summary"] for p in state["candidates"]}
+            assert (item["key"], item["title"]) in {(p["key"], p["fields"]["summary"]) for p in state["candidates"]}
             assert item["url"].endswith(f"/browse/{item['key']}")
             categories = {
                 p["fields"]["status"]["statusCategory"]["key"] for p in state["candidates"] if p["fields"].get("status")
