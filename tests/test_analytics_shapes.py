@@ -42,7 +42,7 @@ def test_an_amplitude_segmentation_answer_reads_by_day() -> None:
 
 
 @pytest.mark.parametrize("connector", [AmplitudeConnector, MixpanelConnector, PostHogConnector])
-def test_each_shipped_mapping_names_a_metric_and_product_for_every_product_event(
+def test_each_shipped_mapping_names_a_metric_for_every_product_event_and_its_container_is_the_event(
     connector: type[AnalyticsConnector],
 ) -> None:
     """Evaluated with the mapping's own expressions; the metric_point entity itself is the core's."""
@@ -54,18 +54,17 @@ def test_each_shipped_mapping_names_a_metric_and_product_for_every_product_event
     assert rule["entity"] == "metric_point"
     fields = rule["fields"]
 
-    def mapped(name: str, payload: dict) -> object:
-        spec = fields[name]
-        found = Expression(spec["from"] if isinstance(spec, dict) else spec, f"{path}: {name}")(payload)
+    def mapped(spec: str | dict, payload: dict) -> object:
+        found = Expression(spec["from"] if isinstance(spec, dict) else spec, str(path))(payload)
         return spec["map"].get(found) if isinstance(spec, dict) else found
 
     metrics = set()
     for event in PRODUCT_EVENTS:
         for measure in ("totals", "uniques"):
             payload = {"tool": connector.kind, "event": event.name, "day": "2026-11-01", "measure": measure, "value": 5}
-            assert mapped("product_key", payload) == event.product
-            assert mapped("day", payload) == "2026-11-01" and mapped("value", payload) == 5
-            metrics.add(mapped("metric", payload))
+            assert mapped(rule["container"], payload) == event.name  # portfolio.yaml: the product's events
+            assert mapped(fields["day"], payload) == "2026-11-01" and mapped(fields["value"], payload) == 5
+            metrics.add(mapped(fields["metric"], payload))
     assert None not in metrics and len(metrics) == 2 * len(PRODUCT_EVENTS)
     assert "checkout_conversions" in metrics
-    assert mapped("metric", {"event": "$pageview", "measure": "totals"}) is None  # not a product's
+    assert mapped(fields["metric"], {"event": "$pageview", "measure": "totals"}) is None  # not a product's
