@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ TEXT, NUMBER, INTEGER, TIME, DATE, LIST, OBJECT, PERSON = (
     FieldType.OBJECT,
     FieldType.PERSON,
 )
+RECORD_RULE_KEYS = {"entity", "container", "fields", "links", "product", "when"}
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
 KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the keys trackers hand out
 _OPTIONS = jmespath.Options(custom_functions=FUNCTIONS)
@@ -102,6 +104,9 @@ class FieldRule:
     person: dict[str, Expression] | None = None
     allowed: tuple[str, ...] | None = None  # an enumerated field's values
 
+    def __call__(self, record: Any) -> Any:
+        return self.apply(record)
+
     def apply(self, record: Any) -> Any:
         if self.person is not None:
             values = {k: without_nul(e(record)) for k, e in self.person.items()}
@@ -123,7 +128,7 @@ class FieldRule:
 class LinkRule:
     type: str
     to_entity: str
-    sources: dict[str, Expression]  # evidence label -> expression yielding text to scan, or the key
+    sources: dict[str, Callable[[Any], Any]]  # evidence label -> what yields text to scan, or the key
     pattern: re.Pattern[str] | None
     origin: str
 
@@ -147,6 +152,8 @@ class RecordMapping:
     container: Expression
     fields: list[FieldRule]
     links: list[LinkRule] = field(default_factory=list)
+    product: FieldRule | None = None  # the product key itself, instead of the portfolio's by container
+    when: Expression | None = None  # only records where it is true are mapped; the others stay raw
 
 
 @dataclass
@@ -158,6 +165,11 @@ class Mapping:
     @property
     def hash(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def maps(self, raw: RawRecord) -> bool:
+        """Whether raw becomes a record: its type has a rule, whose `when` (if any) holds."""
+        rule = self.records.get(raw.record_type)
+        return rule is not None and (rule.when is None or bool(rule.when(raw.payload)))
 
     def apply(self, raw: RawRecord, portfolio: dict[str, str], people: dict[str, str] | None = None) -> Unified:
         """Normalise one raw record; portfolio maps container -> product key, people maps
@@ -181,7 +193,11 @@ class Mapping:
             entity=rule.entity,
             external_id=raw.external_id,
             version=raw.version,
-            product_key=portfolio.get(str(container).lower()) if container is not None else None,
+            product_key=rule.product.apply(raw.payload)
+            if rule.product
+            else portfolio.get(str(container).lower())
+            if container is not None
+            else None,
             values=values,
             people=persons,
             links=links,
@@ -268,6 +284,14 @@ def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str
         if unknown or "id" not in spec:
             raise MappingError(f"{where}: a person takes id (required), name, email, login; got {', '.join(spec)}")
         return FieldRule(name, kind, person={k: Expression(str(v), doc.where(path + (k,))) for k, v in spec.items()})
+    return _value_rule(doc, path, name, kind, allowed, spec)
+
+
+def _value_rule(
+    doc: YamlDocument, path: tuple[Any, ...], name: str, kind: FieldType, allowed: tuple[str, ...] | None, spec: Any
+) -> FieldRule:
+    """A value: an expression, or from (an expression), map (value -> value) and default."""
+    where = doc.where(path)
     if isinstance(spec, str):
         return FieldRule(name, kind, expression=Expression(spec, where), allowed=allowed)
     spec = _require(doc, path, spec, dict, "an expression, or a mapping with from, map, default")
@@ -304,12 +328,12 @@ def _link_rule(doc: YamlDocument, path: tuple[Any, ...], spec: Any) -> LinkRule:
         sources = _require(doc, path + ("keys_in",), spec["keys_in"], dict, "a mapping of label: expression")
         pattern = re.compile(spec.get("pattern", KEY_PATTERN))
         origin = "inferred"
-    elif "key" in spec:
-        sources, pattern, origin = {"key": spec["key"]}, None, "source"
-    else:
-        raise MappingError(f"{doc.where(path)}: a link rule needs key (an expression) or keys_in (texts to scan)")
-    compiled = {label: Expression(str(e), doc.where(path + ("keys_in", label))) for label, e in sources.items()}
-    return LinkRule(spec["type"], to_entity, compiled, pattern, origin)
+        compiled = {label: Expression(str(e), doc.where(path + ("keys_in", label))) for label, e in sources.items()}
+        return LinkRule(spec["type"], to_entity, compiled, pattern, origin)
+    if "key" in spec:  # an expression, or from/map/default like a field
+        key = _value_rule(doc, path + ("key",), "key", TEXT, None, spec["key"])
+        return LinkRule(spec["type"], to_entity, {"key": key}, None, "source")
+    raise MappingError(f"{doc.where(path)}: a link rule needs key (an expression) or keys_in (texts to scan)")
 
 
 def parse_mapping(file: Path | str, text: str) -> Mapping:
@@ -325,6 +349,12 @@ def parse_mapping(file: Path | str, text: str) -> Mapping:
     for record_type, spec in records.items():
         path: tuple[Any, ...] = ("records", record_type)
         spec = _require(doc, path, spec, dict, "entity, container and fields")
+        unknown = set(spec) - RECORD_RULE_KEYS
+        if unknown:
+            raise MappingError(
+                f"{doc.where(path + (sorted(unknown)[0],))}: unknown key {sorted(unknown)[0]!r}; expected"
+                f" {', '.join(sorted(RECORD_RULE_KEYS))}"
+            )
         entity = spec.get("entity")
         if entity not in ENTITIES:
             raise MappingError(f"{doc.where(path + ('entity',))}: {entity!r} is not one of {', '.join(ENTITIES)}")
@@ -338,6 +368,10 @@ def parse_mapping(file: Path | str, text: str) -> Mapping:
             container=Expression(container, doc.where(path + ("container",))),
             fields=[_field_rule(doc, path + ("fields", n), entity, n, s) for n, s in fields.items()],
             links=[_link_rule(doc, path + ("links", i), s) for i, s in enumerate(spec.get("links") or [])],
+            product=_value_rule(doc, path + ("product",), "product", TEXT, None, spec["product"])
+            if "product" in spec
+            else None,
+            when=Expression(str(spec["when"]), doc.where(path + ("when",))) if "when" in spec else None,
         )
     return Mapping(kind=kind, source=text, records=compiled)
 

@@ -20,6 +20,8 @@ def map_records(hub: Hub, connection_id: str, raws: list[RawRecord]) -> tuple[li
             errors.append(f"{connection_id}: no mapping for record type {raw.record_type!r} in {kind}.yaml")
             continue
         try:
+            if not active.maps(raw):  # the rule's `when` leaves it raw
+                continue
             mapped.append(active.apply(raw, containers, hub.people.get(kind)))
         except Exception as error:  # a record the mapping cannot read must not stop the page
             errors.append(f"{connection_id}: {raw.record_type} {raw.external_id}: {error}")
@@ -38,6 +40,8 @@ def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> l
         record = None
         if deletion.payload is not None:
             raw = RawRecord(deletion.record_type, deletion.external_id, deletion.payload, None)
+            if not active.maps(raw):
+                continue
             record = active.apply(raw, hub.portfolio.containers(kind), hub.people.get(kind))
         result.append(Tombstone(active.records[deletion.record_type].entity, deletion.external_id, deletion.at, record))
     return result

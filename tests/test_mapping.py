@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import jmespath
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from opsync.service.contract import RawRecord
 from opsync.service.expressions import compile_node
 from opsync.service.functions import FUNCTIONS, adf_to_text
-from opsync.service.mapping import _OPTIONS, MappingError, load_mapping, parse_mapping
+from opsync.service.mapping import _OPTIONS, FieldRule, MappingError, load_mapping, parse_mapping
 
 from opsync import mappings
 
@@ -20,12 +21,16 @@ SHIPPED = Path(mappings.__file__).parent
 
 
 def _expressions(mapping):
+    def of(value_rule):
+        return [value_rule.expression] if value_rule.expression else (value_rule.person or {}).values()
+
     for rule in mapping.records.values():
         yield rule.container
         for field in rule.fields:
-            yield from [field.expression] if field.expression else (field.person or {}).values()
+            yield from of(field)
         for link in rule.links:
-            yield from link.sources.values()
+            for source in link.sources.values():
+                yield from of(source) if isinstance(source, FieldRule) else [source]
 
 
 def test_every_shipped_mapping_validates():
@@ -176,3 +181,58 @@ def test_adf_text_keeps_paragraphs_apart():
         ],
     }
     assert adf_to_text(doc) == "One\nTwo"
+
+
+EVENTS = """\
+kind: events
+records:
+  event_day:
+    entity: metric_point
+    container: event
+    when: contains(['Checkout Completed'], event)
+    product:
+      from: event
+      map: {Checkout Completed: checkout}
+    fields:
+      metric: "join('/', [event, measure])"
+      day: day
+      value: value
+    links:
+      - type: measures
+        to: work_item
+        key:
+          from: event
+          map: {Checkout Completed: CHK-7}
+"""
+
+
+def _event(event: str) -> RawRecord:
+    payload = {"event": event, "measure": "totals", "day": "2026-11-02", "value": 41}
+    return RawRecord("event_day", f"{event}|2026-11-02|totals", payload, None)
+
+
+def test_a_rules_when_leaves_the_records_it_does_not_hold_for_raw():
+    mapping = parse_mapping("events.yaml", EVENTS)
+    assert mapping.maps(_event("Checkout Completed"))
+    assert not mapping.maps(_event("Page Viewed"))
+    assert not mapping.maps(RawRecord("other", "1", {}, None))
+
+
+def test_a_rules_product_names_the_product_whatever_the_portfolio_says():
+    unified = parse_mapping("events.yaml", EVENTS).apply(_event("Checkout Completed"), {"checkout completed": "growth"})
+    assert unified.product_key == "checkout"
+    assert (unified.values["metric"], unified.values["day"], unified.values["value"]) == (
+        "Checkout Completed/totals",
+        date(2026, 11, 2),
+        41.0,
+    )
+
+
+def test_a_link_key_may_be_a_value_map():
+    [link] = parse_mapping("events.yaml", EVENTS).apply(_event("Checkout Completed"), {}).links
+    assert (link.type, link.to_entity, link.to_key, link.origin) == ("measures", "work_item", "CHK-7", "source")
+
+
+def test_an_unknown_key_of_a_record_rule_is_an_error_with_its_line():
+    with pytest.raises(MappingError, match=r"events.yaml.* line 6.*unknown key 'wen'"):
+        parse_mapping("events.yaml", EVENTS.replace("    when:", "    wen:"))
