@@ -165,7 +165,7 @@ def test_a_configured_space_confluence_does_not_show_is_unlisted_and_fails_a_pul
         with pytest.raises(FatalError, match="OPS"):
             pull(connector(url, spaces=["PAY", "OPS"]), None)
     assert listing.containers == {"pay"}
-    assert "OPS" in listing.unlisted["ops"]
+    assert "OPS" in listing.unlisted["ops"] and EMAIL not in listing.unlisted["ops"]
     assert listing.ids["page"] == {str(page.id) for page in sim.pages() if page.space == "PAY"}
 
 
@@ -235,7 +235,7 @@ def test_rejected_credentials_are_fatal_and_say_what_to_fix() -> None:
     with serving(sim.app) as url:
         with pytest.raises(FatalError, match="email and token") as raised:
             pull(connector(url, token="wrong"), None)
-    assert "wrong" not in str(raised.value)
+    assert "wrong" not in str(raised.value) and EMAIL not in str(raised.value)  # credentials are never shown
     assert sim.api_requests == 1  # not retried
 
 

@@ -117,7 +117,7 @@ class ConfluenceConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
         found, missing = await self._resolve()
         if missing:
             raise FatalError(
-                f"Confluence at {self.client.site} shows no space {', '.join(missing)} to {self.config.email}:"
+                f"Confluence at {self.client.site} shows no space {', '.join(missing)} to the connection's user:"
                 " check the connection's spaces and the user's access"
             )
         return found
@@ -228,7 +228,7 @@ class ConfluenceConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
         found, missing = await self._resolve()
         ids: set[str] = set()
         listed: set[str] = set()
-        unlisted = {key.lower(): f"Confluence shows no space {key} to {self.config.email}" for key in missing}
+        unlisted = {key.lower(): f"Confluence shows no space {key} to the connection's user" for key in missing}
         for space in found:
             params = {"space-id": space["id"], "status": list(LISTED), "sort": "id", "limit": ID_PAGE}
             space_ids: set[str] = set()
