@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from opsync.connectors.analytics.connector import AnalyticsConnector
 from opsync.connectors.mixpanel.connector import MixpanelConnector, MixpanelSettings
 from opsync.connectors.posthog import connector as posthog_connector
 from opsync.connectors.posthog.connector import PostHogConnector, PostHogSettings
+from opsync.service.config import load_config
 from opsync.service.contract import FatalError, Listing, Page
 from opsync_simulators.amplitude import AmplitudeSim
 from opsync_simulators.analytics import AnalyticsSim
@@ -39,24 +41,24 @@ TOOLS = {
         AmplitudeSim,
         AmplitudeConnector,
         AmplitudeSettings,
-        {"api_key": "amp-api-key", "secret_key": "amp-secret-key"},
-        {"secret_key": "not-the-secret"},
+        {"api_key": "amp-api-key", "token": "amp-secret-key"},
+        {"token": "not-the-secret"},
     ),
     "mixpanel": Tool(
         "mixpanel",
         MixpanelSim,
         MixpanelConnector,
         MixpanelSettings,
-        {"project_id": 2195193, "username": "opsync.1a2b3c.mp-service-account", "secret": "mp-secret"},
-        {"secret": "not-the-secret"},
+        {"project_id": 2195193, "username": "opsync.1a2b3c.mp-service-account", "token": "mp-secret"},
+        {"token": "not-the-secret"},
     ),
     "posthog": Tool(
         "posthog",
         PostHogSim,
         PostHogConnector,
         PostHogSettings,
-        {"project_id": "4242", "api_key": "phx_simulated_personal_key"},
-        {"api_key": "phx_not_the_key"},
+        {"project_id": "4242", "token": "phx_simulated_personal_key"},
+        {"token": "phx_not_the_key"},
     ),
 }
 
@@ -275,3 +277,21 @@ def test_one_connector_pulls_again_in_another_event_loop(running: Running) -> No
 
     assert numbers(asyncio.run(once())) == numbers(asyncio.run(once()))
     asyncio.run(connector.aclose())
+
+
+def test_a_connections_file_configures_each_tool_with_its_secret_from_the_environment(tmp_path: Path) -> None:
+    file = tmp_path / "connections.yaml"
+    file.write_text(
+        """connections:
+  - {id: amp, kind: amplitude, api_key: amp-api-key, token: "${AMP_SECRET}", events: [Signed Up]}
+  - {id: mp, kind: mixpanel, project_id: 2195193, username: opsync.sa, token: "${MP_SECRET}", look_back_days: 5}
+  - {id: ph, kind: posthog, project_id: "4242", token: "${PH_KEY}", start_date: 2026-01-01, timezone: Europe/Berlin}
+"""
+    )
+    environ = {"AMP_SECRET": "s1", "MP_SECRET": "s2", "PH_KEY": "phx_3"}
+    connections = load_config(file, environ).connections
+    amp, mp, ph = connections.values()
+    assert isinstance(amp, AmplitudeSettings) and isinstance(mp, MixpanelSettings) and isinstance(ph, PostHogSettings)
+    assert [c.token.get_secret_value() for c in (amp, mp, ph)] == ["s1", "s2", "phx_3"]
+    assert amp.base_url == "https://amplitude.com" and amp.events == ["Signed Up"] and mp.look_back_days == 5
+    assert ph.pull_every_minutes == 60 and ph.timezone == "Europe/Berlin" and ph.start_date == date(2026, 1, 1)

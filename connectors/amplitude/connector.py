@@ -26,8 +26,8 @@ from pydantic import Field, SecretStr
 class AmplitudeSettings(AnalyticsSettings):
     kind: Literal["amplitude"] = "amplitude"
     base_url: str = Field(default="https://amplitude.com", pattern=r"^https?://")  # EU: analytics.eu.amplitude.com
-    api_key: SecretStr
-    secret_key: SecretStr
+    api_key: SecretStr  # the project's API key
+    token: SecretStr  # the project's secret key (named token: the connections file reads it as ${NAME})
     chunk_days: int = Field(default=30, ge=1, le=365)  # a daily segmentation spans a year at most
     concurrency: int = Field(default=4, ge=1, le=5)  # Amplitude's limit is 5 at once, per project
 
@@ -37,14 +37,14 @@ class AmplitudeConnector(AnalyticsConnector):
     settings_model = AmplitudeSettings
 
     def connect(self, settings: AmplitudeSettings) -> ToolClient:
-        credentials = httpx.BasicAuth(settings.api_key.get_secret_value(), settings.secret_key.get_secret_value())
+        credentials = httpx.BasicAuth(settings.api_key.get_secret_value(), settings.token.get_secret_value())
         return ToolClient(
             self.kind,
             settings.id,
             settings.base_url,
             auth=credentials,
             concurrency=settings.concurrency,
-            what_to_fix="api_key and secret_key (the project's, from its settings in Amplitude)",
+            what_to_fix="api_key and token (the project's API key and secret key, from its settings in Amplitude)",
         )
 
     async def list_events(self) -> list[str]:

@@ -35,7 +35,7 @@ class MixpanelSettings(AnalyticsSettings):
     project_id: int = Field(gt=0)
     workspace_id: int | None = Field(default=None, gt=0)
     username: str = Field(min_length=1)  # the service account's
-    secret: SecretStr  # the service account's
+    token: SecretStr  # the service account's secret (named token: the connections file reads it as ${NAME})
     chunk_days: int = Field(default=90, ge=1, le=365)
     concurrency: int = Field(default=4, ge=1, le=5)  # Mixpanel runs 5 queries at once at most
 
@@ -49,9 +49,9 @@ class MixpanelConnector(AnalyticsConnector):
             self.kind,
             settings.id,
             settings.base_url,
-            auth=httpx.BasicAuth(settings.username, settings.secret.get_secret_value()),
+            auth=httpx.BasicAuth(settings.username, settings.token.get_secret_value()),
             concurrency=settings.concurrency,
-            what_to_fix="username and secret (a service account that is a member of the project)",
+            what_to_fix="username and token (the secret of a service account that is a member of the project)",
         )
 
     def _project(self) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class PostHogSettings(AnalyticsSettings):
     kind: Literal["posthog"] = "posthog"
     base_url: str = Field(default="https://us.posthog.com", pattern=r"^https?://")  # EU, or self-hosted
     project_id: str = Field(pattern=r"^[0-9]+$")
-    api_key: SecretStr  # a personal API key (phx_...)
+    token: SecretStr  # a personal API key, phx_... (named token: the connections file reads it as ${NAME})
 
 
 class PostHogConnector(AnalyticsConnector):
@@ -45,9 +45,9 @@ class PostHogConnector(AnalyticsConnector):
             self.kind,
             settings.id,
             settings.base_url,
-            headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+            headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
             concurrency=settings.concurrency,
-            what_to_fix="api_key (a personal API key with query:read and event_definition:read on the project)",
+            what_to_fix="token (a personal API key with query:read and event_definition:read on the project)",
         )
 
     @property
