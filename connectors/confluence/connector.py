@@ -83,7 +83,7 @@ class Cursor(BaseModel):
             return cls.model_validate_json(text) if text else cls()
         except ValidationError as error:
             raise FatalError(
-                f"Confluence cursor {text[:80]!r} is not one this connector wrote"
+                f"Confluence cursor {(text or '')[:80]!r} is not one this connector wrote"
                 f" ({error.error_count()} problems); run a full sync to start afresh"
             ) from None
 
@@ -294,8 +294,9 @@ class ConfluenceConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
 
 
 def _version(page: dict[str, Any]) -> datetime | None:
-    version = page.get("version") if isinstance(page.get("version"), dict) else {}
-    return tool_time(version.get("createdAt")) or tool_time(page.get("createdAt"))
+    version = page.get("version")
+    created = version.get("createdAt") if isinstance(version, dict) else None
+    return tool_time(created) or tool_time(page.get("createdAt"))
 
 
 def _newest(current: datetime | None, records: list[RawRecord], *more: datetime | None) -> datetime | None:
