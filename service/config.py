@@ -1,7 +1,8 @@
 """The connections file: YAML that ops engineers keep in git, secrets as ${ENV_VAR} references.
 
-A reference is read only in a credential field (CREDENTIAL_FIELDS); anywhere else it is an
-error, so that what a file means is in the file. A base URL is https, or http to this machine.
+A reference is read only in a credential field (a settings model's SecretStr fields, and
+email); anywhere else it is an error, so that what a file means is in the file. A base URL is
+https, or http to this machine.
 No message shows a credential field's value, which the environment may have supplied.
 """
 
@@ -13,17 +14,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import yaml
 from opsync.service.contract import ConnectionSettings
 from opsync.service.plugins import connector_class
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-CREDENTIAL_FIELDS = ("token", "webhook_secret", "email")  # a connection's, where ${NAME} is read
 LOOPBACK_NAMES = ("localhost",)  # beside the addresses 127.0.0.0/8 and ::1
 
 
@@ -36,37 +36,52 @@ class HubConfig:
     connections: dict[str, ConnectionSettings]
 
 
-def _is_secret(loc: tuple[Any, ...]) -> bool:
+def credential_fields(model: type[ConnectionSettings]) -> tuple[str, ...]:
+    """The settings a connection may read from the environment: its SecretStr fields, and email."""
+    return tuple(
+        sorted(
+            name
+            for name, info in model.model_fields.items()
+            if name == "email" or SecretStr in (info.annotation, *get_args(info.annotation))
+        )
+    )
+
+
+def _is_secret(loc: tuple[Any, ...], credentials: tuple[str, ...]) -> bool:
     """Never echo a credential back in an error message."""
     return any(
-        isinstance(p, str) and (p in CREDENTIAL_FIELDS or any(w in p for w in ("token", "secret", "password")))
+        isinstance(p, str) and (p in credentials or any(w in p for w in ("token", "secret", "password", "key")))
         for p in loc
     )
 
 
-def _refuse_references(value: Any, doc: YamlDocument, path: tuple[Any, ...]) -> None:
+def _refuse_references(value: Any, doc: YamlDocument, path: tuple[Any, ...], credentials: tuple[str, ...]) -> None:
     if isinstance(value, str) and "${" in value:
         raise ConfigError(
             f"{doc.where(path)}: ${{...}} references are read only in "
-            f"{', '.join(CREDENTIAL_FIELDS)}; write this setting's value itself"
+            f"{', '.join(credentials)}; write this setting's value itself"
         )
     if isinstance(value, dict):
         for key, item in value.items():
-            _refuse_references(item, doc, path + (key,))
+            _refuse_references(item, doc, path + (key,), credentials)
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _refuse_references(item, doc, path + (index,))
+            _refuse_references(item, doc, path + (index,), credentials)
 
 
 def _expand_credentials(
-    raw: dict[str, Any], doc: YamlDocument, path: tuple[Any, ...], environ: Mapping[str, str]
+    raw: dict[str, Any],
+    doc: YamlDocument,
+    path: tuple[Any, ...],
+    environ: Mapping[str, str],
+    credentials: tuple[str, ...],
 ) -> dict[str, Any]:
     expanded = {}
     for key, value in raw.items():
-        if key in CREDENTIAL_FIELDS:
+        if key in credentials:
             expanded[key] = _expand(value, doc, path + (key,), environ)
         else:
-            _refuse_references(value, doc, path + (key,))
+            _refuse_references(value, doc, path + (key,), credentials)
             expanded[key] = value
     return expanded
 
@@ -125,17 +140,20 @@ def load_config(file: Path, environ: Mapping[str, str] | None = None) -> HubConf
         path: tuple[Any, ...] = ("connections", index)
         if not isinstance(raw, dict):
             raise ConfigError(f"{doc.where(path)}: expected a mapping of connection settings")
-        expanded = _expand_credentials(raw, doc, path, environ)
+        _refuse_references(raw.get("kind"), doc, path + ("kind",), ("the credentials of its connector",))
         try:
             model = connector_class(str(raw.get("kind"))).settings_model
         except LookupError as error:
             raise ConfigError(f"{doc.where(path + ('kind',))}: {error}") from None
+        credentials = credential_fields(model)
+        expanded = _expand_credentials(raw, doc, path, environ, credentials)
         try:
             settings = model.model_validate(expanded)
         except ValidationError as error:
             first = error.errors()[0]
             loc = tuple(first["loc"])
-            shown = "" if _is_secret(loc) or isinstance(first["input"], dict) else f" (got {first['input']!r})"
+            hidden = _is_secret(loc, credentials) or isinstance(first["input"], dict)
+            shown = "" if hidden else f" (got {first['input']!r})"
             raise ConfigError(f"{doc.where(path + loc)}: {first['msg']}{shown}") from None
         _check_base_url(settings.base_url, doc, path + ("base_url",))
         if settings.id in connections:

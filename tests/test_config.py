@@ -64,6 +64,9 @@ def test_references_in_credentials_are_read_from_the_environment(tmp_path):
     assert config.connections["github-acme"].token.get_secret_value() == "gh-token-b41e"
 
 
+CREDENTIALS = "email, token, webhook_secret"  # a Jira connection's SecretStr fields, and email
+
+
 @pytest.mark.parametrize(
     "field, value, where",
     [
@@ -79,7 +82,7 @@ def test_a_reference_outside_a_credential_is_an_error_naming_file_line_and_field
     message = error(tmp_path, jira(**{field: value}), environ=environ)
     assert message == (
         f"{tmp_path / 'connections.yaml'} {where}: ${{...}} references are read only in "
-        "token, webhook_secret, email; write this setting's value itself"
+        f"{'the credentials of its connector' if field == 'kind' else CREDENTIALS}; write this setting's value itself"
     )
 
 
@@ -138,3 +141,20 @@ def test_no_error_message_shows_a_value_read_from_the_environment(tmp_path, conn
     assert str(tmp_path) in message
     for name, value in environ.items():
         assert value not in message, (name, message)
+
+
+def test_every_secret_setting_of_a_connector_reads_the_environment(tmp_path):
+    """A plugin's credentials are its SecretStr settings, whatever their names (Amplitude's api_key)."""
+    amplitude = {
+        "id": "amplitude-acme",
+        "kind": "amplitude",
+        "base_url": "https://amplitude.com",
+        "api_key": "${AMPLITUDE_API_KEY}",
+        "token": "${AMPLITUDE_SECRET_KEY}",
+    }
+    environ = {"AMPLITUDE_API_KEY": "amp-key-51c0", "AMPLITUDE_SECRET_KEY": "amp-secret-9d2e"}
+    settings = load(tmp_path, amplitude, environ=environ).connections["amplitude-acme"]
+    assert (settings.api_key.get_secret_value(), settings.token.get_secret_value()) == (
+        "amp-key-51c0",
+        "amp-secret-9d2e",
+    )
