@@ -52,6 +52,7 @@ class FieldSpec:
     # When the mapping gives no value (a TIME field): the version time of the first change the
     # hub sees that gives field stamped_when[0] the value stamped_when[1]; kept once set.
     stamped_when: tuple[str, str] | None = None
+    required: bool = False  # a record the mapping gives no value here is not kept (its raw record is)
     description: str | None = None
 
     def column_of(self, name: str) -> str:
@@ -123,6 +124,10 @@ class Entity:
     def people(self) -> dict[str, str]:
         """Person fields -> their id columns."""
         return {n: f.column_of(n) for n, f in self.fields.items() if f.type is FieldType.PERSON}
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(n for n, f in self.fields.items() if f.required)
 
     @property
     def stamps(self) -> dict[str, tuple[str, str]]:

@@ -171,6 +171,11 @@ class Mapping:
         rule = self.records.get(raw.record_type)
         return rule is not None and (rule.when is None or bool(rule.when(raw.payload)))
 
+    def keeps(self, unified: Unified) -> bool:
+        """Whether a mapped record has every field its kind requires (an analytics event the
+        mapping names no metric for is not a metric point)."""
+        return all(unified.values.get(name) is not None for name in ENTITIES[unified.entity].required)
+
     def apply(self, raw: RawRecord, portfolio: dict[str, str], people: dict[str, str] | None = None) -> Unified:
         """Normalise one raw record; portfolio maps container -> product key, people maps
         account names (for tools whose payloads carry no email) -> email."""

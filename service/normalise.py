@@ -22,7 +22,9 @@ def map_records(hub: Hub, connection_id: str, raws: list[RawRecord]) -> tuple[li
         try:
             if not active.maps(raw):  # the rule's `when` leaves it raw
                 continue
-            mapped.append(active.apply(raw, containers, hub.people.get(kind)))
+            unified = active.apply(raw, containers, hub.people.get(kind))
+            if active.keeps(unified):  # else a field its kind requires is missing: it stays raw
+                mapped.append(unified)
         except Exception as error:  # a record the mapping cannot read must not stop the page
             errors.append(f"{connection_id}: {raw.record_type} {raw.external_id}: {error}")
     return mapped, errors
@@ -43,5 +45,7 @@ def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> l
             if not active.maps(raw):
                 continue
             record = active.apply(raw, hub.portfolio.containers(kind), hub.people.get(kind))
+            if not active.keeps(record):
+                continue
         result.append(Tombstone(active.records[deletion.record_type].entity, deletion.external_id, deletion.at, record))
     return result

@@ -120,9 +120,11 @@ ENTITY = Entity(
     table_model=MetricPoint,
     path="/metrics",
     fields={
-        "metric": FieldSpec(FieldType.TEXT, description="the metric's name, as the mapping gives it"),
-        "day": FieldSpec(FieldType.DATE, description="the UTC day the value counts"),
-        "value": FieldSpec(FieldType.NUMBER),
+        "metric": FieldSpec(FieldType.TEXT, required=True, description="the metric's name, as the mapping gives it"),
+        "day": FieldSpec(
+            FieldType.DATE, required=True, description="the day the value counts, in the tool's time zone"
+        ),
+        "value": FieldSpec(FieldType.NUMBER, required=True),
         "source": FieldSpec(FieldType.TEXT, description="what the tool counted (an event, a measure)"),
     },
     series=Series(by="metric", along="day", value="value"),
