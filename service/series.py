@@ -41,13 +41,13 @@ def list_series(
             {"id": series_id(product_key, by), "product": product_key, spec.by: by, "points": [], "links": []},
         )
         series["points"].append(dict(zip(shown, values, strict=True)))
-    for series in _with_links(session, kind, live).values() if found else ():
-        if series["id"] in found:
-            found[series["id"]]["links"] = series["links"]
+    for key, links in (_links(session, kind, live) if found else {}).items():
+        if key in found:
+            found[key]["links"] = links
     return list(found.values())
 
 
-def _with_links(session: Session, kind: Entity, live: list[Any]) -> dict[str, dict[str, Any]]:
+def _links(session: Session, kind: Entity, live: list[Any]) -> dict[str, list[dict[str, Any]]]:
     """The distinct links of each series' points (over all its days)."""
     assert kind.series is not None
     c, link = kind.table.c, sa.inspect(Link).local_table
@@ -59,10 +59,9 @@ def _with_links(session: Session, kind: Entity, live: list[Any]) -> dict[str, di
         .order_by(c.product_key, c[kind.series.by], link.c.type, link.c.to_key)
     ).all()
     targets = link_targets(session, [Link(to_entity=r.to_entity, to_key=r.to_key) for r in rows])
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, list[dict[str, Any]]] = {}
     for product_key, by, type_, to_entity, to_key, origin in rows:
-        series = result.setdefault(series_id(product_key, by), {"links": []})
-        series["links"].append(
+        result.setdefault(series_id(product_key, by), []).append(
             {
                 "type": type_,
                 "to_entity": to_entity,
