@@ -6,6 +6,9 @@ import json
 import re
 import threading
 import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from statistics import median
 from typing import Any
 
 import httpx
@@ -15,6 +18,7 @@ from opsync_simulators.server import serving
 
 TOKEN = "ghp_simulated"
 AUTH = {"Authorization": f"token {TOKEN}"}
+NOW = datetime(2026, 3, 4, 15, 30, 12, tzinfo=UTC)  # a pinned "now" for the seeded history
 
 
 HTTP = httpx.Client(timeout=10)  # one client: building one per call costs ~0.1 s of TLS setup
@@ -32,9 +36,72 @@ def test_simulator_holds_ten_thousand_items_half_of_them_pull_requests() -> None
     assert 0.4 < sum(i.is_pull for i in items) / len(items) < 0.6
 
 
-def test_same_seed_generates_the_same_items() -> None:
-    first, second = GitHubSim(items=50, seed=9), GitHubSim(items=50, seed=9)
+def test_same_seed_and_now_generate_the_same_items() -> None:
+    first, second = GitHubSim(items=50, seed=9, now=NOW), GitHubSim(items=50, seed=9, now=NOW)
     assert first.all_items() == second.all_items()
+
+
+def test_a_later_now_moves_the_same_items_along_with_it() -> None:
+    month = timedelta(days=30)
+    earlier, later = GitHubSim(items=50, seed=9, now=NOW), GitHubSim(items=50, seed=9, now=NOW + month)
+
+    def what(sim: GitHubSim) -> list[tuple]:
+        return [
+            (i.repo, i.number, i.title, i.author, i.labels, i.head_ref, i.state, i.merged_at) for i in sim.all_items()
+        ]
+
+    assert what(later) == [(*row[:-1], row[-1] and row[-1] + month) for row in what(earlier)]
+    assert [i.created_at + month for i in earlier.all_items()] == [i.created_at for i in later.all_items()]
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def listed(url: str, repos: tuple[str, ...], kind: str) -> list[dict[str, Any]]:
+    """Every issue (kind "issues", pull requests left out) or pull request ("pulls") of repos."""
+    rows: list[dict[str, Any]] = []
+    for repo in repos:
+        page = 1
+        while batch := get(url, f"/repos/{repo}/{kind}", state="all", per_page=100, page=page).json():
+            rows += [row for row in batch if kind == "pulls" or "pull_request" not in row]
+            page += 1
+    return rows
+
+
+def test_seeded_pull_requests_were_opened_over_six_months_and_merged_hours_to_days_later() -> None:
+    sim = GitHubSim(items=600, token=TOKEN, now=NOW)
+    with serving(sim.app) as url:
+        pulls = listed(url, sim.repos, "pulls")
+    assert len(pulls) == sum(i.is_pull for i in sim.all_items())
+    created = [when(p["created_at"]) for p in pulls]
+    assert NOW - timedelta(days=190) < min(created) < NOW - timedelta(days=170) and max(created) < NOW
+    merged = [p for p in pulls if p["merged_at"]]
+    waits = [when(p["merged_at"]) - when(p["created_at"]) for p in merged]
+    assert all(wait > timedelta(0) for wait in waits)
+    assert all(p["closed_at"] == p["merged_at"] and p["state"] == "closed" for p in merged)
+    assert timedelta(hours=3) < median(waits) < timedelta(days=2) and max(waits) < timedelta(days=61)
+    weeks_ago = Counter((NOW - when(p["merged_at"])) // timedelta(weeks=1) for p in merged)
+    assert all(weeks_ago[week] >= 1 for week in range(12)), weeks_ago
+    for p in pulls:
+        assert when(p["created_at"]) <= when(p["updated_at"]) < NOW
+        assert p["closed_at"] is None or when(p["created_at"]) < when(p["closed_at"]) <= when(p["updated_at"])
+    assert {"open", "closed"} == {p["state"] for p in pulls if not p["merged_at"]}
+
+
+def test_seeded_issues_close_after_they_were_opened_and_some_stay_open() -> None:
+    sim = GitHubSim(items=300, token=TOKEN, now=NOW)
+    with serving(sim.app) as url:
+        issues = listed(url, sim.repos, "issues")
+    closed = [i for i in issues if i["state"] == "closed"]
+    assert closed and len(closed) < len(issues)
+    assert all(when(i["created_at"]) < when(i["closed_at"]) <= when(i["updated_at"]) < NOW for i in closed)
+    assert {i["state_reason"] for i in closed} == {"completed", "not_planned"}
+    assert all(
+        i["closed_at"] is None and when(i["created_at"]) <= when(i["updated_at"]) < NOW
+        for i in issues
+        if i["state"] == "open"
+    )
 
 
 def test_issue_list_pages_with_githubs_link_header() -> None:

@@ -6,6 +6,9 @@ import hashlib
 import hmac
 import json
 import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from statistics import median
 
 import httpx
 import pytest
@@ -15,6 +18,16 @@ from opsync_simulators.server import serving
 from opsync_simulators.world import people
 
 AUTH = ("ops@acme.example", "api-token")
+NOW = datetime(2026, 3, 4, 15, 30, 12, 345000, tzinfo=UTC)  # a pinned "now" for the seeded history
+# The simulated workflow's statuses and their Jira status categories.
+CATEGORY = {
+    "To Do": "new",
+    "In Progress": "indeterminate",
+    "In Review": "indeterminate",
+    "Done": "done",
+    "Won't Do": "done",
+}
+ALL = "project in (PAY, CHK, GRO) ORDER BY created ASC"
 
 
 def receiver() -> tuple[FastAPI, list[tuple[dict[str, str], bytes]]]:
@@ -30,10 +43,10 @@ def receiver() -> tuple[FastAPI, list[tuple[dict[str, str], bytes]]]:
     return app, received
 
 
-def search_all(url: str, jql: str, fields: str = "id", page: int = 50) -> list[dict]:
+def search_all(url: str, jql: str, fields: str = "id", page: int = 50, expand: str | None = None) -> list[dict]:
     issues, token = [], None
     while True:
-        params = {"jql": jql, "fields": fields, "maxResults": page}
+        params = {"jql": jql, "fields": fields, "maxResults": page, **({"expand": expand} if expand else {})}
         if token:
             params["nextPageToken"] = token
         body = httpx.get(f"{url}/rest/api/3/search/jql", params=params, auth=AUTH).json()
@@ -52,9 +65,130 @@ def test_twenty_thousand_generated_issues_have_distinct_ids_and_keys() -> None:
     assert all(issue["key"].split("-")[0] in ("PAY", "CHK", "GRO") for issue in issues)
 
 
-def test_same_seed_generates_the_same_issues() -> None:
-    first, second = JiraSim(issues=100, seed=3), JiraSim(issues=100, seed=3)
-    assert first.render(first.find("10042")) == second.render(second.find("10042"))
+def when(text: str) -> datetime:
+    """A Jira timestamp ("2026-03-04T15:30:12.345+0000") as a datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def test_same_seed_and_now_generate_the_same_issues() -> None:
+    first, second = JiraSim(issues=100, seed=3, now=NOW), JiraSim(issues=100, seed=3, now=NOW)
+    expand = {"changelog"}
+    assert first.render(first.find("10042"), expand=expand) == second.render(second.find("10042"), expand=expand)
+
+
+def test_a_later_now_moves_the_same_history_along_with_it() -> None:
+    month = timedelta(days=30)
+    earlier, later = JiraSim(issues=100, seed=3, now=NOW), JiraSim(issues=100, seed=3, now=NOW + month)
+
+    def what(sim: JiraSim) -> list[tuple]:
+        return [
+            (i.key, i.issuetype, i.summary, i.status, i.assignee, i.reporter, i.labels, i.parent) for i in sim.issues()
+        ]
+
+    assert what(earlier) == what(later)
+    assert [i.created + month for i in earlier.issues()] == [i.created for i in later.issues()]
+    assert [[h["created"] + month for h in i.histories] for i in earlier.issues()] == [
+        [h["created"] for h in i.histories] for i in later.issues()
+    ]
+
+
+def test_seeded_issues_were_created_over_the_last_six_months_and_finish_work_every_recent_week() -> None:
+    sim = JiraSim(issues=300, now=NOW)
+    with serving(sim.app) as url:
+        issues = search_all(url, ALL, fields="created,status,resolutiondate")
+    created = [when(i["fields"]["created"]) for i in issues]
+    assert NOW - timedelta(days=190) < min(created) < NOW - timedelta(days=170) and max(created) < NOW
+    done = [when(i["fields"]["resolutiondate"]) for i in issues if i["fields"]["status"]["name"] == "Done"]
+    weeks_ago = Counter((NOW - at) // timedelta(weeks=1) for at in done)
+    assert all(weeks_ago[week] >= 1 for week in range(12)), weeks_ago
+    assert 0.4 < len(done) / len(issues) < 0.8
+    assert {i["fields"]["status"]["name"] for i in issues} == set(CATEGORY)
+
+
+def test_every_seeded_status_is_where_the_changelog_moves_took_the_issue_at_their_times() -> None:
+    sim = JiraSim(issues=300, now=NOW)
+    fields = "created,updated,status,resolution,resolutiondate,statuscategorychangedate"
+    with serving(sim.app) as url:
+        issues = search_all(url, ALL, fields=fields, expand="changelog")
+    for issue in issues:
+        values, changelog = issue["fields"], issue["changelog"]
+        histories = sorted(changelog["histories"], key=lambda history: when(history["created"]))
+        assert changelog["total"] == changelog["maxResults"] == len(histories)
+        created, status, category_changed, moved = when(values["created"]), "To Do", None, []
+        for history in histories:
+            assert set(history) == {"id", "author", "created", "items"} and history["author"]["accountId"]
+            [item] = history["items"]
+            assert set(item) == {"field", "fieldtype", "fieldId", "from", "fromString", "to", "toString"}
+            assert (item["field"], item["fieldId"], item["fromString"]) == ("status", "status", status)
+            at = when(history["created"])
+            assert created < at < NOW and (not moved or moved[-1] < at)
+            if CATEGORY[item["toString"]] != CATEGORY[status]:
+                category_changed = at
+            status = item["toString"]
+            moved.append(at)
+        assert values["status"]["name"] == status
+        last = moved[-1] if moved else created
+        assert last <= when(values["updated"]) < NOW
+        assert when(values["statuscategorychangedate"]) == (category_changed or created)
+        if CATEGORY[status] == "done":
+            assert when(values["resolutiondate"]) == last and values["resolution"]["name"] == status
+        else:
+            assert values["resolutiondate"] is None and values["resolution"] is None
+
+
+def test_seeded_work_mostly_passes_through_in_progress_and_what_is_in_progress_started_weeks_ago_at_most() -> None:
+    sim = JiraSim(issues=600, now=NOW)
+    with serving(sim.app) as url:
+        issues = search_all(url, ALL, fields="status", expand="changelog")
+    path = {
+        i["key"]: [item["toString"] for h in i["changelog"]["histories"][::-1] for item in h["items"]] for i in issues
+    }
+    status = {i["key"]: i["fields"]["status"]["name"] for i in issues}
+    done = [key for key in status if status[key] == "Done"]
+    assert sum("In Progress" in path[key] for key in done) / len(done) > 0.75
+    assert any(path[key] == ["Done"] for key in done)  # a small fix, closed from To Do
+    assert any(path[key] == ["Won't Do"] for key in status) and any(
+        "In Progress" in path[key] for key in status if status[key] == "Won't Do"
+    )
+    started = {
+        i["key"]: when(i["changelog"]["histories"][-1]["created"])  # the oldest: search lists the newest first
+        for i in issues
+        if CATEGORY[status[i["key"]]] == "indeterminate"
+    }
+    assert len(started) >= 10
+    assert median(NOW - at for at in started.values()) < timedelta(days=21)
+
+
+def test_expand_changelog_keeps_the_latest_histories_issue_oldest_first_and_search_newest_first() -> None:
+    sim = JiraSim(issues=20, now=NOW)
+    seeded = len(sim.find("10003").histories)
+    for n in range(110):
+        sim.update_issue("10003", summary=f"Summary {n}")
+    with serving(sim.app) as url:
+        issue = httpx.get(f"{url}/rest/api/3/issue/10003", params={"expand": "changelog"}, auth=AUTH).json()
+        [found] = search_all(url, "id = 10003", fields="summary", expand="changelog")
+    shown, listed = issue["changelog"], found["changelog"]
+    summaries = lambda histories: [h["items"][0]["toString"] for h in histories]  # noqa: E731
+    assert (shown["total"], shown["maxResults"], len(shown["histories"])) == (seeded + 110, 100, 100)
+    assert summaries(shown["histories"]) == [f"Summary {n}" for n in range(10, 110)]
+    assert (listed["total"], listed["maxResults"], len(listed["histories"])) == (seeded + 110, 40, 40)
+    assert summaries(listed["histories"]) == [f"Summary {n}" for n in range(109, 69, -1)]
+    ids = [h["id"] for i in sim.issues() for h in i.histories]
+    assert len(ids) == len(set(ids))  # unique across issues, as Jira's are
+
+
+def test_sprints_lead_up_to_the_active_one_and_only_past_releases_are_released() -> None:
+    sim = JiraSim(issues=5, now=NOW)
+    for project in sim.projects.values():
+        *closed, active = project.sprints
+        assert active["state"] == "active" and when(active["startDate"][:-1] + "+0000") <= NOW < when(
+            active["endDate"][:-1] + "+0000"
+        )
+        assert all(s["state"] == "closed" and when(s["completeDate"][:-1] + "+0000") <= NOW for s in closed)
+        assert [v["released"] for v in project.versions] == [
+            v["releaseDate"] < NOW.date().isoformat() for v in project.versions
+        ]
+        assert not project.versions[-1]["released"]
 
 
 def test_generated_issue_has_cloud_shaped_fields() -> None:

@@ -47,7 +47,10 @@ class GitHubSim:
         token: str | None = None,
         rate_limit: int = 5000,
         rate_window_seconds: float = 3600.0,
+        now: datetime | None = None,
     ) -> None:
+        """now: the moment the seeded history leads up to (default: the current UTC time); pin
+        it for data that is the same on every run. Changes made later happen on the wall clock."""
         self.lock = threading.RLock()
         self.people = people()
         self.repos = tuple(repos)
@@ -66,7 +69,8 @@ class GitHubSim:
         keys = jira_keys if jira_keys is not None else {p.jira_project: 50 for p in PRODUCTS}
         self._next_issue_id, self._next_pull_id = 1_000_001, 5_000_001
         self.items: dict[str, dict[int, SimItem]] = {repo: {} for repo in self.repos}
-        for item in data.generate(items, seed, self.repos, keys, len(self.people)):
+        seeded_until = (now or datetime.now(UTC)).astimezone(UTC)
+        for item in data.generate(items, seed, self.repos, keys, len(self.people), seeded_until):
             self._register(item)
         self._rng = random.Random(seed + 1)
         self._app: FastAPI | None = None

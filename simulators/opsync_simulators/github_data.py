@@ -2,13 +2,16 @@
 the JSON shapes GitHub's REST API and webhooks use.
 
 State holds no URLs: every URL is built at render time from the base URL the client
-used, so the same records serve http://127.0.0.1:PORT and .../api/v3 alike.
+used, so the same records serve http://127.0.0.1:PORT and .../api/v3 alike. Seeded items are
+dated back from the simulator's `now`: opened over the last six months, pull requests merged
+hours to days after they were opened, issues closed days to weeks after.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,8 +22,8 @@ from opsync_simulators.world import PRODUCTS, SimPerson
 
 ORG = "acme"
 ORG_ID = 9000
-GENERATED_FROM = datetime(2024, 1, 1, tzinfo=UTC)
-GENERATED_SPAN = timedelta(days=540)  # generated history ends mid-2025, before any live change
+FOUNDED = datetime(2023, 3, 6, tzinfo=UTC)  # the organisation, its repositories and milestones
+HISTORY = timedelta(days=182)  # seeded items were opened in the six months before `now`
 
 LABELS: dict[str, tuple[int, str, str]] = {
     "bug": (7001, "d73a4a", "Something isn't working"),
@@ -107,18 +110,22 @@ def slug(text: str) -> str:
     return "-".join(text.lower().split())
 
 
-def generate(count: int, seed: int, repos: tuple[str, ...], jira_keys: dict[str, int], people: int) -> list[SimItem]:
-    """count issues and pull requests, about half each, numbered per repo in creation order."""
+def generate(
+    count: int, seed: int, repos: tuple[str, ...], jira_keys: dict[str, int], people: int, now: datetime
+) -> list[SimItem]:
+    """count issues and pull requests, about half each, numbered per repo in creation order and
+    opened over HISTORY up to now. What an item is comes from one seeded stream and when things
+    happened to it from another, so a seed names the same items whatever now is."""
     rng = random.Random(seed)
+    clock = random.Random(f"{seed}:timeline")
+    now = now.replace(microsecond=0)
     numbers = dict.fromkeys(repos, 0)
-    step = GENERATED_SPAN / max(count, 1)
+    step = HISTORY / max(count, 1)
     items = []
     for k in range(count):
         repo = repos[k % len(repos)]
         numbers[repo] += 1
-        created = GENERATED_FROM + step * k + timedelta(seconds=rng.randint(0, 59))
-        created = created.replace(microsecond=0)
-        updated = created + timedelta(seconds=rng.randint(0, 20 * 86400))
+        created = (now - HISTORY + step * (k + clock.random())).replace(microsecond=0)
         topic = rng.choice(TOPICS)
         project = jira_project(repo)
         key = f"{project}-{rng.randint(1, jira_keys[project])}" if jira_keys.get(project) else None
@@ -130,23 +137,25 @@ def generate(count: int, seed: int, repos: tuple[str, ...], jira_keys: dict[str,
             body=None,
             author=rng.randrange(people),
             created_at=created,
-            updated_at=updated,
+            updated_at=created,
             comments=rng.randint(0, 12),
             assignees=rng.sample(range(people), rng.choice((0, 1, 1, 1, 2))),
             labels=rng.sample(sorted(LABELS), rng.choice((0, 1, 1, 2))),
             milestone=rng.choice((None, None, 1, 2, 3)),
         )
         if rng.random() < 0.5:
-            _make_pull(item, rng, topic, key, people)
+            fate, reason = _make_pull(item, rng, topic, key, people), None
         else:
             item.body = rng.choice((None, "", f"We should {topic}.", f"Steps:\n1. {topic}\n2. verify"))
-            if rng.random() < 0.4:
-                _close(item, updated, rng.choice(("completed", "completed", "not_planned")))
+            fate = "closed" if rng.random() < 0.4 else None
+            reason = rng.choice(("completed", "completed", "not_planned"))
+        _settle(item, fate, reason, clock, now)
         items.append(item)
     return items
 
 
-def _make_pull(item: SimItem, rng: random.Random, topic: str, key: str | None, people: int) -> None:
+def _make_pull(item: SimItem, rng: random.Random, topic: str, key: str | None, people: int) -> str | None:
+    """Make item a pull request; what becomes of it: "merged", "closed", or None (left open)."""
     named = key is not None and rng.random() < 0.7
     item.title = f"{key}: {topic}" if named else topic.capitalize()
     kind = rng.choice(("feature", "fix", "chore"))
@@ -158,12 +167,26 @@ def _make_pull(item: SimItem, rng: random.Random, topic: str, key: str | None, p
     item.additions, item.deletions = rng.randint(1, 800), rng.randint(0, 400)
     item.changed_files, item.commits = rng.randint(1, 30), rng.randint(1, 12)
     roll = rng.random()
-    if roll < 0.55:
-        _close(item, item.updated_at, None)
-        item.merged_at = item.updated_at
-        item.merge_commit_sha = sha(item.repo, item.number, "merge")
-    elif roll < 0.7:
-        _close(item, item.updated_at, None)
+    return "merged" if roll < 0.55 else "closed" if roll < 0.7 else None
+
+
+def _settle(item: SimItem, fate: str | None, reason: str | None, clock: random.Random, now: datetime) -> None:
+    """Date what becomes of item: a pull request is merged hours to days after it was opened
+    (median 18 hours) or abandoned after days, an issue closed after days to weeks. What would
+    come after now has not happened yet: the item is still open. Comments later on move
+    updated_at, within days of the close (weeks for an open item)."""
+    typical_hours = 18.0 if fate == "merged" else 96.0 if item.is_pull else 144.0
+    hours = min(clock.lognormvariate(math.log(typical_hours), 1.1), 24.0 * 60)
+    done_at = item.created_at + timedelta(seconds=int(max(hours, 0.3) * 3600))
+    talk = clock.random()
+    if fate is not None and done_at < now:
+        _close(item, done_at, reason)
+        if fate == "merged":
+            item.merged_at = done_at
+            item.merge_commit_sha = sha(item.repo, item.number, "merge")
+    last = item.closed_at or item.created_at
+    horizon = min(now - last, timedelta(days=2 if item.closed_at else 20))
+    item.updated_at = (last + horizon * talk**3).replace(microsecond=0)
 
 
 def _close(item: SimItem, at: datetime, reason: str | None) -> None:
@@ -247,8 +270,8 @@ def org_json(b: Bases, repo_count: int) -> dict[str, Any]:
         "followers": 0,
         "following": 0,
         "html_url": f"{b.web}/{ORG}",
-        "created_at": iso(GENERATED_FROM),
-        "updated_at": iso(GENERATED_FROM),
+        "created_at": iso(FOUNDED),
+        "updated_at": iso(FOUNDED),
         "type": "Organization",
     }
 
@@ -271,9 +294,9 @@ def repo_json(full_name: str, repo_id: int, b: Bases) -> dict[str, Any]:
         "pulls_url": f"{u}/pulls{{/number}}",
         "labels_url": f"{u}/labels{{/name}}",
         "hooks_url": f"{u}/hooks",
-        "created_at": iso(GENERATED_FROM),
-        "updated_at": iso(GENERATED_FROM),
-        "pushed_at": iso(GENERATED_FROM),
+        "created_at": iso(FOUNDED),
+        "updated_at": iso(FOUNDED),
+        "pushed_at": iso(FOUNDED),
         "default_branch": "main",
         "visibility": "private",
         "has_issues": True,
@@ -312,8 +335,8 @@ def milestone_json(number: int, repo: str, creator: dict[str, Any], b: Bases) ->
         "open_issues": 0,
         "closed_issues": 0,
         "state": "open",
-        "created_at": iso(GENERATED_FROM),
-        "updated_at": iso(GENERATED_FROM),
+        "created_at": iso(FOUNDED),
+        "updated_at": iso(FOUNDED),
         "due_on": None,
         "closed_at": None,
     }

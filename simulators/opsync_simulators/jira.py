@@ -68,22 +68,28 @@ class JiraSim:
         webhook_secret: str | None = None,
         credentials: tuple[str, str] | None = None,
         site_url: str = "https://acme.atlassian.net",
+        now: datetime | None = None,
     ) -> None:
+        """now: the moment the seeded history leads up to (default: the current UTC time); pin
+        it for data that is the same on every run. Changes made later happen on the wall clock."""
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.credentials = credentials  # None: any non-empty email and token
         self.site_url = site_url  # the base of `self` links in webhook bodies
         self.people: list[SimPerson] = people()
-        self.projects = data.make_projects(tuple(key.upper() for key in projects))
+        seeded_until = data.to_ms((now or datetime.now(UTC)).astimezone(UTC))
+        self.projects = data.make_projects(tuple(key.upper() for key in projects), seeded_until)
         self._rank = {key: project.rank for key, project in self.projects.items()}
         self._lock = threading.RLock()
-        generated = data.generate_issues(issues, seed, self.projects, self.people)
+        generated = data.generate_issues(issues, seed, self.projects, self.people, seeded_until)
         self._issues: dict[int, SimIssue] = {issue.id: issue for issue in generated}
         self._numbers = {key: 0 for key in self.projects}
         for issue in generated:
             self._numbers[issue.project] = max(self._numbers[issue.project], issue.number)
         self._next_id = data.FIRST_ISSUE_ID + issues
-        self._last_time = max((issue.updated for issue in generated), default=data.START)
+        # changelog ids are unique across issues, as Jira's are; above every seeded one
+        self._next_history_id = self._next_id * 10
+        self._last_time = max((issue.updated for issue in generated), default=seeded_until)
         self._deleted: dict[int, SimIssue] = {}
         self.faults = Faults()
         self.outbox = Outbox(self._renew_delivery)
@@ -184,7 +190,7 @@ class JiraSim:
             page = matched[start : start + limit]
             body: dict[str, Any] = {
                 "issues": [
-                    data.render_issue(self._issues[issue_id], self, version, base, fields, expand)
+                    data.render_issue(self._issues[issue_id], self, version, base, fields, expand, in_search=True)
                     for _, issue_id in page
                 ]
             }
@@ -255,7 +261,8 @@ class JiraSim:
             at = self.now()
             items = self._apply(issue, changes)
             issue.updated = at
-            history_id = str(len(issue.histories) + issue.id * 10 + 1)
+            history_id = str(self._next_history_id)
+            self._next_history_id += 1
             issue.histories.append({"id": history_id, "author": 0, "created": at, "items": items})
             names = {item["field"] for item in items}
             event_type = (

@@ -2,11 +2,14 @@
 
 Issues are kept compact (one SimIssue each) and rendered on request, so that 20,000 of them
 generate in well under a second and v2 (wiki markup) and v3 (ADF) stay two views of one truth.
+Their history is dated back from the simulator's `now`, so that recent weeks always hold
+finished work, and every status an issue passed through is in its changelog with its time.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -14,10 +17,16 @@ from typing import Any
 from opsync_simulators.world import PRODUCTS, SimPerson
 
 UTC = UTC
-START = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # first generated issue
-SPAN = timedelta(days=540)  # generated history; mutations happen "now", later than all of it
+HISTORY = timedelta(days=182)  # seeded issues were created in the six months before `now`
 SPRINT_LENGTH = timedelta(days=14)
+RELEASE_EVERY = timedelta(days=60)
 FIRST_ISSUE_ID = 10000
+DAY = 86400.0  # seconds
+# How many histories expand=changelog returns, the most recent ones: search/jql cuts an issue's
+# changelog at 40 (Cloud's enhanced search), GET issue at 100; the rest only the paged
+# /issue/{id}/changelog endpoint lists (which the simulator does not serve).
+SEARCH_CHANGELOG_LIMIT = 40
+ISSUE_CHANGELOG_LIMIT = 100
 
 # name -> (id, statusCategory key); the categories are Jira's three fixed ones
 STATUSES = {
@@ -104,7 +113,8 @@ class SimIssue:
     updated: datetime
     resolved: datetime | None
     parent: int | None  # issue id of the epic or story above it
-    histories: list[dict[str, Any]] = field(default_factory=list)  # from mutations
+    # oldest first: {"id", "author" (index into people), "created", "items"}, seeded or from mutations
+    histories: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -117,17 +127,30 @@ def jira_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-def make_projects(keys: tuple[str, ...]) -> dict[str, SimProject]:
+def to_ms(moment: datetime) -> datetime:
+    """moment cut to the millisecond: what Jira's timestamps can say, so what the sim holds."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def schedule_start(now: datetime) -> datetime:
+    """When the seeded history begins: the first sprint starts that morning."""
+    first = now - HISTORY
+    return first.replace(hour=9, minute=0, second=0, microsecond=0)
+
+
+def make_projects(keys: tuple[str, ...], now: datetime) -> dict[str, SimProject]:
+    """Projects with fortnightly sprints up to the active one and a release every two months."""
     names = {product.jira_project: product.name for product in PRODUCTS}
+    start = schedule_start(now)
     projects: dict[str, SimProject] = {}
     for index, key in enumerate(keys):
         project = SimProject(
             id=str(10000 + index), key=key, name=names.get(key, key.title()), rank=sorted(keys).index(key)
         )
         board = index + 1
-        for n in range(SPAN // SPRINT_LENGTH + 1):
-            begin = START + n * SPRINT_LENGTH
-            last = begin + SPRINT_LENGTH > START + SPAN
+        for n in range((now - start) // SPRINT_LENGTH + 1):
+            begin = start + n * SPRINT_LENGTH
+            last = begin + SPRINT_LENGTH > now
             project.sprints.append(
                 {
                     "id": index * 100 + n + 1,
@@ -140,14 +163,14 @@ def make_projects(keys: tuple[str, ...]) -> dict[str, SimProject]:
                     **({} if last else {"completeDate": (begin + SPRINT_LENGTH).strftime("%Y-%m-%dT%H:%M:%S.000Z")}),
                 }
             )
-        for n in range(SPAN.days // 60 + 1):
-            released = START + timedelta(days=60 * (n + 1))
+        for n in range(HISTORY // RELEASE_EVERY + 1):
+            released = start + RELEASE_EVERY * (n + 1)
             project.versions.append(
                 {
                     "id": str(10000 + index * 50 + n),
                     "name": f"{1 + n // 4}.{n % 4}",
                     "archived": False,
-                    "released": released < START + SPAN,
+                    "released": released < now,
                     "releaseDate": released.date().isoformat(),
                 }
             )
@@ -155,10 +178,52 @@ def make_projects(keys: tuple[str, ...]) -> dict[str, SimProject]:
     return projects
 
 
-def generate_issues(count: int, seed: int, projects: dict[str, SimProject], people: list[SimPerson]) -> list[SimIssue]:
-    """count issues spread over projects; ids and created times grow together."""
+def plan_workflow(kind: str, draw: Callable[[], float]) -> list[tuple[float, str]]:
+    """The statuses an issue moves to after To Do, each with its time in seconds after the issue
+    was created: picked up after a wait (months, for the backlog's share), worked on for hours
+    to weeks (epics for months), often reviewed, and mostly done; a few are dropped, and some
+    small fixes go straight from To Do to Done. Draws the same count of numbers every time."""
+    backlog = draw() < 0.35
+    wait = (20 + draw() * 280) * DAY if backlog else (0.02 + draw() ** 2 * 14) * DAY
+    work = (14 + draw() * 60) * DAY if kind == "Epic" else (0.1 + draw() ** 1.5 * 12) * DAY
+    review = (0.05 + draw() * 3) * DAY if kind != "Epic" and draw() < 0.6 else None
+    fate = draw()
+    if fate < 0.05:
+        return [(wait, "Won't Do")]
+    if fate < 0.08:
+        return [(wait, "In Progress"), (wait + work / 2, "Won't Do")]
+    if fate < 0.15 and kind != "Epic":
+        return [(wait, "Done")]
+    moves = [(wait, "In Progress")]
+    if review is not None:
+        moves.append((wait + work, "In Review"))
+        work += review
+    moves.append((wait + work, "Done"))
+    return moves
+
+
+def status_item(old: str, new: str) -> dict[str, Any]:
+    """A changelog item for a move between two statuses, as Jira records it."""
+    return {
+        "field": "status",
+        "fieldtype": "jira",
+        "fieldId": "status",
+        "from": STATUSES[old][0],
+        "fromString": old,
+        "to": STATUSES[new][0],
+        "toString": new,
+    }
+
+
+def generate_issues(
+    count: int, seed: int, projects: dict[str, SimProject], people: list[SimPerson], now: datetime
+) -> list[SimIssue]:
+    """count issues spread over projects, created over HISTORY up to now; ids and created times
+    grow together. What an issue is (project, kind, text, people) comes from one seeded stream
+    and when things happened to it from another, so a seed names the same issues whatever now is."""
     rng = random.Random(seed)
     draw = rng.random  # one primitive, indexed into lists: 20,000 issues in about a second
+    clock = random.Random(f"{seed}:timeline").random
     pick = lambda options: options[int(draw() * len(options))]  # noqa: E731
     keys = list(projects)
     numbers = dict.fromkeys(keys, 0)
@@ -175,8 +240,10 @@ def generate_issues(count: int, seed: int, projects: dict[str, SimProject], peop
         ["customer-request", "performance"],
     ]
     issues: list[SimIssue] = []
-    span = SPAN.total_seconds()
-    step = span / max(count, 1)
+    now = to_ms(now)
+    start = schedule_start(now)
+    first = now - HISTORY
+    step = HISTORY.total_seconds() / max(count, 1)
     for n in range(count):
         project = pick(keys)
         numbers[project] += 1
@@ -197,28 +264,40 @@ def generate_issues(count: int, seed: int, projects: dict[str, SimProject], peop
             parent = pick(stories[project][-30:])
         elif (kind in ("Story", "Task") and draw() < 0.7) or (kind == "Bug" and draw() < 0.3):
             parent = pick(epics[project][-8:])
-        offset = step * n + 1 + draw() * step  # seconds after START
-        age = span - offset
-        updated_offset = offset + draw() * min(age, 60 * 86400.0)
-        created = START + timedelta(milliseconds=int(offset * 1000))
-        updated = START + timedelta(milliseconds=int(updated_offset * 1000))
-        if draw() < age / span * 0.9:  # old issues are mostly finished
-            status = "Won't Do" if draw() < 0.08 else "Done"
-        else:
-            status = pick(["To Do", "To Do", "In Progress", "In Review"])
+        in_sprint = kind in ("Story", "Task", "Bug") and draw() < 0.7
+        released = draw() < 0.6  # if it gets done
+        title = pick(EPIC_THEMES) if kind == "Epic" else f"{pick(VERBS)} {pick(OBJECTS)}"
+        assignee = None if draw() < 0.15 else int(draw() * len(people))
+        reporter = int(draw() * len(people))
+
+        created = to_ms(first + timedelta(seconds=step * (n + clock())))
+        status, histories = "To Do", []
+        for seconds, target in plan_workflow(kind, clock):
+            moment = to_ms(created + timedelta(seconds=seconds))
+            if moment >= now:
+                break
+            histories.append(
+                {
+                    "id": str(issue_id * 10 + len(histories) + 1),
+                    "author": reporter if assignee is None else assignee,
+                    "created": moment,
+                    "items": [status_item(status, target)],
+                }
+            )
+            status = target
+        last = histories[-1]["created"] if histories else created
+        # later edits and comments move `updated` on, within days (weeks for untouched issues)
+        horizon = min(now - last, timedelta(days=30 if not histories else 5))
+        updated = to_ms(last + horizon * clock() ** 2)
+        resolved = last if STATUSES[status][1] == "done" else None
         sprints = projects[project].sprints
-        sprint = (
-            sprints[min(int(offset // SPRINT_LENGTH.total_seconds()), len(sprints) - 1)]
-            if kind in ("Story", "Task", "Bug") and draw() < 0.7
-            else None
-        )
+        active = max(0, min(int((last - start) // SPRINT_LENGTH), len(sprints) - 1))
         versions = projects[project].versions
         version = (
-            versions[min(int(updated_offset // (60 * 86400)), len(versions) - 1)]
-            if status == "Done" and draw() < 0.6
+            versions[max(0, min(int((resolved - start) // RELEASE_EVERY), len(versions) - 1))]
+            if resolved is not None and status == "Done" and released
             else None
         )
-        title = pick(EPIC_THEMES) if kind == "Epic" else f"{pick(VERBS)} {pick(OBJECTS)}"
         issue = SimIssue(
             id=issue_id,
             project=project,
@@ -233,17 +312,18 @@ def generate_issues(count: int, seed: int, projects: dict[str, SimProject], peop
             ],
             status=status,
             priority=pick(priorities),
-            assignee=None if draw() < 0.15 else int(draw() * len(people)),
-            reporter=int(draw() * len(people)),
+            assignee=assignee,
+            reporter=reporter,
             labels=list(pick(label_sets)),
             story_points=pick([1.0, 2.0, 3.0, 5.0, 8.0, 13.0]) if kind == "Story" and draw() < 0.8 else None,
-            sprint=sprint,
+            sprint=sprints[active] if in_sprint else None,
             fix_version=version,
             duedate=(created + timedelta(days=7 + int(draw() * 80))).date() if draw() < 0.3 else None,
             created=created,
             updated=updated,
-            resolved=updated if STATUSES[status][1] == "done" else None,
+            resolved=resolved,
             parent=parent,
+            histories=histories,
         )
         issues.append(issue)
         if kind == "Epic":
@@ -351,7 +431,7 @@ def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[st
         "issuetype": render_issuetype(issue.issuetype, base),
         "project": render_project(project, base),
         "status": render_status(issue.status, base),
-        "statuscategorychangedate": jira_time(issue.resolved or issue.created),
+        "statuscategorychangedate": jira_time(category_changed_at(issue)),
         "priority": render_priority(issue.priority, base),
         "assignee": render_user(people[issue.assignee], base) if issue.assignee is not None else None,
         "reporter": render_user(people[issue.reporter], base),
@@ -393,43 +473,45 @@ def render_fields(issue: SimIssue, sim: Any, version: str, base: str) -> dict[st
     return fields
 
 
-def render_changelog(issue: SimIssue, sim: Any, base: str) -> dict[str, Any]:
-    """Histories: a synthetic transition for generated issues, then every mutation."""
-    histories = []
-    if issue.status != "To Do" and not issue.histories:
-        histories.append(
-            {
-                "id": str(issue.id * 10),
-                "author": render_user(sim.people[issue.reporter], base),
-                "created": jira_time(issue.updated),
-                "items": [
-                    {
-                        "field": "status",
-                        "fieldtype": "jira",
-                        "fieldId": "status",
-                        "from": STATUSES["To Do"][0],
-                        "fromString": "To Do",
-                        "to": STATUSES[issue.status][0],
-                        "toString": issue.status,
-                    }
-                ],
-            }
-        )
+def category_changed_at(issue: SimIssue) -> datetime:
+    """When the issue last moved into another status category (statuscategorychangedate)."""
+    moment = issue.created
     for history in issue.histories:
-        histories.append(
-            {
-                **history,
-                "author": render_user(sim.people[history["author"]], base),
-                "created": jira_time(history["created"]),
-            }
-        )
-    return {"startAt": 0, "maxResults": len(histories), "total": len(histories), "histories": histories}
+        for item in history["items"]:
+            if item["field"] == "status" and STATUSES[item["fromString"]][1] != STATUSES[item["toString"]][1]:
+                moment = history["created"]
+    return moment
+
+
+def render_changelog(issue: SimIssue, sim: Any, base: str, in_search: bool = False) -> dict[str, Any]:
+    """The most recent histories, as expand=changelog shows them: GET issue lists up to 100,
+    oldest first; search/jql up to 40, most recent first, as its documentation puts it. total
+    counts them all, so a reader can tell a cut changelog (total > maxResults)."""
+    limit = SEARCH_CHANGELOG_LIMIT if in_search else ISSUE_CHANGELOG_LIMIT
+    histories = [
+        {
+            **history,
+            "author": render_user(sim.people[history["author"]], base),
+            "created": jira_time(history["created"]),
+        }
+        for history in issue.histories[-limit:]
+    ]
+    if in_search:
+        histories.reverse()
+    return {"startAt": 0, "maxResults": len(histories), "total": len(issue.histories), "histories": histories}
 
 
 def render_issue(
-    issue: SimIssue, sim: Any, version: str, base: str, fields: set[str] | None = None, expand: set[str] = frozenset()
+    issue: SimIssue,
+    sim: Any,
+    version: str,
+    base: str,
+    fields: set[str] | None = None,
+    expand: set[str] = frozenset(),
+    in_search: bool = False,
 ) -> dict[str, Any]:
-    """The issue JSON; fields=None means all, an empty set means id/key only."""
+    """The issue JSON; fields=None means all, an empty set means id/key only; in_search: as
+    search/jql lists it (which cuts the changelog shorter)."""
     body: dict[str, Any] = {
         "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
         "id": str(issue.id),
@@ -442,7 +524,7 @@ def render_issue(
             rendered if fields is None else {name: value for name, value in rendered.items() if name in fields}
         )
     if "changelog" in expand:
-        body["changelog"] = render_changelog(issue, sim, base)
+        body["changelog"] = render_changelog(issue, sim, base, in_search)
     return body
 
 
