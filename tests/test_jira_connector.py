@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
-from opsync.service.contract import FatalError, Page
+from opsync.service.contract import FatalError, Page, RawRecord
+from opsync.service.mapping import load_mapping
 from opsync_simulators.jira import JiraSim
+from opsync_simulators.jira_data import SimIssue
 from opsync_simulators.server import serving
 
 EMAIL, TOKEN = "ops@acme.example", "api-token"
+NOW = datetime(2026, 3, 4, 15, 30, 12, 345000, tzinfo=UTC)  # a pinned "now" for the seeded history
 
 
 def connector(
@@ -179,6 +182,70 @@ def test_fetch_one_returns_the_current_issue_or_none() -> None:
     assert found.payload["fields"]["summary"] == "Fresh summary"
     assert found.version == sim.find("10004").updated
     assert missing is None
+
+
+async def fetch(url: str, *issue_ids: str) -> list[RawRecord | None]:
+    jira = connector(url)
+    try:
+        return [await jira.fetch_one("issue", issue_id) for issue_id in issue_ids]
+    finally:
+        await jira.aclose()
+
+
+def moves(issue: SimIssue) -> list[tuple[datetime, str]]:
+    """The status moves the simulator holds for an issue: (when, to which status), oldest first."""
+    return [
+        (history["created"], item["toString"])
+        for history in issue.histories
+        for item in history["items"]
+        if item["field"] == "status"
+    ]
+
+
+def test_pulled_and_fetched_issues_carry_their_changelog() -> None:
+    sim = JiraSim(issues=40, now=NOW)
+    moved = next(issue for issue in sim.issues() if len(issue.histories) >= 2)
+    with serving(sim.app) as url:
+        pulled = {r.external_id: r for page in asyncio.run(pull(connector(url), None)) for r in page.records}
+        [fetched] = asyncio.run(fetch(url, str(moved.id)))
+    for record in (pulled[str(moved.id)], fetched):
+        changelog = record.payload["changelog"]
+        assert changelog["total"] == len(changelog["histories"]) == len(moved.histories)
+        assert {h["id"] for h in changelog["histories"]} == {h["id"] for h in moved.histories}
+    assert all(r.payload["changelog"]["total"] == len(sim.find(i).histories) for i, r in pulled.items())
+
+
+def test_the_shipped_mapping_starts_work_at_the_first_move_into_progress() -> None:
+    sim = JiraSim(issues=60, now=NOW)
+    seeded = next(i for i in sim.issues() if i.status == "Done" and moves(i)[0][1] == "In Progress")
+    waiting = next(i for i in sim.issues() if i.status == "To Do")
+    reworked = next(i for i in sim.issues() if i.status == "To Do" and i is not waiting)
+    for status in ("In Progress", "In Review", "In Progress", "Done"):  # back once from review
+        sim.update_issue(reworked.key, status=status)
+    issues = [str(issue.id) for issue in (seeded, reworked, waiting)]
+    with serving(sim.app) as url:
+        pulled = {r.external_id: r for page in asyncio.run(pull(connector(url), None)) for r in page.records}
+        fetched = asyncio.run(fetch(url, *issues))
+    mapping = load_mapping(JiraConnector.default_mapping())
+    for records in ([pulled[i] for i in issues], fetched):  # search lists histories newest first, GET oldest first
+        seeded_item, reworked_item, waiting_item = (mapping.apply(r, {}).values for r in records)
+        assert seeded_item["started_at"] == moves(seeded)[0][0] < seeded_item["completed_at"] == seeded.resolved
+        assert reworked_item["started_at"] == moves(reworked)[0][0] < moves(reworked)[2][0]
+        assert reworked_item["completed_at"] == reworked.resolved > reworked_item["started_at"]
+        assert waiting_item["started_at"] is None and moves(waiting) == []
+
+
+def test_work_closed_or_dropped_straight_from_to_do_never_started() -> None:
+    sim = JiraSim(issues=600, now=NOW)
+    paths = {
+        status: [i for i in sim.issues() if [s for _, s in moves(i)] == [status]] for status in ("Done", "Won't Do")
+    }
+    skipped = paths["Done"][:3] + paths["Won't Do"][:3]
+    assert len(skipped) == 6
+    with serving(sim.app) as url:
+        fetched = asyncio.run(fetch(url, *(str(i.id) for i in skipped)))
+    mapping = load_mapping(JiraConnector.default_mapping())
+    assert [mapping.apply(r, {}).values["started_at"] for r in fetched] == [None] * len(fetched)
 
 
 def test_settings_require_projects_and_uppercase_them() -> None:

@@ -38,6 +38,11 @@ from opsync import mappings
 
 T = TypeVar("T")
 ID_PAGE = 5000  # search/jql's cap when only ids are asked for
+# Issues come with their changelog, which the mapping reads when work started. Jira cuts it to
+# the most recent histories (search/jql: 40 an issue; GET issue: 100), and says so with
+# changelog.total > maxResults. A cut one is stored as it came: a long-lived issue may then lose
+# its earliest moves, and fetching each one's full /changelog would cost a request an issue.
+EXPAND = "changelog"
 
 
 class SearchRefused(FatalError):
@@ -88,7 +93,12 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
         while True:
             result = await self._call(
                 lambda client, token=token: client.enhanced_search_issues(
-                    jql, nextPageToken=token, maxResults=self.jira_settings.page_size, fields="*all", json_result=True
+                    jql,
+                    nextPageToken=token,
+                    maxResults=self.jira_settings.page_size,
+                    fields="*all",
+                    expand=EXPAND,
+                    json_result=True,
                 )
             )
             records = [webhook.issue_record(issue) for issue in result.get("issues") or []]
@@ -139,7 +149,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
 
         def get(client: JIRA) -> dict[str, Any] | None:
             try:
-                return client.issue(external_id, fields="*all").raw
+                return client.issue(external_id, fields="*all", expand=EXPAND).raw
             except JIRAError as error:
                 if error.status_code == 404:
                     return None
