@@ -8,9 +8,11 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.models import DeliveryStatus
 from opsync.service.views import MAX_ID
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import create_model as _create_model
 
 T = TypeVar("T")
+create_model: Any = _create_model  # models built from the registry: their fields are known only at run time
 
 # A cursor is the URL-safe base64 (padded) of the decimal position of the last row of a page,
 # up to 19 digits, or empty for the first page: exactly the strings this pattern matches. It is
@@ -90,7 +92,7 @@ def _annotation(spec: FieldSpec) -> Any:
     if spec.type is FieldType.OBJECT:
         return dict[str, Any]
     if spec.values:
-        return Literal[spec.values] | None  # type: ignore[valid-type]  # Literal of the declared values
+        return Literal[spec.values] | None
     return _PLAIN[spec.type] | None
 
 

@@ -63,10 +63,11 @@ def _work(session: Session, person_id: int) -> list[dict[str, Any]]:
         c = kind.table.c
         for role, column in kind.people.items():
             mine = (c[column] == person_id, c.deleted_at.is_(None))
-            count = session.exec(sa.select(sa.func.count()).select_from(kind.table).where(*mine)).scalar_one()
+            db = session.connection()
+            count = db.execute(sa.select(sa.func.count()).select_from(kind.table).where(*mine)).scalar_one()
             if not count:
                 continue
-            recent = session.exec(
+            recent = db.execute(
                 sa.select(c.id, c.key, c.title, c.product_key, c.source_updated_at)
                 .where(*mine)
                 .order_by(c.source_updated_at.desc(), c.id.desc())

@@ -333,7 +333,9 @@ def _link_rule(doc: YamlDocument, path: tuple[Any, ...], spec: Any) -> LinkRule:
         sources = _require(doc, path + ("keys_in",), spec["keys_in"], dict, "a mapping of label: expression")
         pattern = re.compile(spec.get("pattern", KEY_PATTERN))
         origin = "inferred"
-        compiled = {label: Expression(str(e), doc.where(path + ("keys_in", label))) for label, e in sources.items()}
+        compiled: dict[str, Callable[[Any], Any]] = {
+            label: Expression(str(e), doc.where(path + ("keys_in", label))) for label, e in sources.items()
+        }
         return LinkRule(spec["type"], to_entity, compiled, pattern, origin)
     if "key" in spec:  # an expression, or from/map/default like a field
         key = _value_rule(doc, path + ("key",), "key", TEXT, None, spec["key"])

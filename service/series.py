@@ -24,16 +24,20 @@ def list_series(
     assert kind.series is not None
     spec, c = kind.series, kind.table.c
     shown = [n for n, f in kind.fields.items() if f.shown and n != spec.by]
-    live = [c.deleted_at.is_(None)]
+    live: list[Any] = [c.deleted_at.is_(None)]
     if product is not None:
         live.append(c.product_key == product)
     if name is not None:
         live.append(c[spec.by] == name)
-    rows = session.exec(
-        sa.select(c.product_key, c[spec.by], *(c[kind.fields[n].column_of(n)] for n in shown))
-        .where(*live, c[spec.along] >= start, c[spec.along] <= end)
-        .order_by(c.product_key, c[spec.by], c[spec.along], c.id)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(c.product_key, c[spec.by], *(c[kind.fields[n].column_of(n)] for n in shown))
+            .where(*live, c[spec.along] >= start, c[spec.along] <= end)
+            .order_by(c.product_key, c[spec.by], c[spec.along], c.id)
+        )
+        .all()
+    )
     found: dict[str, dict[str, Any]] = {}
     for product_key, by, *values in rows:
         series = found.setdefault(
@@ -51,14 +55,18 @@ def _links(session: Session, kind: Entity, live: list[Any]) -> dict[str, list[di
     """The distinct links of each series' points (over all its days)."""
     assert kind.series is not None
     c, link = kind.table.c, sa.inspect(Link).local_table
-    rows = session.exec(
-        sa.select(c.product_key, c[kind.series.by], link.c.type, link.c.to_entity, link.c.to_key, link.c.origin)
-        .distinct()
-        .select_from(kind.table.join(link, sa.and_(link.c.from_entity == kind.name, link.c.from_id == c.id)))
-        .where(*live)
-        .order_by(c.product_key, c[kind.series.by], link.c.type, link.c.to_key)
-    ).all()
-    targets = link_targets(session, [Link(to_entity=r.to_entity, to_key=r.to_key) for r in rows])
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(c.product_key, c[kind.series.by], link.c.type, link.c.to_entity, link.c.to_key, link.c.origin)
+            .distinct()
+            .select_from(kind.table.join(link, sa.and_(link.c.from_entity == kind.name, link.c.from_id == c.id)))
+            .where(*live)
+            .order_by(c.product_key, c[kind.series.by], link.c.type, link.c.to_key)
+        )
+        .all()
+    )
+    targets = link_targets(session, [(r.to_entity, r.to_key) for r in rows])
     result: dict[str, list[dict[str, Any]]] = {}
     for product_key, by, type_, to_entity, to_key, origin in rows:
         result.setdefault(series_id(product_key, by), []).append(

@@ -5,6 +5,7 @@ the change feed. People and products: service/directory.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,7 +173,7 @@ def list_records(session: Session, kind: Entity, f: RecordFilter, after: int | N
         query = query.where(c.id.in_(page))
     else:
         query = query.where(*conditions).limit(limit + 1)
-    rows = session.exec(query).all()
+    rows: list[Any] = list(session.exec(query).all())
     more = len(rows) > limit
     rows = rows[:limit]
     found = {p.id: _person_json(p) for _, *named in rows for p in named if p is not None}
@@ -196,15 +197,18 @@ def _few_updated_since(session: Session, kind: Entity, since: datetime) -> bool:
     return session.exec(select(sa.func.count()).select_from(recent.subquery())).one() <= FEW_UPDATES
 
 
-def link_targets(session: Session, links: list[Link]) -> dict[tuple[str, str], int]:
-    """(kind, key) -> the id of the live record the links point to, where one has that key."""
+def link_targets(session: Session, targets: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """(kind, key) -> the id of the live record links to that kind and key point to, if one has it."""
+    wanted = set(targets)
     result: dict[tuple[str, str], int] = {}
-    for name in sorted({link.to_entity for link in links}):
-        keys = {link.to_key for link in links if link.to_entity == name}
+    for name in sorted({kind for kind, _ in wanted}):
+        keys = {key for kind, key in wanted if kind == name}
         if name not in ENTITIES or not keys:
             continue
         c = ENTITIES[name].table.c
-        for key, id_ in session.exec(sa.select(c.key, c.id).where(c.key.in_(keys), c.deleted_at.is_(None))).all():
+        for key, id_ in (
+            session.connection().execute(sa.select(c.key, c.id).where(c.key.in_(keys), c.deleted_at.is_(None))).all()
+        ):
             result[(name, key)] = id_
     return result
 
@@ -217,7 +221,7 @@ def _links_from(session: Session, entity: str, ids: list[int]) -> dict[int, list
             select(Link).where(Link.from_entity == entity, col(Link.from_id).in_(ids)).order_by(col(Link.id))
         ).all()
     )
-    targets = link_targets(session, links)
+    targets = link_targets(session, [(link.to_entity, link.to_key) for link in links])
     result: dict[int, list[dict[str, Any]]] = {}
     for link in links:
         result.setdefault(link.from_id, []).append(
@@ -244,7 +248,9 @@ def _incoming(session: Session, kind: Entity, row: SyncedRecord) -> list[dict[st
                 continue
             c = ENTITIES[name].table.c
             ids = {link.from_id for link in links if link.from_entity == name}
-            keys = dict(session.exec(sa.select(c.id, c.key).where(c.id.in_(ids), c.deleted_at.is_(None))).all())
+            keys = dict(
+                session.connection().execute(sa.select(c.id, c.key).where(c.id.in_(ids), c.deleted_at.is_(None))).all()
+            )
             found += [
                 {
                     "type": link.type,
@@ -260,11 +266,17 @@ def _incoming(session: Session, kind: Entity, row: SyncedRecord) -> list[dict[st
             ]
     if kind.parent_field:
         c = kind.table.c
-        children = session.exec(
-            sa.select(c.id, c.key).where(
-                c.connection_id == row.connection_id, c[kind.parent_field] == row.external_id, c.deleted_at.is_(None)
+        children = (
+            session.connection()
+            .execute(
+                sa.select(c.id, c.key).where(
+                    c.connection_id == row.connection_id,
+                    c[kind.parent_field] == row.external_id,
+                    c.deleted_at.is_(None),
+                )
             )
-        ).all()
+            .all()
+        )
         found += [
             {
                 "type": "parent",
@@ -326,7 +338,7 @@ def list_links(
     rows = session.exec(query).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    targets = link_targets(session, rows)
+    targets = link_targets(session, [(link.to_entity, link.to_key) for link in rows])
     items = [
         {
             "id": link.id,

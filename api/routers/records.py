@@ -63,7 +63,7 @@ def _list_endpoint(kind: Entity) -> Callable[..., dict[str, Any]]:
     for name, field_name in kind.filters.items():
         spec = kind.fields[field_name]
         if spec.values:
-            values = Literal[spec.values]  # type: ignore[valid-type]  # the declared values
+            values = Literal[spec.values]  # type: ignore[name-defined]  # the declared values
             own[name] = (values | None, Query(None, description=spec.description))
         elif spec.type is FieldType.PERSON:
             own[name] = (str | None, text_query(TEXT, "person id, email or tool login"))
@@ -122,7 +122,10 @@ def _install_series(kind: Entity) -> None:
     model = schemas.series_schema(kind)
     From = Query(None, alias="from", description=f"the first day (default: {SERIES_DAYS} days before to)")
     To = Query(None, alias="to", description="the last day (default: today, UTC)")
-    Ranged = {400: declared("from is after to, or the range is too long"), 422: INVALID}
+    Ranged: dict[int | str, dict[str, Any]] = {
+        400: declared("from is after to, or the range is too long"),
+        422: INVALID,
+    }
 
     def list_endpoint(
         session: Session = Depends(get_session),
@@ -151,7 +154,7 @@ def _install_series(kind: Entity) -> None:
         kind.path,
         list_endpoint,
         methods=["GET"],
-        response_model=schemas.SeriesList[model],  # type: ignore[name-defined]  # a model built from the registry
+        response_model=schemas.SeriesList[model],  # type: ignore[valid-type]  # a model built from the registry
         responses=Ranged,
         name=f"list_{kind.name}_series",
         summary=f"List {kind.label} series",

@@ -46,15 +46,16 @@ def summarise(session: Session, product: str, first: date, last: date) -> dict[s
     )
     doc = table_of(Document).c
     mine = (doc.deleted_at.is_(None), sa.or_(doc.product_key == product, doc.id.in_(specifies)))
-    total = session.exec(sa.select(sa.func.count()).where(*mine)).scalar_one()
-    rows = session.exec(
+    db = session.connection()
+    total = db.execute(sa.select(sa.func.count()).where(*mine)).scalar_one()
+    rows = db.execute(
         sa.select(doc.id, doc.key, doc.title, doc.url, doc.space, doc.source_updated_at)
         .where(*mine)
         .order_by(doc.source_updated_at.desc(), doc.id.desc())
         .limit(SPECS_SHOWN)
     ).all()
     keys: dict[int, list[str]] = {}
-    for from_id, to_key in session.exec(
+    for from_id, to_key in db.execute(
         sa.select(link.c.from_id, link.c.to_key)
         .where(link.c.from_entity == ENTITY_NAME, link.c.type == "specifies", link.c.from_id.in_([r.id for r in rows]))
         .order_by(link.c.to_key)

@@ -39,14 +39,24 @@ def summarise(session: Session, product: str, first: date, last: date) -> dict[s
     in_range = (*live, c.day >= first, c.day <= last)
     opening = sa.func.avg(sa.case((c.day <= first + ENDS, c.value)))
     closing = sa.func.avg(sa.case((c.day >= last - ENDS, c.value)))
-    rows = session.exec(
-        sa.select(
-            c.metric, sa.func.count(), sa.func.sum(c.value), sa.func.min(c.day), sa.func.max(c.day), opening, closing
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(
+                c.metric,
+                sa.func.count(),
+                sa.func.sum(c.value),
+                sa.func.min(c.day),
+                sa.func.max(c.day),
+                opening,
+                closing,
+            )
+            .where(*in_range)
+            .group_by(c.metric)
+            .order_by(c.metric)
         )
-        .where(*in_range)
-        .group_by(c.metric)
-        .order_by(c.metric)
-    ).all()
+        .all()
+    )
     measured = _measured(session, product)
     metrics = []
     for metric, points, total, since, until, start, end in rows:
@@ -77,11 +87,15 @@ def _measured(session: Session, product: str) -> dict[str, list[Any]]:
         .where(c.product_key == product, c.deleted_at.is_(None), link.type == "measures", link.to_entity == "work_item")
         .subquery()
     )
-    rows = session.exec(
-        sa.select(keys.c.metric, items.id, items.key, items.title, items.completed_at)
-        .join(table_of(WorkItem), sa.and_(items.key == keys.c.to_key, items.deleted_at.is_(None)))
-        .order_by(keys.c.metric, items.completed_at, items.key)
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(keys.c.metric, items.id, items.key, items.title, items.completed_at)
+            .join(table_of(WorkItem), sa.and_(items.key == keys.c.to_key, items.deleted_at.is_(None)))
+            .order_by(keys.c.metric, items.completed_at, items.key)
+        )
+        .all()
+    )
     found: dict[str, list[Any]] = {}
     for row in rows:
         found.setdefault(row.metric, []).append(row)
@@ -93,12 +107,16 @@ def _around(session: Session, live: tuple[Any, ...], metric: str, work: Any) -> 
     if work.completed_at is None:
         return release | {"before_avg": None, "after_avg": None, "change": None}
     c, day = table_of(MetricPoint).c, work.completed_at.date()
-    before, after = session.exec(
-        sa.select(
-            sa.func.avg(sa.case((c.day < day, c.value))),
-            sa.func.avg(sa.case((c.day >= day, c.value))),
-        ).where(*live, c.metric == metric, c.day >= day - AROUND, c.day < day + AROUND)
-    ).one()
+    before, after = (
+        session.connection()
+        .execute(
+            sa.select(
+                sa.func.avg(sa.case((c.day < day, c.value))),
+                sa.func.avg(sa.case((c.day >= day, c.value))),
+            ).where(*live, c.metric == metric, c.day >= day - AROUND, c.day < day + AROUND)
+        )
+        .one()
+    )
     return release | {"before_avg": _round(before), "after_avg": _round(after), "change": _change(before, after)}
 
 

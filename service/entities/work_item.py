@@ -111,12 +111,16 @@ def _in_progress(session: Session, live: tuple[Any, ...]) -> dict[str, Any]:
     since = sa.func.coalesce(WorkItem.started_at, WorkItem.created_at)
     age = days_between(session, since, sa.literal(now(), UTCDateTime))
     count = session.exec(select(sa.func.count()).select_from(WorkItem).where(*wip)).one()
-    oldest = session.exec(
-        select(WorkItem.id, WorkItem.key, WorkItem.title, since, age)
-        .where(*wip, since.is_not(None))
-        .order_by(since, col(WorkItem.id))
-        .limit(OLDEST)
-    ).all()
+    oldest = (
+        session.connection()
+        .execute(
+            sa.select(col(WorkItem.id), col(WorkItem.key), col(WorkItem.title), since, age)
+            .where(*wip, since.is_not(None))
+            .order_by(since, col(WorkItem.id))
+            .limit(OLDEST)
+        )
+        .all()
+    )
     return {
         "count": count,
         "age_days": percentiles(session, age, wip),
