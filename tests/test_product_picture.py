@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,10 +19,12 @@ from opsync.connectors.jira.connector import JiraSettings
 from opsync.service.config import HubConfig
 from opsync_simulators.amplitude import AmplitudeSim
 from opsync_simulators.confluence import ConfluenceSim
+from opsync_simulators.confluence_webhooks import WebhookTarget
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
 
 HISTORY_DAYS = 90
+SHARED_SECRET = "connect-shared-secret-of-the-test-app"  # HS256 wants 32 bytes at least
 METRIC, EVENT = "checkout_conversions", "Checkout Completed"
 
 
@@ -42,13 +44,13 @@ def _measured_epic(jira: JiraSim) -> str:
     return (done or epics)[0].key
 
 
-@pytest.fixture(scope="module")
-def picture(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Picture]:
+@contextmanager
+def pictured(database_url: str, mappings: Path) -> Iterator[Picture]:
+    """A hub that pulled the three simulated tools once, with Confluence's webhooks sent to it."""
     jira = JiraSim(issues=60, seed=4, webhook_secret="s")
     confluence = ConfluenceSim(pages=24, seed=4, jira_numbers=jira.key_numbers())
     amplitude = AmplitudeSim(history_days=HISTORY_DAYS)
     epic = _measured_epic(jira)
-    mappings = tmp_path_factory.mktemp("mappings")
     shipped = AmplitudeConnector.default_mapping().read_text()
     (mappings / "amplitude.yaml").write_text(
         shipped
@@ -76,7 +78,12 @@ def picture(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
                     projects=["PAY", "CHK", "GRO"],
                 ),
                 "wiki": ConfluenceSettings(
-                    id="wiki", kind="confluence", base_url=confluence_url, email="ops@acme.example", token="t"
+                    id="wiki",
+                    kind="confluence",
+                    base_url=confluence_url,
+                    email="ops@acme.example",
+                    token="t",
+                    webhook_secret=SHARED_SECRET,
                 ),
                 "amp": AmplitudeSettings(
                     id="amp",
@@ -88,7 +95,7 @@ def picture(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
                 ),
             }
         )
-        hub = stack.enter_context(running_hub(module_database_url, config, mappings_dir=Path(mappings)))
+        hub = stack.enter_context(running_hub(database_url, config, mappings_dir=mappings))
         deadline = time.monotonic() + 90
         while True:
             runs = hub.client.get("/api/v1/sync-runs").json()
@@ -96,7 +103,22 @@ def picture(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) 
                 break
             assert time.monotonic() < deadline, runs
             time.sleep(0.1)
+        confluence.webhooks.target = WebhookTarget(url=hub.webhook_url("wiki"), secret=SHARED_SECRET)
         yield Picture(hub, jira, confluence, amplitude, epic)
+
+
+@pytest.fixture(scope="module")
+def picture(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Picture]:
+    """Read only."""
+    with pictured(module_database_url, tmp_path_factory.mktemp("mappings")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_picture(database_url: str, tmp_path: Path) -> Iterator[Picture]:
+    """For a test that changes the tools."""
+    with pictured(database_url, tmp_path) as running:
+        yield running
 
 
 # --- documents ------------------------------------------------------------------------------
@@ -221,3 +243,81 @@ def test_the_summary_shows_the_products_specs_and_its_metrics_trend_and_release(
     after = [v for d, v in around.items() if date.fromisoformat(d) >= day]
     assert release["before_avg"] == (round(mean(before), 2) if before else None)
     assert release["after_avg"] == (round(mean(after), 2) if after else None)
+
+
+# --- changes --------------------------------------------------------------------------------
+
+
+def _wait(check, what: str, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    while (found := check()) is None or found is False:
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return found
+
+
+def _document(picture: Picture, page_id: int, **params) -> dict | None:
+    return next((d for d in picture.hub.all("/api/v1/documents", **params) if d["external_id"] == str(page_id)), None)
+
+
+def test_a_page_updated_webhook_refetches_the_page_once_and_updates_its_document_once(own_picture):
+    page = own_picture.confluence.pages()[0]
+    [document] = [d for d in own_picture.hub.all("/api/v1/documents") if d["external_id"] == str(page.id)]
+    before = len(own_picture.confluence.api_paths)
+    own_picture.confluence.update_page(page.id, title="One-click checkout: the spec, revised")
+    _wait(
+        lambda: (_document(own_picture, page.id) or {}).get("title") == "One-click checkout: the spec, revised",
+        "no update",
+    )
+    own_picture.hub.wait_for_inbox(lane=None)
+    fetched = own_picture.confluence.api_paths[before:]
+    assert fetched == [f"/wiki/api/v2/pages/{page.id}", f"/wiki/api/v2/pages/{page.id}/labels"]
+    history = own_picture.hub.client.get(f"/api/v1/documents/{document['id']}").json()["history"]
+    assert [change["op"] for change in history] == ["create", "update"]
+    assert history[-1]["fields"]["title"][1] == "One-click checkout: the spec, revised"
+
+
+def test_a_page_removed_webhook_tombstones_its_document(own_picture):
+    page = own_picture.confluence.pages()[1]
+    own_picture.confluence.purge_page(page.id)
+    gone = _wait(lambda: _document(own_picture, page.id, include_deleted="true")["deleted_at"], "not tombstoned")
+    assert gone is not None
+    assert _document(own_picture, page.id) is None
+
+
+def test_pulling_the_same_analytics_days_again_leaves_the_same_metric_points(own_picture):
+    def points() -> dict[tuple[str, str], float]:
+        since = own_picture.amplitude.today() - timedelta(days=HISTORY_DAYS)
+        series = own_picture.hub.client.get("/api/v1/metrics", params={"from": since.isoformat()}).json()
+        return {(s["id"], p["day"]): p["value"] for s in series["items"] for p in s["points"]}
+
+    def feed(after: int) -> tuple[list[dict], int]:
+        """Every change after that seq, and the last seq."""
+        changes = []
+        while items := own_picture.hub.client.get("/api/v1/changes", params={"after": after, "limit": 1000}).json()[
+            "items"
+        ]:
+            changes += items
+            after = items[-1]["seq"]
+        return changes, after
+
+    first = points()
+    _, last = feed(0)
+    for full in (False, True):
+        answer = own_picture.hub.client.post("/api/v1/connections/amp/sync", params={"full": str(full).lower()})
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        run = _wait(
+            lambda run_id=run_id: next(
+                (
+                    r
+                    for r in own_picture.hub.client.get("/api/v1/sync-runs").json()
+                    if r["id"] == run_id and r["status"] != "running"
+                ),
+                None,
+            ),
+            "the pull did not finish",
+        )
+        assert (run["status"], run["created"], run["deleted"]) == ("succeeded", 0, 0), run
+    assert points() == first
+    assert [c for c in feed(last)[0] if c["entity"] == "metric_point"] == []

@@ -69,6 +69,7 @@ class ConfluenceSim:
         self.faults = Faults()
         self.webhooks = WebhookSender(webhooks or WebhookTarget(), self.now)
         self.api_requests = 0  # counted by the app; lets tests assert request economy
+        self.api_paths: list[str] = []  # the path of each API request, in order
         self._app: Any = None
 
     @property

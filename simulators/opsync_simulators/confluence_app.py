@@ -46,6 +46,7 @@ class Gate:
         if scope["type"] != "http" or scope["path"].startswith("/_sim"):
             return await self.app(scope, receive, send)
         self.sim.api_requests += 1
+        self.sim.api_paths.append(scope["path"])
         query = scope.get("query_string", b"").decode()
         fault = self.sim.take_fault(scope["path"] + (f"?{query}" if query else ""))
         response = await self._suffer(fault, send) if fault else None
