@@ -29,16 +29,19 @@ from opsync.service.tokens import create_token
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
+from support.expected import (
+    JIRA_CATEGORIES,
+    JIRA_KINDS,
+    PRODUCT_OF,
+    PRODUCTS,
+    ToolItem,
+    github_category,
+    tool_items,
+)
 
 JIRA_ISSUES, GITHUB_ITEMS = 60, 40
 PROJECTS = ["PAY", "CHK", "GRO"]
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
-PRODUCTS = {
-    "payments": ("PAY", ["acme/payments", "acme/ledger"]),
-    "checkout": ("CHK", ["acme/checkout"]),
-    "growth": ("GRO", ["acme/growth-web"]),
-}
-PRODUCT_OF = {container: product for product, (project, repos) in PRODUCTS.items() for container in [project, *repos]}
 # Distinctive, so that a test can tell they never leave the hub.
 JIRA_TOKEN, JIRA_SECRET = "jira-api-token-never-shown", "jira-webhook-secret-never-shown"
 GITHUB_TOKEN, GITHUB_SECRET = "github-api-token-never-shown", "github-webhook-secret-never-shown"
@@ -59,56 +62,7 @@ WORK_ITEM_FIELDS = {
     "updated_at",
 }
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
-JIRA_KINDS = {"Epic": "epic", "Story": "story", "Task": "task", "Bug": "bug", "Sub-task": "subtask"}
-JIRA_CATEGORIES = {
-    "To Do": "todo",
-    "In Progress": "in_progress",
-    "In Review": "in_progress",
-    "Done": "done",
-    "Won't Do": "cancelled",
-}
 JIRA_KEY = re.compile(r"\b[A-Z]+-\d+\b")
-
-
-@dataclass(frozen=True)
-class ToolItem:
-    """A work item as a tool holds it, with the mappings' rules applied as this module spells them:
-    what the API should show for it."""
-
-    key: str
-    title: str
-    product: str
-    kind: str
-    status_category: str
-    assignee: str | None  # the person's email
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-    started_at: datetime | None  # the first move into an in-progress status the tool recorded
-
-
-def _github_kind(item: Any) -> str:
-    """The simulator's issues have no issue type: one labelled bug is a bug, any other a task."""
-    return "bug" if "bug" in item.labels else "task"
-
-
-def _github_category(item: Any) -> str:
-    if item.state == "closed":
-        return "cancelled" if item.state_reason == "not_planned" else "done"
-    return "in_progress" if item.assignees else "todo"
-
-
-def _jira_started(issue: Any) -> datetime | None:
-    """When the issue's changelog first shows it moving into an in-progress status."""
-    return next(
-        (
-            history["created"]
-            for history in issue.histories
-            for change in history["items"]
-            if change["field"] == "status" and JIRA_CATEGORIES[change["toString"]] == "in_progress"
-        ),
-        None,
-    )
 
 
 @dataclass
@@ -145,37 +99,7 @@ class Portfolio:
 
     def tool_items(self) -> list[ToolItem]:
         """Every live Jira issue and GitHub issue, as the simulators hold them."""
-        jira = [
-            ToolItem(
-                key=i.key,
-                title=i.summary,
-                product=PRODUCT_OF[i.project],
-                kind=JIRA_KINDS[i.issuetype],
-                status_category=JIRA_CATEGORIES[i.status],
-                assignee=None if i.assignee is None else self.jira.people[i.assignee].email,
-                created_at=i.created,
-                updated_at=i.updated,
-                completed_at=i.resolved,
-                started_at=_jira_started(i),
-            )
-            for i in self.jira_issues()
-        ]
-        github = [
-            ToolItem(
-                key=f"{i.repo}#{i.number}",
-                title=i.title,
-                product=PRODUCT_OF[i.repo],
-                kind=_github_kind(i),
-                status_category=_github_category(i),
-                assignee=self.github.people[i.assignees[0]].email if i.assignees else None,
-                created_at=i.created_at,
-                updated_at=i.updated_at,
-                completed_at=i.closed_at,
-                started_at=None,  # the simulator records no move into progress on GitHub
-            )
-            for i in self.github_issues()
-        ]
-        return jira + github
+        return tool_items(self.jira, self.github)
 
 
 def wait_for_pulls(client: httpx.Client, runs_per_connection: int, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -463,7 +387,7 @@ def test_the_kind_filter_returns_only_and_all_items_of_that_kind(acme, kind):
 @pytest.mark.parametrize("category", ["todo", "in_progress", "done", "cancelled"])
 def test_the_status_category_filter_matches_the_tools_statuses(acme, category):
     expected = {i.key for i in acme.jira_issues() if JIRA_CATEGORIES[i.status] == category}
-    expected |= {f"{i.repo}#{i.number}" for i in acme.github_issues() if _github_category(i) == category}
+    expected |= {f"{i.repo}#{i.number}" for i in acme.github_issues() if github_category(i) == category}
     assert expected
     assert acme.keys(status_category=category) == expected
 
