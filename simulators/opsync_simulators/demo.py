@@ -8,7 +8,9 @@ import os
 import random
 import secrets
 import threading
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -159,14 +161,36 @@ async def _initial_sync(settings: Settings, console: Console) -> None:
 JIRA_ISSUES, GITHUB_ITEMS, PAGES = 2000, 500, 120  # at scale 1
 
 
-def run_demo(port: int, scale: float, workdir: Path) -> None:
-    console = Console(stderr=True)
+@dataclass
+class Demo:
+    """The simulated tools, serving, and a hub's settings and config that pulled them once."""
+
+    jira: JiraSim
+    github: GitHubSim
+    confluence: ConfluenceSim
+    amplitude: AmplitudeSim
+    urls: dict[str, str]  # each tool's base URL
+    settings: Settings
+    config_file: Path
+
+    def send_webhooks_to(self, hub_url: str) -> None:
+        """Let the tools' changes reach the hub at hub_url by webhook."""
+        self.jira.webhook_url = f"{hub_url}/api/v1/webhooks/jira-acme"
+        self.github.webhook_url = f"{hub_url}/api/v1/webhooks/github-acme"
+        self.confluence.webhooks.target = WebhookTarget(
+            url=f"{hub_url}/api/v1/webhooks/confluence-acme", secret=_secret("CONFLUENCE_SHARED_SECRET")
+        )
+
+
+@contextmanager
+def demo_tools(workdir: Path, scale: float, console: Console, database_url: str | None = None) -> Iterator[Demo]:
+    """Start the simulated tools (seeded, dated up to now), write the connections file and the
+    demo's mapping into workdir, and pull every connection once; the tools stop with the block."""
     jira_issues, github_items = max(1, round(JIRA_ISSUES * scale)), max(1, round(GITHUB_ITEMS * scale))
     workdir.mkdir(parents=True, exist_ok=True)
     for name in SECRETS:
         os.environ.setdefault(f"OPSYNC_DEMO_{name}", secrets.token_hex(16))
-    database_url = f"sqlite:///{(workdir / 'opsync.db').resolve()}"
-    hub_url = f"http://127.0.0.1:{port}"
+    database_url = database_url or f"sqlite:///{(workdir / 'opsync.db').resolve()}"
     console.print("starting simulated Jira, GitHub, Confluence and Amplitude…")
     jira = JiraSim(issues=jira_issues, webhook_secret=_secret("JIRA_WEBHOOK_SECRET"))
     github = GitHubSim(
@@ -179,29 +203,37 @@ def run_demo(port: int, scale: float, workdir: Path) -> None:
         pages=max(3, round(PAGES * scale)),
         jira_numbers=jira.key_numbers(),
         credentials=("ops@acme.example", _secret("CONFLUENCE_TOKEN")),
-        webhooks=WebhookTarget(
-            url=f"{hub_url}/api/v1/webhooks/confluence-acme", secret=_secret("CONFLUENCE_SHARED_SECRET")
-        ),
     )
     amplitude = AmplitudeSim(api_key=_secret("AMPLITUDE_API_KEY"), secret_key=_secret("AMPLITUDE_SECRET_KEY"))
-    stop = threading.Event()
     with ExitStack() as stack:
-        jira_url = stack.enter_context(serving(jira.app))
-        github_url = stack.enter_context(serving(github.app))
-        confluence_url = stack.enter_context(serving(confluence.app))
-        amplitude_url = stack.enter_context(serving(amplitude.app))
-        jira.site_url = jira_url  # webhook bodies name the same site the REST API does
-        config_file = write_config(workdir, jira_url, github_url, confluence_url, amplitude_url)
+        urls = {
+            "jira": stack.enter_context(serving(jira.app)),
+            "github": stack.enter_context(serving(github.app)),
+            "confluence": stack.enter_context(serving(confluence.app)),
+            "amplitude": stack.enter_context(serving(amplitude.app)),
+        }
+        jira.site_url = urls["jira"]  # webhook bodies name the same site the REST API does
+        config_file = write_config(workdir, urls["jira"], urls["github"], urls["confluence"], urls["amplitude"])
         settings = Settings(
             database_url=database_url, config=config_file, mappings_dir=write_metric_mapping(workdir, jira)
         )
         asyncio.run(_initial_sync(settings, console))
-        engine = create_db_engine(database_url)
+        yield Demo(jira, github, confluence, amplitude, urls, settings, config_file)
+
+
+def run_demo(port: int, scale: float, workdir: Path) -> None:
+    console = Console(stderr=True)
+    hub_url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    with demo_tools(workdir, scale, console) as demo:
+        engine = create_db_engine(demo.settings.database_url)
         token = create_token(engine, ["read"], "demo")
         engine.dispose()
-        jira.webhook_url = f"{hub_url}/api/v1/webhooks/jira-acme"
-        github.webhook_url = f"{hub_url}/api/v1/webhooks/github-acme"
-        threading.Thread(target=_mutate_forever, args=(jira, github, confluence, stop, console), daemon=True).start()
+        demo.send_webhooks_to(hub_url)
+        threading.Thread(
+            target=_mutate_forever, args=(demo.jira, demo.github, demo.confluence, stop, console), daemon=True
+        ).start()
+        urls, config_file = demo.urls, demo.config_file
         print(
             f"""
 opsync demo is up
@@ -211,8 +243,8 @@ opsync demo is up
   documents       {hub_url}/api/v1/documents
   metrics         {hub_url}/api/v1/metrics?product=checkout
   change feed     {hub_url}/api/v1/changes?after=0
-  simulated Jira  {jira_url}    simulated GitHub  {github_url}
-  simulated Confluence  {confluence_url}    simulated Amplitude  {amplitude_url}
+  simulated Jira  {urls["jira"]}    simulated GitHub  {urls["github"]}
+  simulated Confluence  {urls["confluence"]}    simulated Amplitude  {urls["amplitude"]}
   config          {config_file}
   read token      {token}
 
@@ -224,7 +256,7 @@ opsync demo is up
         )
         try:
             uvicorn.run(
-                create_app(settings, load_config(config_file)), host="127.0.0.1", port=port, log_level="warning"
+                create_app(demo.settings, load_config(config_file)), host="127.0.0.1", port=port, log_level="warning"
             )
         finally:
             stop.set()

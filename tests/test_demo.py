@@ -1,0 +1,115 @@
+"""The demo's portfolio, as a new user first sees it: every product's summary has throughput,
+lead and cycle times, specs and measured metrics, and its numbers are what this test computes
+from the simulated tools itself."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from statistics import mean, quantiles
+
+import httpx
+import pytest
+import yaml
+from opsync.api.app import create_app
+from opsync.service.config import load_config
+from opsync.service.db import create_db_engine
+from opsync.service.tokens import create_token
+from opsync_simulators.demo import Demo, demo_tools
+from opsync_simulators.server import serving
+from rich.console import Console
+from support.expected import PRODUCTS, tool_items
+
+SCALE = 0.15  # 300 Jira issues, 75 GitHub items, 18 pages
+
+
+@pytest.fixture(scope="module")
+def demo(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Demo, httpx.Client]]:
+    workdir = tmp_path_factory.mktemp("demo")
+    with demo_tools(workdir, SCALE, Console(file=io.StringIO()), database_url=module_database_url) as tools:
+        engine = create_db_engine(module_database_url)
+        token = create_token(engine, ["read"], "demo test")
+        engine.dispose()
+        app = create_app(tools.settings, load_config(tools.config_file))
+        with serving(app, lifespan="on") as url, httpx.Client(base_url=url, timeout=30) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            yield tools, client
+
+
+def _percentile(values: list[float], p: int) -> float | None:
+    if not values:
+        return None
+    cuts = quantiles(values, n=100, method="inclusive") if len(values) > 1 else values * 99
+    return round(cuts[p - 1], 2)
+
+
+def _days(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds() / 86400
+
+
+@pytest.mark.parametrize("product", sorted(PRODUCTS))
+def test_every_products_summary_has_the_delivery_numbers_the_tools_give(demo, product):
+    tools, client = demo
+    summary = client.get(f"/api/v1/products/{product}/summary").json()
+    last = datetime.now(UTC).date()
+    first = last - timedelta(days=83)
+    assert summary["range"] == {"from": first.isoformat(), "to": last.isoformat()}
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    done = [
+        i
+        for i in tool_items(tools.jira, tools.github)
+        if i.product == product and i.status_category == "done" and i.completed_at and i.completed_at >= start
+    ]
+    weeks = Counter((i.completed_at - timedelta(days=i.completed_at.weekday())).date().isoformat() for i in done)
+    assert summary["throughput_per_week"] == [{"week_of": w, "done": n} for w, n in sorted(weeks.items())]
+    assert len(weeks) >= 6, "the last 12 weeks should have throughput most weeks"
+    lead = [_days(i.completed_at, i.created_at) for i in done]
+    cycle = [_days(i.completed_at, i.started_at) for i in done if i.started_at]
+    for field, values in (("lead_time_days", lead), ("cycle_time_days", cycle)):
+        assert values, field
+        expected = {name: _percentile(values, p) for name, p in (("p50", 50), ("p85", 85), ("p95", 95))}
+        assert summary[field] == expected, field
+
+
+@pytest.mark.parametrize("product", sorted(PRODUCTS))
+def test_every_product_has_a_spec_and_a_measured_metric_with_a_trend(demo, product):
+    tools, client = demo
+    summary = client.get(f"/api/v1/products/{product}/summary").json()
+    project = PRODUCTS[product][0]
+    keys = {i.key for i in tools.jira.issues() if i.project == project}
+    specs = {str(p.id) for p in tools.confluence.pages() if p.space == project or set(p.jira_refs) & keys}
+    assert summary["specs"]["total"] == len(specs) >= 1
+    measured = [m for m in summary["metrics"] if m["releases"]]
+    assert measured, f"no metric of {product} measures an epic"
+    truth, first = tools.amplitude.truth().days, datetime.fromisoformat(summary["range"]["from"]).date()
+    for metric in measured:
+        [release] = metric["releases"]
+        assert release["key"].startswith(f"{project}-") and release["released_at"]
+        event, measure = _counted(tools)[metric["metric"]]
+        opening = [getattr(truth[(event, (first + timedelta(days=n)).isoformat())], measure) for n in range(7)]
+        assert metric["trend"]["first_week_avg"] == round(mean(opening), 2)
+        assert metric["trend"]["last_week_avg"] is not None
+
+
+def _counted(tools: Demo) -> dict[str, tuple[str, str]]:
+    """Each metric the demo's Amplitude mapping names -> the event and the measure it counts."""
+    assert tools.settings.mappings_dir is not None
+    mapping = yaml.safe_load((tools.settings.mappings_dir / "amplitude.yaml").read_text())
+    names = mapping["records"]["event_day"]["fields"]["metric"]["map"]
+    return {metric: tuple(key.split("/")) for key, metric in names.items()}
+
+
+def test_documents_and_metrics_list_the_pages_and_series(demo):
+    tools, client = demo
+    documents = client.get("/api/v1/documents", params={"limit": 500}).json()["items"]
+    assert {d["external_id"] for d in documents} == {str(p.id) for p in tools.confluence.pages()}
+    series = client.get("/api/v1/metrics").json()["items"]
+    assert {s["metric"] for s in series} == set(_counted(tools))
+
+
+def test_one_person_has_identities_in_jira_github_and_confluence(demo):
+    _, client = demo
+    people = client.get("/api/v1/people", params={"limit": 500}).json()["items"]
+    assert any({i["tool"] for i in p["identities"]} >= {"jira", "github", "confluence"} for p in people)
