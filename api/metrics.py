@@ -1,6 +1,6 @@
 """API latency for /metrics: a plain ASGI middleware, cheap enough for the webhook route.
 
-Requests are labelled by their route's path template (/api/v1/work-items/{record_id}), never
+Requests are labelled by their route's path template (/api/v1/{collection}/{record_id}), never
 by the raw path, so that ids in paths do not make a series each.
 """
 

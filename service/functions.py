@@ -11,7 +11,7 @@ _BLOCKS = {"paragraph", "heading", "listItem", "blockquote", "codeBlock", "rule"
 
 
 def adf_to_text(node: Any) -> str:
-    """Plain text of an Atlassian Document Format node (Jira REST v3, Confluence)."""
+    """Plain text of an ADF node: the JSON rich-text format trackers and wikis send in their REST APIs."""
     parts: list[str] = []
 
     def walk(item: Any) -> None:
@@ -48,7 +48,8 @@ _EMPHASIS = re.compile(rf"(?<!\w)[*_+-]([^\s*_+-][^*_+]{{0,{EMPHASIS_SPAN}}}?)[*
 
 
 def wiki_to_text(markup: str) -> str:
-    """Plain text of Jira wiki markup (REST v2 and webhooks): drop the common markers."""
+    """Plain text of wiki markup (the *bold*, h1., {code} dialect of older REST APIs and webhooks): drop
+    the common markers."""
     text = _MACRO.sub("", markup)
     text = _LINK.sub(r"\1", text)
     text = _HEADING.sub("", text)

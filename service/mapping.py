@@ -172,8 +172,8 @@ class Mapping:
         return rule is not None and (rule.when is None or bool(rule.when(raw.payload)))
 
     def keeps(self, unified: Unified) -> bool:
-        """Whether a mapped record has every field its kind requires (an analytics event the
-        mapping names no metric for is not a metric point)."""
+        """Whether a mapped record has every field its kind requires (FieldSpec.required): a
+        record the mapping gives no name or day where its kind needs one stays raw."""
         return all(unified.values.get(name) is not None for name in ENTITIES[unified.entity].required)
 
     def apply(self, raw: RawRecord, portfolio: dict[str, str], people: dict[str, str] | None = None) -> Unified:
