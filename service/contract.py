@@ -57,7 +57,7 @@ class Deletion:
 
 
 @dataclass(frozen=True)
-class Page:
+class PullPage:
     """A page of a pull, with the cursor to resume from once it is stored."""
 
     records: list[RawRecord]
@@ -141,7 +141,7 @@ class Pulls(ABC):
     """The capability to pull: the engine's schedules and reconcile use it."""
 
     @abstractmethod
-    def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+    def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
         """Records changed since cursor (None: everything), a page at a time."""
 
     @abstractmethod

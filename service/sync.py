@@ -11,7 +11,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from opsync.service import metrics
 from opsync.service.clock import now
-from opsync.service.contract import ConnectorError, FetchesOne, Page, RawRecord
+from opsync.service.contract import ConnectorError, FetchesOne, PullPage, RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
 from opsync.service.leases import Lease
@@ -34,7 +34,7 @@ class ReconcileRefused(ConnectorError):
 
 @dataclass
 class _Mapped:
-    page: Page
+    page: PullPage
     records: list[Unified]
     errors: list[str]
 
@@ -54,7 +54,7 @@ def _set_cursor(tx: Transaction, cursor: str | None) -> None:
 
 
 async def _prepared(
-    hub: Hub, connection_id: str, pages: AsyncIterator[Page], depth: int = 4
+    hub: Hub, connection_id: str, pages: AsyncIterator[PullPage], depth: int = 4
 ) -> AsyncIterator[list[_Mapped]]:
     """Fetch and map ahead while the caller writes: fetching, mapping and writing overlap
     (mapping runs while the writer waits on the database). Yields the pages that are ready,

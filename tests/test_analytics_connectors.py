@@ -17,7 +17,7 @@ from opsync.connectors.mixpanel.connector import MixpanelConnector, MixpanelSett
 from opsync.connectors.posthog import connector as posthog_connector
 from opsync.connectors.posthog.connector import PostHogConnector, PostHogSettings
 from opsync.service.config import load_config
-from opsync.service.contract import FatalError, Listing, Page
+from opsync.service.contract import FatalError, Listing, PullPage
 from opsync_simulators.amplitude import AmplitudeSim
 from opsync_simulators.analytics import AnalyticsSim
 from opsync_simulators.mixpanel import MixpanelSim
@@ -97,8 +97,8 @@ def running(start: Callable[..., Running]) -> Running:
     return start()
 
 
-def pull(connector: AnalyticsConnector, cursor: str | None = None) -> list[Page]:
-    async def run() -> list[Page]:
+def pull(connector: AnalyticsConnector, cursor: str | None = None) -> list[PullPage]:
+    async def run() -> list[PullPage]:
         try:
             return [page async for page in connector.pull(cursor)]
         finally:
@@ -117,7 +117,7 @@ def list_ids(connector: AnalyticsConnector) -> Listing:
     return asyncio.run(run())
 
 
-def numbers(pages: list[Page]) -> dict[tuple[str, str, str], Any]:
+def numbers(pages: list[PullPage]) -> dict[tuple[str, str, str], Any]:
     """(event, day, measure) -> value, from every record pulled."""
     return {
         (r.payload["event"], r.payload["day"], r.payload["measure"]): r.payload["value"]
@@ -136,7 +136,7 @@ def expected(sim: AnalyticsSim, first: date, last: date, events: list[str] | Non
     }
 
 
-def ids(pages: list[Page]) -> list[str]:
+def ids(pages: list[PullPage]) -> list[str]:
     return [record.external_id for page in pages for record in page.records]
 
 
@@ -272,7 +272,7 @@ def test_one_connector_pulls_again_in_another_event_loop(running: Running) -> No
     """The hub keeps a connector across runs, and each run may have its own loop."""
     connector = running.connector(history_days=2, events=["Signed Up"])
 
-    async def once() -> list[Page]:
+    async def once() -> list[PullPage]:
         return [page async for page in connector.pull(None)]
 
     assert numbers(asyncio.run(once())) == numbers(asyncio.run(once()))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from opsync.connectors.confluence.connector import ConfluenceConnector, ConfluenceSettings
 from opsync.connectors.confluence.storage import read_storage
-from opsync.service.contract import FatalError, Page, RawRecord
+from opsync.service.contract import FatalError, PullPage, RawRecord
 from opsync_simulators.confluence import ConfluenceSim
 from opsync_simulators.server import serving
 
@@ -24,11 +24,11 @@ def connector(url: str, token: str = TOKEN, **settings: Any) -> ConfluenceConnec
     )
 
 
-def pull(confluence: ConfluenceConnector, cursor: str | None, pages: int | None = None) -> list[Page]:
+def pull(confluence: ConfluenceConnector, cursor: str | None, pages: int | None = None) -> list[PullPage]:
     """The pages of a pull; with pages, only that many, as if the process died after storing them."""
 
-    async def collect() -> list[Page]:
-        collected: list[Page] = []
+    async def collect() -> list[PullPage]:
+        collected: list[PullPage] = []
         async for page in confluence.pull(cursor):
             collected.append(page)
             if len(collected) == pages:
@@ -38,7 +38,7 @@ def pull(confluence: ConfluenceConnector, cursor: str | None, pages: int | None 
     return run(confluence, collect())
 
 
-def records(pages: list[Page]) -> list[RawRecord]:
+def records(pages: list[PullPage]) -> list[RawRecord]:
     return [record for page in pages for record in page.records]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
-from opsync.service.contract import FatalError, Page
+from opsync.service.contract import FatalError, PullPage
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.server import serving
 from pydantic import ValidationError
@@ -25,14 +25,14 @@ def connector(base_url: str, **settings: Any) -> GitHubConnector:
     return GitHubConnector(GitHubSettings(**values))
 
 
-def pull_all(conn: GitHubConnector, cursor: str | None = None) -> list[Page]:
-    async def run() -> list[Page]:
+def pull_all(conn: GitHubConnector, cursor: str | None = None) -> list[PullPage]:
+    async def run() -> list[PullPage]:
         return [page async for page in conn.pull(cursor)]
 
     return asyncio.run(run())
 
 
-def records(pages: list[Page]) -> list[tuple[str, str]]:
+def records(pages: list[PullPage]) -> list[tuple[str, str]]:
     return [(r.record_type, r.external_id) for page in pages for r in page.records]
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
-from opsync.service.contract import FatalError, Page, RawRecord
+from opsync.service.contract import FatalError, PullPage, RawRecord
 from opsync.service.mapping import load_mapping
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.jira_data import SimIssue
@@ -33,7 +33,7 @@ def connector(
     )
 
 
-async def pull(jira: JiraConnector, cursor: str | None, pages: int | None = None) -> list[Page]:
+async def pull(jira: JiraConnector, cursor: str | None, pages: int | None = None) -> list[PullPage]:
     collected = []
     async for page in jira.pull(cursor):
         collected.append(page)

@@ -29,7 +29,7 @@ from opsync.service.contract import (
     Connector,
     FatalError,
     Listing,
-    Page,
+    PullPage,
     Pulls,
     RawRecord,
 )
@@ -81,13 +81,13 @@ class AnalyticsConnector(Connector, Pulls):
         """The events to pull: those the settings name, else every event the tool lists."""
         return list(self.config.events) if self.config.events is not None else await self.list_events()
 
-    async def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+    async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
         on = today(self.config)
         events = await self.events()
         for chunk in chunks(self.config, parse_cursor(cursor), on):
             records = await self.measure(events, chunk.first, chunk.last) if events else []
             records.sort(key=lambda record: record.external_id)
-            yield Page(records, chunk.cursor.isoformat() if chunk.cursor else None)
+            yield PullPage(records, chunk.cursor.isoformat() if chunk.cursor else None)
 
     async def list_ids(self) -> Listing:
         on = today(self.config)

@@ -37,7 +37,7 @@ from opsync.service.contract import (
     FatalError,
     FetchesOne,
     Listing,
-    Page,
+    PullPage,
     Pulls,
     RawRecord,
     ReceivesWebhooks,
@@ -135,13 +135,13 @@ class ConfluenceConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
 
     # --- pull -----------------------------------------------------------------------------
 
-    async def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+    async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
         state = Cursor.load(cursor)
         for space in await self.spaces():
             stream = state.spaces.setdefault(space["key"], SpaceCursor())
             pages = self._backfill(space, stream) if stream.since is None else self._changes(space, stream)
             async for records in pages:
-                yield Page(records, state.model_dump_json())
+                yield PullPage(records, state.model_dump_json())
 
     async def _backfill(self, space: dict[str, str], stream: SpaceCursor) -> AsyncIterator[list[RawRecord]]:
         """Every page of the space, oldest change first; resumable at the listing's next link."""

@@ -31,7 +31,7 @@ from opsync.service.contract import (
     FatalError,
     FetchesOne,
     Listing,
-    Page,
+    PullPage,
     Pulls,
     RawRecord,
     ReceivesWebhooks,
@@ -93,16 +93,16 @@ class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
 
     # --- pull -------------------------------------------------------------------------
 
-    async def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+    async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
         state = _load_cursor(cursor)
         for repo in await self.repositories():
             streams = state["repos"].setdefault(repo, {})
             # (id, updated_at) already yielded in this run: re-queries at a page boundary repeat a few
             seen: set[tuple[str, str]] = set()
             async for records in self._issue_pages(repo, streams, seen):
-                yield Page(records, _dump_cursor(state))
+                yield PullPage(records, _dump_cursor(state))
             async for records in self._pull_pages(repo, streams, seen):
-                yield Page(records, _dump_cursor(state))
+                yield PullPage(records, _dump_cursor(state))
 
     async def _issue_pages(
         self, repo: str, streams: dict[str, Any], seen: set[tuple[str, str]]

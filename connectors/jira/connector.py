@@ -23,7 +23,7 @@ from opsync.service.contract import (
     FatalError,
     FetchesOne,
     Listing,
-    Page,
+    PullPage,
     Pulls,
     RawRecord,
     ReceivesWebhooks,
@@ -82,7 +82,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
 
     # --- pulling -------------------------------------------------------------------------
 
-    async def pull(self, cursor: str | None) -> AsyncIterator[Page]:
+    async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
         """Issues updated since cursor, oldest change first; the cursor after each page is the
         latest `updated` seen so far (ISO 8601, UTC). Resuming re-reads from it minus
         overlap_minutes, because JQL dates have minute precision and clocks are coarse."""
@@ -106,7 +106,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
                 if record.version is not None and (high is None or record.version > high):
                     high = record.version
             token = result.get("nextPageToken")
-            yield Page(records, high.isoformat() if high else None)
+            yield PullPage(records, high.isoformat() if high else None)
             if result.get("isLast", True) or not token:
                 return
 
