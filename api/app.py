@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI
 from fastapi.responses import PlainTextResponse, Response
+
 from opsync.api import problems
 from opsync.api.deps import get_hub
 from opsync.api.metrics import RequestMetrics

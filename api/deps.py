@@ -9,14 +9,15 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, BeforeValidator
+from sqlmodel import Session
+
 from opsync.api import problems
 from opsync.api.problems import Problem
 from opsync.api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from opsync.service.hub import Hub
 from opsync.service.tokens import token_scopes
 from opsync.service.views import MAX_ID
-from pydantic import AwareDatetime, BeforeValidator
-from sqlmodel import Session
 
 bearer = HTTPBearer(
     scheme_name="bearer",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from opsync.service import metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from opsync.service import metrics
 
 UNMATCHED = "unmatched"  # no route: a 404 for a path the API does not have
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import create_model as _create_model
+
 from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.models import DeliveryStatus
 from opsync.service.views import MAX_ID
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic import create_model as _create_model
 
 T = TypeVar("T")
 create_model: Any = _create_model  # models built from the registry: their fields are known only at run time

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from opsync.service.db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -522,11 +522,11 @@ def _copy_writer(connection: Any, tables: dict[str, Any]) -> Callable[[str, list
 
 def serve(database_url: str, port: int) -> None:
     import uvicorn
+
     from opsync.api.app import create_app
+    from opsync.cli import long_lived
     from opsync.service.config import HubConfig
     from opsync.service.settings import Settings
-
-    from opsync.cli import long_lived
 
     app = create_app(Settings(database_url=database_url, run_workers=False), HubConfig(connections={}))
     long_lived()  # as `opsync serve` does

@@ -190,10 +190,11 @@ def serve_bare(port: int) -> None:
 
 def prepare_database(database_url: str) -> None:
     """Schema, and the connection recorded as pulled just now: no pull runs during the bench."""
+    from sqlmodel import Session
+
     from opsync.service.clock import now
     from opsync.service.db import create_db_engine, upgrade
     from opsync.service.models import Connection
-    from sqlmodel import Session
 
     upgrade(database_url)
     engine = create_db_engine(database_url)

@@ -18,10 +18,11 @@ from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import SecretStr, ValidationError
+
 from opsync.service.contract import ConnectionSettings
 from opsync.service.plugins import connector_class
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
-from pydantic import SecretStr, ValidationError
 
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 LOOPBACK_NAMES = ("localhost",)  # beside the addresses 127.0.0.0/8 and ::1

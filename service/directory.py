@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
 from opsync.service.entities import ENTITIES
 from opsync.service.models import Connection, Person, PersonIdentity, Product, id_of
 from opsync.service.views import KeysetPage
-from sqlmodel import Session, col, select
 
 __all__ = ["get_person", "list_people", "list_products"]
 

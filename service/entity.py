@@ -13,9 +13,10 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from opsync.service.models import SyncedRecord, table_of
 from sqlalchemy import Table
 from sqlmodel import Session
+
+from opsync.service.models import SyncedRecord, table_of
 
 __all__ = [
     "COMMON_FIELDS",

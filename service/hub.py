@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from opsync import mappings as shipped_mappings
 from opsync.service.clock import now
 from opsync.service.config import HubConfig, load_config
 from opsync.service.contract import (
@@ -23,10 +27,6 @@ from opsync.service.plugins import build_connector, connector_class
 from opsync.service.portfolio import Portfolio, load_people, load_portfolio
 from opsync.service.settings import Settings
 from opsync.service.store import Store
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
-from opsync import mappings as shipped_mappings
 
 
 @dataclass

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+
 from opsync.service import metrics
 from opsync.service.clock import now
 from opsync.service.contract import Deletion, RawRecord, TransientError, WebhookContent

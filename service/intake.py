@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
 from opsync.service.clock import now
 from opsync.service.hub import Hub
 from opsync.service.models import Connection, DeliveryStatus, InboxEvent, Lane, table_of
-from sqlalchemy.dialects import postgresql, sqlite
 
 CLOCK_SKEW = timedelta(hours=1)  # between a tool's signing clock and ours
 _TABLE = table_of(InboxEvent)

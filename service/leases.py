@@ -10,10 +10,11 @@ import uuid
 from datetime import timedelta
 
 import sqlalchemy as sa
-from opsync.service.clock import now
-from opsync.service.models import PullLease, RunStatus, SyncRun, table_of
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+
+from opsync.service.clock import now
+from opsync.service.models import PullLease, RunStatus, SyncRun, table_of
 
 log = logging.getLogger("opsync.leases")
 TTL = timedelta(seconds=30)

@@ -19,6 +19,7 @@ import jmespath
 import orjson
 import yaml
 from jmespath.exceptions import JMESPathError
+
 from opsync.service.contract import RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import FieldType

@@ -12,11 +12,12 @@ from collections.abc import Iterable, Iterator
 from enum import StrEnum
 
 import sqlalchemy as sa
-from opsync.service.clock import now
-from opsync.service.models import InboxEvent, table_of
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.engine import Engine
+
+from opsync.service.clock import now
+from opsync.service.models import InboxEvent, table_of
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from opsync.service.mapping import MappingError
 from opsync.service.yamlfile import YamlDocument, yaml_error_message
 

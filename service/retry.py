@@ -11,8 +11,6 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from opsync.service import metrics
-from opsync.service.contract import TransientError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -21,6 +19,9 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
+
+from opsync.service import metrics
+from opsync.service.contract import TransientError
 
 T = TypeVar("T")
 

@@ -8,10 +8,11 @@ from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Session
+
 from opsync.service.entity import Entity, series_id
 from opsync.service.models import Link
 from opsync.service.views import link_targets
-from sqlmodel import Session
 
 __all__ = ["list_series"]
 

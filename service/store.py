@@ -21,6 +21,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
 from opsync.service.clock import now
 from opsync.service.contract import RawRecord
 from opsync.service.entities import entity
@@ -37,8 +40,6 @@ from opsync.service.models import (
     table_of,
 )
 from opsync.service.versions import Verdict, jsonable, judge, save_payloads
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 
 @dataclass

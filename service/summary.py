@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from sqlmodel import Session, select
+
 from opsync.service.entities import ENTITIES
 from opsync.service.models import Product
-from sqlmodel import Session, select
 
 
 def product_summary(session: Session, key: str, first: date, last: date) -> dict[str, Any] | None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlmodel import Session
+
 from opsync.service import metrics
 from opsync.service.clock import now
 from opsync.service.contract import ConnectorError, FetchesOne, PullPage, RawRecord
@@ -20,7 +22,6 @@ from opsync.service.mapping import Unified
 from opsync.service.models import Connection, RunStatus, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
-from sqlmodel import Session
 
 log = logging.getLogger("opsync.sync")
 Progress = Callable[[int], None]

@@ -6,10 +6,11 @@ import hashlib
 import hmac
 import secrets
 
-from opsync.service.clock import now
-from opsync.service.models import ApiToken
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+
+from opsync.service.clock import now
+from opsync.service.models import ApiToken
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "ops_"

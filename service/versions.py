@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+
 from opsync.service.contract import RawRecord
 from opsync.service.mapping import without_nul
 from opsync.service.models import Origin, StoredPayload, table_of

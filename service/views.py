@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased, defer
+from sqlmodel import Session, col, select
+
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import Entity, FieldType
 from opsync.service.models import Change, Link, Person, PersonIdentity, SyncedRecord, id_of
-from sqlalchemy.orm import aliased, defer
-from sqlmodel import Session, col, select
 
 __all__ = ["MAX_ID", "KeysetPage", "RecordFilter", "get_record", "list_records"]
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+
 from opsync.service.clock import now
 from opsync.service.contract import Pulls
 from opsync.service.hub import Hub

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opsync.service.db import create_db_engine, scratch_database, upgrade
 from sqlalchemy.engine import Engine
+
+from opsync.service.db import create_db_engine, scratch_database, upgrade
 
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+
 from opsync.api.app import create_app
 from opsync.service.config import HubConfig
 from opsync.service.settings import Settings

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from opsync.connectors.amplitude.connector import AmplitudeConnector, AmplitudeSettings
 from opsync.connectors.analytics.connector import AnalyticsConnector
 from opsync.connectors.mixpanel.connector import MixpanelConnector, MixpanelSettings

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from opsync.connectors.amplitude.connector import AmplitudeConnector, daily_values
 from opsync.connectors.analytics.connector import AnalyticsConnector
 from opsync.connectors.mixpanel.connector import MixpanelConnector

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+
 from opsync_simulators.amplitude import AmplitudeSim
 from opsync_simulators.analytics import TODAY_SHARE, AnalyticsSim
 from opsync_simulators.mixpanel import MixpanelSim

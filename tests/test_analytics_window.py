@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from opsync.connectors.analytics.window import AnalyticsSettings, chunks, first_day, parse_cursor, today
 from pydantic import ValidationError
+
+from opsync.connectors.analytics.window import AnalyticsSettings, chunks, first_day, parse_cursor, today
 
 TODAY = date(2026, 11, 20)
 

@@ -20,15 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from hub_harness import ADMIN_TOKEN, RunningHub, running_hub
-from opsync.connectors.github.connector import GitHubSettings
-from opsync.connectors.jira.connector import JiraSettings
-from opsync.service import views
-from opsync.service.config import HubConfig
-from opsync.service.db import create_db_engine
-from opsync.service.tokens import create_token
-from opsync_simulators.github import GitHubSim
-from opsync_simulators.jira import JiraSim
-from opsync_simulators.server import serving
 from support.expected import (
     JIRA_CATEGORIES,
     JIRA_KINDS,
@@ -38,6 +29,16 @@ from support.expected import (
     github_category,
     tool_items,
 )
+
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.service import views
+from opsync.service.config import HubConfig
+from opsync.service.db import create_db_engine
+from opsync.service.tokens import create_token
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 JIRA_ISSUES, GITHUB_ITEMS = 60, 40
 PROJECTS = ["PAY", "CHK", "GRO"]

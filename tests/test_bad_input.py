@@ -15,12 +15,12 @@ import httpx
 import jmespath
 import pytest
 from hub_harness import RunningHub
-from opsync.service.contract import RawRecord
-from opsync.service.functions import FUNCTIONS, wiki_to_text
-from opsync.service.mapping import load_mapping
 from support.portfolio import backfilled_hub
 
 from opsync import mappings
+from opsync.service.contract import RawRecord
+from opsync.service.functions import FUNCTIONS, wiki_to_text
+from opsync.service.mapping import load_mapping
 
 SECRET = "bad-input-webhook-secret"
 PROBLEM = "application/problem+json"

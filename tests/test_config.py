@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from opsync.service.config import ConfigError, HubConfig, load_config
 
 SECRETS = {

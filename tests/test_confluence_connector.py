@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from opsync.connectors.confluence.connector import ConfluenceConnector, ConfluenceSettings
 from opsync.connectors.confluence.storage import read_storage
 from opsync.service.contract import FatalError, PullPage, RawRecord

@@ -15,6 +15,7 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI, Request
+
 from opsync_simulators.confluence import ConfluenceSim
 from opsync_simulators.confluence_data import LINK, MACRO, TEXT
 from opsync_simulators.confluence_webhooks import WebhookTarget

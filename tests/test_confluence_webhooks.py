@@ -14,6 +14,7 @@ from typing import Any
 import jwt
 import pytest
 from fastapi import FastAPI, Request
+
 from opsync.connectors.confluence.connector import ConfluenceConnector, ConfluenceSettings
 from opsync.connectors.confluence.webhook import query_string_hash
 from opsync.service.contract import WebhookRejected

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import yaml
 from hub_harness import github_delivery
+
 from opsync.service.inbox import LEASE
 
 SECRET = "crash-secret"

@@ -13,14 +13,15 @@ from statistics import mean, quantiles
 import httpx
 import pytest
 import yaml
+from rich.console import Console
+from support.expected import PRODUCTS, tool_items
+
 from opsync.api.app import create_app
 from opsync.service.config import load_config
 from opsync.service.db import create_db_engine
 from opsync.service.tokens import create_token
 from opsync_simulators.demo import Demo, demo_tools
 from opsync_simulators.server import serving
-from rich.console import Console
-from support.expected import PRODUCTS, tool_items
 
 SCALE = 0.15  # 300 Jira issues, 75 GitHub items, 18 pages
 

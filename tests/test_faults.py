@@ -15,14 +15,6 @@ from typing import Any
 
 import pytest
 from hub_harness import RunningHub, running_hub
-from opsync.connectors.github.connector import GitHubSettings
-from opsync.connectors.jira.connector import JiraSettings
-from opsync.service.config import HubConfig
-from opsync.service.inbox import LEASE
-from opsync_simulators.faults import Fault
-from opsync_simulators.github import GitHubSim
-from opsync_simulators.jira import JiraSim
-from opsync_simulators.server import serving
 from support import processes
 from support.processes import free_port, write_config
 from support.runs import pull, wait_until_idle
@@ -33,6 +25,15 @@ from support.truth import (
     github_view_diff,
     jira_view_diff,
 )
+
+from opsync.connectors.github.connector import GitHubSettings
+from opsync.connectors.jira.connector import JiraSettings
+from opsync.service.config import HubConfig
+from opsync.service.inbox import LEASE
+from opsync_simulators.faults import Fault
+from opsync_simulators.github import GitHubSim
+from opsync_simulators.jira import JiraSim
+from opsync_simulators.server import serving
 
 SECRET = "fault-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]

@@ -8,11 +8,12 @@ import math
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
 from opsync.service.contract import FatalError, PullPage
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.server import serving
-from pydantic import ValidationError
 
 TOKEN = "ghp_simulated"
 

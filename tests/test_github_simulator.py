@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
+
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.server import serving
 

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from fastapi import FastAPI, Request
+
 from opsync.connectors.github.connector import GitHubConnector, GitHubSettings
 from opsync.connectors.github.webhook import decode_body
 from opsync.service.contract import WebhookRejected

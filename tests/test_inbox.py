@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from hub_harness import RunningHub, github_delivery, jira_delivery, running_hub
+
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service import inbox

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
 from opsync.service.contract import FatalError, PullPage, RawRecord
 from opsync.service.mapping import load_mapping

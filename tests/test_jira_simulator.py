@@ -13,6 +13,7 @@ from statistics import median
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
 from opsync_simulators.world import people

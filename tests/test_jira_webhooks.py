@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Request
+
 from opsync.connectors.jira.connector import JiraConnector, JiraSettings
 from opsync.service.contract import WebhookRejected
 from opsync_simulators.jira import JiraSim

@@ -10,12 +10,12 @@ import jmespath
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from opsync import mappings
 from opsync.service.contract import RawRecord
 from opsync.service.expressions import compile_node
 from opsync.service.functions import FUNCTIONS, adf_to_text
 from opsync.service.mapping import _OPTIONS, FieldRule, MappingError, load_mapping, parse_mapping
-
-from opsync import mappings
 
 SHIPPED = Path(mappings.__file__).parent
 

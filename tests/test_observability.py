@@ -23,6 +23,9 @@ from typing import Any
 import httpx
 import pytest
 from hub_harness import github_delivery, running_hub, sign
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service import logs
@@ -32,8 +35,6 @@ from opsync.service.settings import Settings
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
-from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "observability-webhook-secret"

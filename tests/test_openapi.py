@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from hub_harness import RunningHub
+from support.portfolio import backfilled_hub
+
 from opsync.service.db import create_db_engine
 from opsync.service.tokens import create_token
-from support.portfolio import backfilled_hub
 
 PROBLEM = "application/problem+json"
 

@@ -9,6 +9,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
 from opsync.service import plugins
 from opsync.service.config import HubConfig
 from opsync.service.contract import ConnectionSettings, Unsupported
@@ -16,10 +21,6 @@ from opsync.service.hub import Hub
 from opsync.service.settings import Settings
 from opsync.service.sync import sync_connection
 from opsync_simulators.server import serving
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "connectors.md"
 TICKETS = [

@@ -13,6 +13,7 @@ from statistics import mean
 
 import pytest
 from hub_harness import RunningHub, running_hub
+
 from opsync.connectors.amplitude.connector import AmplitudeConnector, AmplitudeSettings
 from opsync.connectors.confluence.connector import ConfluenceSettings
 from opsync.connectors.jira.connector import JiraSettings

@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import Session
+
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service.clock import now
@@ -23,7 +25,6 @@ from opsync.service.sync import begin_pull, sync_connection
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
-from sqlmodel import Session
 
 REPOS = ["acme/payments", "acme/ledger"]
 

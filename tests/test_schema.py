@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from opsync.service.entities import ENTITIES
 from sqlmodel import SQLModel
+
+from opsync.service.entities import ENTITIES
 
 
 def _differences(engine) -> list:

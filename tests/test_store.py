@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlmodel import Session, select
+
 from opsync.service.entities.work_item import WorkItem
 from opsync.service.mapping import LinkRef, PersonRef, Unified, content_hash
 from opsync.service.models import Change, Link, Person
 from opsync.service.store import Store, Tombstone
-from sqlmodel import Session, select
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 _connections = itertools.count()

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import pytest
 import yaml
 from hub_harness import running_hub
+from sqlmodel import Session, func, select
+
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service.config import ConfigError, HubConfig, load_config
@@ -21,7 +23,6 @@ from opsync.service.sync import sync_connection
 from opsync_simulators.github import GitHubSim
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
-from sqlmodel import Session, func, select
 
 SECRET = "hook-secret"
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
 from opsync.service.contract import WebhookRejected
 from opsync.service.toolkit import header, retry_after, tool_time, verify_hmac_sha256
 

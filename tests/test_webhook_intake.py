@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from hub_harness import github_delivery, jira_delivery, running_hub, sign
+
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
 from opsync.service import inbox

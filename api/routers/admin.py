@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from sqlmodel import Session, col, select
+
 from opsync.api import schemas
 from opsync.api.deps import CONNECTION_ID_LENGTH, NO_NUL, get_hub, get_session, refused, require, text_query
 from opsync.api.problems import INVALID, UNEXPECTED, Problem, SyncAlreadyRunning, declared
@@ -14,7 +16,6 @@ from opsync.service.hub import Hub
 from opsync.service.leases import AlreadyRunning
 from opsync.service.models import Connection, DeliveryStatus, InboxEvent, SyncRun
 from opsync.service.sync import begin_pull, sync_connection
-from sqlmodel import Session, col, select
 
 router = APIRouter(responses={500: UNEXPECTED})
 

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlmodel import Session
+
 from opsync.api import schemas
 from opsync.api.deps import (
     CONNECTION_ID_LENGTH,
@@ -28,7 +30,6 @@ from opsync.service.entity import SERIES_SEPARATOR, Entity, FieldType
 from opsync.service.series import list_series
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
-from sqlmodel import Session
 
 router = APIRouter(dependencies=[Depends(require("read"))], responses={**refused("read"), 500: UNEXPECTED})
 Limit = Query(50, ge=1, le=500, description="page size")

@@ -11,12 +11,13 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from starlette.routing import Route
+
 from opsync.api import schemas
 from opsync.api.problems import UNEXPECTED, Problem, declared
 from opsync.service import intake, metrics
 from opsync.service.contract import ReceivesWebhooks, WebhookRejected
 from opsync.service.hub import Hub
-from starlette.routing import Route
 
 PATH = "/api/v1/webhooks/{connection_id}"
 EVENT_PATH = PATH + "/{event}"  # tools that name the event in the URL they post to

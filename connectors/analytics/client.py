@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from opsync.service import metrics
 from opsync.service.clock import now
 from opsync.service.contract import FatalError, TransientError

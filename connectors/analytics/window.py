@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import Field, field_validator
+
 from opsync.service.clock import now
 from opsync.service.contract import ConnectionSettings
-from pydantic import Field, field_validator
 
 
 class AnalyticsSettings(ConnectionSettings):

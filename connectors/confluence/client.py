@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from opsync.service import metrics
 from opsync.service.contract import FatalError, TransientError
 from opsync.service.retry import with_retries

@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+
 from opsync.connectors.confluence import webhook
 from opsync.connectors.confluence.client import API, ConfluenceClient, NotFound, Refused
 from opsync.connectors.confluence.storage import read_storage
@@ -44,7 +46,6 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.toolkit import tool_time
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 LISTED = ("current", "archived")  # v2's default statuses: what exists, for the hub
 ID_PAGE = 250  # v2's largest page

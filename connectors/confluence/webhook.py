@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import jwt
+
 from opsync.service.contract import Deletion, WebhookContent, WebhookRejected
 from opsync.service.toolkit import header, tool_time, verify_hmac_sha256
 

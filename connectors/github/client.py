@@ -16,6 +16,7 @@ import orjson
 import requests
 from github import Auth, Github, GithubException
 from github.GithubException import BadCredentialsException, RateLimitExceededException
+
 from opsync.service import metrics
 from opsync.service.contract import FatalError, TransientError
 from opsync.service.retry import in_thread, with_retries

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from opsync import mappings
 from opsync.connectors.github import webhook
 from opsync.connectors.github.client import GitHubClient, NotFoundError
 from opsync.connectors.github.records import format_time, issue_record, pull_record
@@ -39,9 +42,6 @@ from opsync.service.contract import (
 )
 from opsync.service.retry import in_thread
 from opsync.service.toolkit import tool_time
-from pydantic import Field, SecretStr, field_validator, model_validator
-
-from opsync import mappings
 
 CURSOR_VERSION = 1
 

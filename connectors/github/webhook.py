@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
+
 from opsync.connectors.github.records import issue_record, pull_record
 from opsync.service.contract import Deletion, WebhookContent
 from opsync.service.toolkit import header, verify_hmac_sha256

@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from jira import JIRA, JIRAError
+from pydantic import Field, SecretStr, field_validator
+
+from opsync import mappings
 from opsync.connectors.jira import webhook
 from opsync.service import metrics
 from opsync.service.contract import (
@@ -32,9 +35,6 @@ from opsync.service.contract import (
 )
 from opsync.service.retry import in_thread, with_retries
 from opsync.service.toolkit import retry_after, tool_time
-from pydantic import Field, SecretStr, field_validator
-
-from opsync import mappings
 
 T = TypeVar("T")
 ID_PAGE = 5000  # search/jql's cap when only ids are asked for

@@ -19,12 +19,13 @@ from datetime import date
 from typing import Any, Literal
 
 import httpx
+from pydantic import Field, SecretStr
+
 from opsync.connectors.analytics.client import ToolClient
 from opsync.connectors.analytics.connector import AnalyticsConnector
 from opsync.connectors.analytics.records import daily_records
 from opsync.connectors.analytics.window import AnalyticsSettings
 from opsync.service.contract import RawRecord, TransientError
-from pydantic import Field, SecretStr
 
 TYPES = {"totals": "general", "uniques": "unique"}
 

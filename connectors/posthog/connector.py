@@ -15,13 +15,14 @@ from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pydantic import Field, SecretStr
+
 from opsync.connectors.analytics.client import ToolClient
 from opsync.connectors.analytics.connector import AnalyticsConnector, all_of
 from opsync.connectors.analytics.records import daily_records
 from opsync.connectors.analytics.window import AnalyticsSettings
 from opsync.service.contract import RawRecord, TransientError
 from opsync.service.toolkit import tool_time
-from pydantic import Field, SecretStr
 
 MATHS = {"totals": "total", "uniques": "dau"}
 MEASURE_OF = {"total": "totals", None: "totals", "dau": "uniques"}

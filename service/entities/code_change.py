@@ -6,10 +6,11 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Field, Session, col, select
+
 from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.measures import day_bounds, days_between, percentiles
 from opsync.service.models import LIVE, SyncedRecord, json_field, time_field
-from sqlmodel import Field, Session, col, select
 
 
 class CodeChange(SyncedRecord, table=True):

@@ -6,10 +6,11 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Field, Session
+
 from opsync.service.entities.work_item import WorkItem
 from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.models import LIVE, Link, SyncedRecord, json_field, table_of, time_field
-from sqlmodel import Field, Session
 
 
 class Document(SyncedRecord, table=True):

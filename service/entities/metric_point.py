@@ -6,10 +6,11 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Session
+
 from opsync.service.entities.work_item import WorkItem
 from opsync.service.entity import Entity, FieldSpec, FieldType, Series, series_id
 from opsync.service.models import LIVE, Link, SyncedRecord, table_of
-from sqlmodel import Session
 
 
 class MetricPoint(SyncedRecord, table=True):

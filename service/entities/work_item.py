@@ -6,11 +6,12 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Field, Session, col, select
+
 from opsync.service.clock import now
 from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.measures import day_bounds, days_between, monday_of, percentiles
 from opsync.service.models import LIVE, SyncedRecord, UTCDateTime, json_field, time_field
-from sqlmodel import Field, Session, col, select
 
 
 class WorkItem(SyncedRecord, table=True):

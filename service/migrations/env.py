@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import opsync.service.entities  # noqa: F401  (registers every table on SQLModel.metadata)
 import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
+
+import opsync.service.entities  # noqa: F401  (registers every table on SQLModel.metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
+
 from opsync_simulators.analytics import AnalyticsSim
 
 MAX_DAYS = 365  # daily segmentation covers at most this many days

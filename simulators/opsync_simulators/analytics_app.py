@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, FastAPI
 from fastapi.responses import JSONResponse, Response
+
 from opsync_simulators.faults import Fault
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from fastapi import Body, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
 from opsync_simulators import confluence_data as data
 from opsync_simulators.confluence import STATUSES, BadRequest, ConfluenceSim, NotFound
 from opsync_simulators.faults import Fault

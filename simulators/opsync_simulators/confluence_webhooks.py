@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+
 from opsync_simulators.outbox import Outbox, Outgoing
 
 JWT_LIFETIME = timedelta(minutes=3)

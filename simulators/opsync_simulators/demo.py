@@ -16,6 +16,9 @@ from pathlib import Path
 
 import uvicorn
 import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
 from opsync.api.app import create_app
 from opsync.connectors.amplitude.connector import AmplitudeConnector
 from opsync.service.config import load_config
@@ -32,8 +35,6 @@ from opsync_simulators.github import GitHubSim
 from opsync_simulators.jira import JiraSim
 from opsync_simulators.server import serving
 from opsync_simulators.world import PRODUCTS
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 MUTATION_INTERVAL_SECONDS = 20.0
 

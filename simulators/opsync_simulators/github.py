@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+
 from opsync_simulators import github_data as data
 from opsync_simulators.faults import Fault, Faults
 from opsync_simulators.github_app import create_app

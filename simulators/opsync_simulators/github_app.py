@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
 from opsync_simulators import github_data as data
 from opsync_simulators.faults import Fault
 from opsync_simulators.github_data import Bases, SimItem
 from opsync_simulators.outbox import WebhookFaults
-from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from opsync_simulators.github import GitHubSim

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import httpx
+
 from opsync_simulators import jira_data as data
 from opsync_simulators.faults import Fault, Faults
 from opsync_simulators.jira_data import UTC, SimIssue

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+
 from opsync_simulators import jira_data as data
 from opsync_simulators.jira import Fault, JiraSim, NotFound
 from opsync_simulators.jira_jql import JqlError

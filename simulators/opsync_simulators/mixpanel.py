@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
 from opsync_simulators.analytics import AnalyticsSim
 
 TYPES = {"general": "totals", "unique": "uniques"}

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
+
 from opsync_simulators.analytics import AnalyticsSim
 
 ERROR_KINDS = {

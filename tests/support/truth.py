@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
 from opsync_simulators.truth import Truth, TruthRecord
 
 
