@@ -112,6 +112,8 @@ class Transaction:
                 person = Person(display_name=ref.display_name or ref.login, email=email)
                 self.session.add(person)
                 self.session.flush()
+            elif ref.display_name and ref.display_name != ref.login and self._named_by_login(person):
+                person.display_name = ref.display_name  # a tool that knows their name, after one that gave a login
             self.session.add(
                 PersonIdentity(
                     person_id=id_of(person),
@@ -124,6 +126,13 @@ class Transaction:
             found[external_id] = id_of(person)
         self.session.flush()  # the statements that follow go around the session
         return found
+
+    def _named_by_login(self, person: Person) -> bool:
+        """Whether a person has no name but one of their logins (a tool without names came first)."""
+        if person.display_name is None:
+            return True
+        logins = select(PersonIdentity.login).where(PersonIdentity.person_id == person.id)
+        return person.display_name in self.session.exec(logins).all()
 
     # -- records -----------------------------------------------------------------------
     # Rows are read and written with SQLAlchemy Core, a page at a time: building ORM objects

@@ -214,3 +214,17 @@ def test_a_started_at_the_mapping_reads_wins_over_the_hubs_stamp(engine):
     with store.transaction("jira-a") as tx:
         tx.upsert([item("8", 0, "Ledger export", status_category="in_progress", started_at=told)])
     assert stored(engine, "jira-a")["8"].started_at == told
+
+
+def test_a_person_first_met_by_login_takes_the_name_a_later_tool_gives(engine):
+    store = Store(engine)
+    by_login = PersonRef("1001", display_name="adal", email="ada.lovelace@acme.example", login="adal")
+    by_name = PersonRef("5b10ac8d", display_name="Ada Lovelace", email="ada.lovelace@acme.example")
+    for connection, ref, name in (("gh-a", by_login, "adal"), ("jira-a", by_name, "Ada Lovelace")):
+        with store.transaction(connection) as tx:
+            record = item("1", 0, "Refunds")
+            record.people = {"assignee": ref}
+            tx.upsert([record])
+        with Session(engine) as session:
+            [person] = session.exec(select(Person)).all()
+        assert person.display_name == name, connection
