@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterator
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
@@ -41,6 +42,18 @@ def _rfc_3339(value: Any) -> Any:
 
 # A moment as RFC 3339 writes it: no bare numbers read as Unix times, no moment without an offset.
 Moment = Annotated[AwareDatetime, BeforeValidator(_rfc_3339)]
+
+_ISO_DAY = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def _iso_day(value: Any) -> Any:
+    if not (isinstance(value, str) and _ISO_DAY.fullmatch(value)):
+        raise ValueError("expected a day as YYYY-MM-DD, e.g. 2024-03-01")
+    return value
+
+
+# A calendar day as ISO 8601 writes it (no bare number read as a Unix time).
+Day = Annotated[date, BeforeValidator(_iso_day)]
 
 
 async def get_hub(request: Request) -> Hub:  # async: no trip to the thread pool

@@ -9,14 +9,24 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-__all__ = ["PERCENTILES", "day_bounds", "days_between", "monday_of", "percentiles"]
+__all__ = ["PERCENTILES", "day_bounds", "days_between", "monday_of", "percentiles", "shift"]
 
 PERCENTILES = {"p50": 50, "p85": 85, "p95": 95}
+
+
+def shift(day: date, days: int) -> date:
+    """day moved by days, within the calendar's range (a request may name its first or last day)."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.max if days > 0 else date.min
 
 
 def day_bounds(first: date, last: date) -> tuple[datetime, datetime]:
     """The moments a range of UTC days spans: from first's midnight to the midnight after last."""
     start = datetime.combine(first, time(), UTC)
+    if last == date.max:
+        return start, datetime.max.replace(tzinfo=UTC)
     return start, datetime.combine(last + timedelta(days=1), time(), UTC)
 
 

@@ -288,3 +288,24 @@ def test_a_pull_request_links_the_keys_named_in_the_first_64_kib_of_its_body():
         return [link.to_key for link in mapping.apply(RawRecord("pull_request", "1", pull, None), {}).links]
 
     assert linked("PAY-1 " + "x" * 200_000 + " PAY-2") == ["PAY-1"]
+
+
+# --- ranges of days --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/metrics", "/api/v1/metrics/payments:payments_succeeded", "/api/v1/products/payments/summary"]
+)
+@pytest.mark.parametrize(
+    "first, last", [("0001-01-01", "9999-12-31"), ("9999-12-31", "9999-12-31"), ("0001-01-01", "0001-01-01")]
+)
+def test_any_range_of_days_is_answered(hub, path, first, last):
+    answer = hub.client.get(path, params={"from": first, "to": last})
+    assert answer.status_code in (200, 404), answer.text  # a series with no points in the range is not found
+
+
+def test_a_range_that_ends_before_it_starts_is_empty(hub):
+    answer = hub.client.get("/api/v1/products/payments/summary", params={"from": "2026-02-01", "to": "2026-01-01"})
+    assert answer.status_code == 200
+    assert answer.json()["throughput_per_week"] == []
+    assert hub.client.get("/api/v1/metrics", params={"from": "2026-02-01", "to": "2026-01-01"}).json()["items"] == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -14,6 +14,7 @@ from opsync.api import schemas
 from opsync.api.deps import (
     CONNECTION_ID_LENGTH,
     NO_NUL,
+    Day,
     Moment,
     encode_cursor,
     get_session,
@@ -27,6 +28,7 @@ from opsync.service import directory, views
 from opsync.service.clock import now
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import SERIES_SEPARATOR, Entity, FieldType
+from opsync.service.measures import shift
 from opsync.service.series import list_series
 from opsync.service.summary import product_summary
 from opsync.service.views import MAX_ID
@@ -103,17 +105,13 @@ def _get_endpoint(kind: Entity) -> Callable[..., dict[str, Any]]:
     return endpoint
 
 
-SERIES_DAYS, LONGEST_RANGE = 84, 3 * 366  # the default range of a series' points, and the longest
+SERIES_DAYS = 84  # the default range of a series' points and of a summary: 12 weeks
 
 
 def _day_range(start: date | None, end: date | None) -> tuple[date, date]:
+    """The days asked for, both included; from after to is an empty range."""
     end = end or now().date()
-    start = start or end - timedelta(days=SERIES_DAYS - 1)
-    if start > end:
-        raise Problem(400, f"from ({start}) is after to ({end})")
-    if (end - start).days >= LONGEST_RANGE:
-        raise Problem(400, f"from {start} to {end} is more than {LONGEST_RANGE} days; ask for a shorter range")
-    return start, end
+    return start or shift(end, -(SERIES_DAYS - 1)), end
 
 
 def _install_series(kind: Entity) -> None:
@@ -123,17 +121,14 @@ def _install_series(kind: Entity) -> None:
     model = schemas.series_schema(kind)
     From = Query(None, alias="from", description=f"the first day (default: {SERIES_DAYS} days before to)")
     To = Query(None, alias="to", description="the last day (default: today, UTC)")
-    Ranged: dict[int | str, dict[str, Any]] = {
-        400: declared("from is after to, or the range is too long"),
-        422: INVALID,
-    }
+    ranged: dict[int | str, dict[str, Any]] = {422: INVALID}
 
     def list_endpoint(
         session: Session = Depends(get_session),
         product: str | None = text_query(KEY, "product key"),
         name: str | None = Query(None, alias=by, max_length=TEXT, pattern=NO_NUL, description=f"the {by}"),
-        start: date | None = From,
-        end: date | None = To,
+        start: Day | None = From,
+        end: Day | None = To,
     ) -> dict[str, Any]:
         first, last = _day_range(start, end)
         return {"items": list_series(session, kind, start=first, end=last, product=product, name=name)}
@@ -141,8 +136,8 @@ def _install_series(kind: Entity) -> None:
     def get_endpoint(
         series_id: str = Path(max_length=KEY + TEXT + 1, pattern=NO_NUL, description="product:name"),
         session: Session = Depends(get_session),
-        start: date | None = From,
-        end: date | None = To,
+        start: Day | None = From,
+        end: Day | None = To,
     ) -> dict[str, Any]:
         product, separator, name = series_id.partition(SERIES_SEPARATOR)
         first, last = _day_range(start, end)
@@ -156,7 +151,7 @@ def _install_series(kind: Entity) -> None:
         list_endpoint,
         methods=["GET"],
         response_model=schemas.SeriesList[model],  # type: ignore[valid-type]  # a model built from the registry
-        responses=Ranged,
+        responses=ranged,
         name=f"list_{kind.name}_series",
         summary=f"List {kind.label} series",
     )
@@ -165,7 +160,7 @@ def _install_series(kind: Entity) -> None:
         get_endpoint,
         methods=["GET"],
         response_model=model,
-        responses={**Ranged, 404: declared(f"No {kind.label} series with this id and points in the range")},
+        responses={**ranged, 404: declared(f"No {kind.label} series with this id and points in the range")},
         name=f"get_{kind.name}_series",
         summary=f"Get a {kind.label} series",
     )
@@ -224,19 +219,13 @@ def list_products(session: Session = Depends(get_session)) -> list[dict[str, Any
 
 @router.get(
     "/products/{key}/summary",
-    responses={
-        400: declared("from is after to, or the range is too long"),
-        404: declared("No product with this key in portfolio.yaml"),
-        422: INVALID,
-    },
+    responses={404: declared("No product with this key in portfolio.yaml"), 422: INVALID},
 )
 def get_product_summary(
     key: str = Path(max_length=KEY, pattern=NO_NUL),
     session: Session = Depends(get_session),
-    start: date | None = Query(
-        None, alias="from", description=f"the first day (default: {SERIES_DAYS} days before to)"
-    ),
-    end: date | None = Query(None, alias="to", description="the last day (default: today, UTC)"),
+    start: Day | None = Query(None, alias="from", description=f"the first day (default: {SERIES_DAYS} days before to)"),
+    end: Day | None = Query(None, alias="to", description="the last day (default: today, UTC)"),
 ) -> dict[str, Any]:
     """Each kind of record's part: counts now; throughput, lead, cycle and merge times of the work
     finished in the range; work in progress and its age; the product's specs; its metrics' trends

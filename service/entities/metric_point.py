@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from opsync.service.entities.work_item import WorkItem
 from opsync.service.entity import Entity, FieldSpec, FieldType, Series, series_id
+from opsync.service.measures import shift
 from opsync.service.models import LIVE, Link, SyncedRecord, table_of
 
 
@@ -27,8 +28,8 @@ class MetricPoint(SyncedRecord, table=True):
     source: str | None = None
 
 
-AROUND = timedelta(days=28)  # a release is judged by the days this long before and after it
-ENDS = timedelta(days=6)  # the trend compares the first and the last week of the range
+AROUND = 28  # a release is judged by the days this long before and after it
+ENDS = 6  # the trend compares the first and the last week of the range
 
 
 def summarise(session: Session, product: str, first: date, last: date) -> dict[str, Any]:
@@ -38,8 +39,8 @@ def summarise(session: Session, product: str, first: date, last: date) -> dict[s
     c = table_of(MetricPoint).c
     live = (c.product_key == product, c.deleted_at.is_(None))
     in_range = (*live, c.day >= first, c.day <= last)
-    opening = sa.func.avg(sa.case((c.day <= first + ENDS, c.value)))
-    closing = sa.func.avg(sa.case((c.day >= last - ENDS, c.value)))
+    opening = sa.func.avg(sa.case((c.day <= shift(first, ENDS), c.value)))
+    closing = sa.func.avg(sa.case((c.day >= shift(last, -ENDS), c.value)))
     rows = (
         session.connection()
         .execute(
@@ -114,7 +115,7 @@ def _around(session: Session, live: tuple[Any, ...], metric: str, work: Any) -> 
             sa.select(
                 sa.func.avg(sa.case((c.day < day, c.value))),
                 sa.func.avg(sa.case((c.day >= day, c.value))),
-            ).where(*live, c.metric == metric, c.day >= day - AROUND, c.day < day + AROUND)
+            ).where(*live, c.metric == metric, c.day >= shift(day, -AROUND), c.day < shift(day, AROUND))
         )
         .one()
     )
