@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -21,12 +23,15 @@ from opsync.service.contract import (
 )
 from opsync.service.db import create_db_engine, upgrade
 from opsync.service.leases import interrupt_orphaned_runs
-from opsync.service.mapping import Mapping, load_mapping
-from opsync.service.models import Connection, MappingVersion, Product
+from opsync.service.mapping import Mapping, load_mapping, parse_mapping
+from opsync.service.models import AppliedMapping, Connection, MappingVersion, Product, id_of, table_of
 from opsync.service.plugins import build_connector, connector_class
 from opsync.service.portfolio import Portfolio, load_people, load_portfolio
 from opsync.service.settings import Settings
 from opsync.service.store import Store
+
+log = logging.getLogger("opsync.hub")
+_APPLIED = table_of(AppliedMapping)
 
 
 @dataclass
@@ -62,28 +67,69 @@ class Hub:
             people=load_people(hub_file(settings, "people.yaml")),
         )
         for kind in sorted({c.kind for c in config.connections.values()}):
-            custom = settings.mappings_dir / f"{kind}.yaml" if settings.mappings_dir else None
-            file = custom if custom and custom.exists() else connector_class(kind).default_mapping()
-            hub.activate_mapping(load_mapping(file))
+            hub._use_applied_or_default(kind)
         hub._record_connections_and_products()
         interrupt_orphaned_runs(engine)  # runs a dead process left `running`
         return hub
 
-    def activate_mapping(self, mapping: Mapping) -> int:
-        """Store the mapping as a version (once per content) and use it from now on."""
+    def default_mapping_file(self, kind: str) -> Path:
+        """The ops engineers' file for the kind in mappings_dir, else the connector's shipped one."""
+        custom = self.settings.mappings_dir / f"{kind}.yaml" if self.settings.mappings_dir else None
+        return custom if custom and custom.exists() else connector_class(kind).default_mapping()
+
+    def _use_applied_or_default(self, kind: str) -> None:
+        """The version applied on this database, or on first start the default file, applied."""
+        default = load_mapping(self.default_mapping_file(kind))
+        with Session(self.engine) as session:
+            applied = session.get(AppliedMapping, kind)
+        if applied is None:
+            self.apply_mapping(default, by="opsync (the default, on first start)")
+            return
+        self.mappings[kind] = self._load_version(applied.version_id)
+        if self.mappings[kind].mapping.hash != default.hash:
+            log.info(
+                "the %s mapping in use is version %s, not %s: apply the file to use it (opsync mappings apply)",
+                kind,
+                applied.version_id,
+                self.default_mapping_file(kind),
+            )
+
+    def _load_version(self, version_id: int) -> ActiveMapping:
+        with Session(self.engine) as session:
+            version = session.get_one(MappingVersion, version_id)
+        mapping = parse_mapping(f"{version.kind} mapping, version {version_id}", version.content)
+        return ActiveMapping(mapping, version_id)
+
+    def apply_mapping(self, mapping: Mapping, by: str | None = None) -> int:
+        """Store the mapping as a version (once per content) and make it the one in use, for
+        this process now and for every other on the database at its next page or batch."""
         with Session(self.engine) as session:
             version = session.exec(
                 select(MappingVersion).where(MappingVersion.kind == mapping.kind, MappingVersion.hash == mapping.hash)
             ).first()
             if version is None:
-                version = MappingVersion(kind=mapping.kind, hash=mapping.hash, content=mapping.source, applied_at=now())
+                version = MappingVersion(
+                    kind=mapping.kind, hash=mapping.hash, content=mapping.source, applied_at=now(), applied_by=by
+                )
                 session.add(version)
-                session.commit()
-                session.refresh(version)
-            if version.id is None:
-                raise RuntimeError(f"mapping {mapping.kind}: the stored version came back without an id")
-            self.mappings[mapping.kind] = ActiveMapping(mapping, version.id)
-            return version.id
+                session.flush()
+            applied = session.get(AppliedMapping, mapping.kind) or AppliedMapping(
+                kind=mapping.kind, version_id=id_of(version), applied_at=now()
+            )
+            applied.version_id, applied.applied_at, applied.applied_by = id_of(version), now(), by
+            session.add(applied)
+            session.commit()
+            version_id = id_of(version)
+        self.mappings[mapping.kind] = ActiveMapping(mapping, version_id)
+        return version_id
+
+    def refresh_mappings(self) -> None:
+        """Take up the versions other processes applied since (one small read)."""
+        with self.engine.connect() as db:
+            applied = dict(db.execute(sa.select(_APPLIED.c.kind, _APPLIED.c.version_id)).all())
+        for kind, active in list(self.mappings.items()):
+            if applied.get(kind, active.version_id) != active.version_id:
+                self.mappings[kind] = self._load_version(applied[kind])
 
     def _record_connections_and_products(self) -> None:
         with Session(self.engine) as session:

@@ -211,6 +211,7 @@ async def apply_batch(hub: Hub, limit: int = 100) -> int:
 
 
 def _apply_claimed(hub: Hub, claimed: Claim) -> None:
+    hub.refresh_mappings()  # a version another process applied is used from this batch on
     marks = Marks()
     ready: list[_Ready] = []
     for event in claimed.events:
@@ -275,6 +276,7 @@ async def fetch_batch(hub: Hub, limit: int = FETCH_BATCH) -> int:
     claimed = await asyncio.to_thread(claim, hub, Lane.FETCH, limit, LEASE + timedelta(seconds=deadline))
     if not claimed.events:
         return 0
+    await asyncio.to_thread(hub.refresh_mappings)
     marks = Marks()
     gate = asyncio.Semaphore(FETCH_CONCURRENCY)
 

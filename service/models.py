@@ -60,6 +60,12 @@ class Lane(StrEnum):
     FETCH = "fetch"
 
 
+class RunMode(StrEnum):
+    INCREMENTAL = "incremental"
+    FULL = "full"  # with reconcile
+    REMAP = "remap"  # stored raw records through the mapping in use; no tool is asked
+
+
 class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -213,7 +219,7 @@ class SyncRun(SQLModel, table=True):
     __tablename__ = "sync_run"
     id: int | None = Field(default=None, primary_key=True)
     connection_id: str = Field(index=True)
-    mode: str  # incremental, full
+    mode: str  # a RunMode
     status: str = "running"  # running, succeeded, failed, interrupted
     started_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = time_field()
@@ -264,13 +270,26 @@ class ApiToken(SQLModel, table=True):
 
 
 class MappingVersion(SQLModel, table=True):
+    """A mapping's text, once per content: the versions an ops engineer can apply again."""
+
     __tablename__ = "mapping_version"
     __table_args__ = (sa.UniqueConstraint("kind", "hash"),)
     id: int | None = Field(default=None, primary_key=True)
     kind: str
     hash: str
     content: str
+    applied_at: datetime = Field(sa_type=UTCDateTime)  # when it was first applied
+    applied_by: str | None = None  # who first applied it (a token's name, "opsync" for the shipped default)
+
+
+class AppliedMapping(SQLModel, table=True):
+    """The version of each connector kind's mapping in use, for every process on the database."""
+
+    __tablename__ = "applied_mapping"
+    kind: str = Field(primary_key=True)
+    version_id: int = Field(foreign_key="mapping_version.id")
     applied_at: datetime = Field(sa_type=UTCDateTime)
+    applied_by: str | None = None
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from opsync.service.contract import Deletion, RawRecord
 from opsync.service.hub import Hub
-from opsync.service.mapping import Unified
+from opsync.service.mapping import Mapping, Unified
 from opsync.service.store import Tombstone
 
 
-def map_records(hub: Hub, connection_id: str, raws: list[RawRecord]) -> tuple[list[Unified], list[str]]:
-    """Normalise raw records with the active mapping; errors are collected, not raised."""
+def map_records(
+    hub: Hub, connection_id: str, raws: list[RawRecord], mapping: Mapping | None = None
+) -> tuple[list[Unified], list[str]]:
+    """Normalise raw records with the mapping in use (or the one given); errors are collected,
+    not raised."""
     kind = hub.connections[connection_id].kind
-    active = hub.mappings[kind].mapping
+    active = mapping or hub.mappings[kind].mapping
     mapped, errors = [], []
     containers = hub.portfolio.containers(kind)
     for raw in raws:

@@ -66,11 +66,17 @@ class Tombstone:
 class Transaction:
     """One write transaction; see Store.transaction."""
 
-    def __init__(self, session: Session, connection_id: str, mapping_version_id: int | None) -> None:
+    def __init__(
+        self, session: Session, connection_id: str, mapping_version_id: int | None, remapping: bool = False
+    ) -> None:
         self.session = session  # for the rare ORM writes (new people)
         self.db = session.connection()  # for the bulk statements: Core, no ORM bookkeeping
         self.connection_id = connection_id
         self.mapping_version_id = mapping_version_id
+        # Re-mapping stored raw records: at the version a record already has, the mapping in
+        # use wins (the content differs because the mapping does); tombstones stay.
+        self.remapping = remapping
+        self.changes: list[tuple[str, str, str, dict[str, list[Any]]]] = []  # (entity, external id, op, fields)
         self.counts = Counts()
         self.ties: set[tuple[str, str]] = set()  # (entity, external_id) to fetch: see judge
         # The first statement takes the writers' lock (row lock on PostgreSQL, the database
@@ -202,6 +208,12 @@ class Transaction:
             values["origin"],
             values["content_hash"],
         )
+        if self.remapping:
+            if values["deleted_at"] is not None:
+                self.counts.unchanged += 1
+                return row
+            if verdict in (Verdict.STALE, Verdict.TIE) and record.version == values["source_updated_at"]:
+                verdict = Verdict.NEWER
         if verdict in (Verdict.STALE, Verdict.TIE):
             if verdict is Verdict.TIE:
                 self.ties.add((record.entity, record.external_id))
@@ -225,6 +237,8 @@ class Transaction:
                 row.set(source_updated_at=record.version)
             if origin is Origin.FETCH and values["origin"] == Origin.WEBHOOK:
                 row.set(origin=origin)
+            if self.mapping_version_id is not None and values["mapping_version_id"] != self.mapping_version_id:
+                row.set(mapping_version_id=self.mapping_version_id)  # the same content from this version
         if record.container is not None and values["container"] != record.container:
             row.set(container=record.container)
         if values["deleted_at"] is not None and record.version is not None and record.version > values["deleted_at"]:
@@ -317,6 +331,8 @@ class Transaction:
             ]
             if links:
                 self.db.execute(sa.insert(link_table), links)
+        if self.remapping:
+            self.changes += [(entity, r.values["external_id"], op, fields) for r in rows for op, fields in r.events]
         events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
         if events:
             self.db.execute(
@@ -380,10 +396,21 @@ class Store:
             ).scalar()
 
     @contextmanager
-    def transaction(self, connection_id: str, mapping_version_id: int | None = None) -> Iterator[Transaction]:
-        """A write transaction: everything in it commits together or not at all."""
+    def transaction(
+        self,
+        connection_id: str,
+        mapping_version_id: int | None = None,
+        *,
+        remapping: bool = False,
+        commit: bool = True,
+    ) -> Iterator[Transaction]:
+        """A write transaction: everything in it commits together or not at all (never, if not
+        commit: a preview of what the writes would change, rolled back)."""
         with Session(self.engine, expire_on_commit=False) as session:
-            tx = Transaction(session, connection_id, mapping_version_id)
+            tx = Transaction(session, connection_id, mapping_version_id, remapping)
             yield tx
             tx.finish()
-            session.commit()
+            if commit:
+                session.commit()
+            else:
+                session.rollback()

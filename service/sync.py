@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from opsync.service.hub import Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Unified
-from opsync.service.models import Connection, RunStatus, SyncRun, id_of, table_of
+from opsync.service.models import Connection, RunMode, RunStatus, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
 
@@ -38,15 +39,21 @@ class _Mapped:
     page: PullPage
     records: list[Unified]
     errors: list[str]
+    version_id: int  # of the mapping that made the records
 
 
-def _store_pages(hub: Hub, connection_id: str, mapping_version: int, pages: list[_Mapped]) -> Counts:
-    """Write mapped pages with the last one's cursor, in one transaction (runs in a worker thread)."""
-    with hub.store.transaction(connection_id, mapping_version) as tx:
-        tx.save_raw([raw for mapped in pages for raw in mapped.page.records])
-        tx.upsert([record for mapped in pages for record in mapped.records])
-        _set_cursor(tx, pages[-1].page.cursor)
-    return tx.counts
+def _store_pages(hub: Hub, connection_id: str, pages: list[_Mapped]) -> Counts:
+    """Write mapped pages with the last one's cursor, in one transaction (runs in a worker thread);
+    pages mapped by different versions (one was applied meanwhile) in one transaction each."""
+    counts = Counts()
+    for version, group in itertools.groupby(pages, key=lambda mapped: mapped.version_id):
+        batch = list(group)
+        with hub.store.transaction(connection_id, version) as tx:
+            tx.save_raw([raw for mapped in batch for raw in mapped.page.records])
+            tx.upsert([record for mapped in batch for record in mapped.records])
+            _set_cursor(tx, batch[-1].page.cursor)
+        counts.add(tx.counts)
+    return counts
 
 
 def _set_cursor(tx: Transaction, cursor: str | None) -> None:
@@ -65,8 +72,10 @@ async def _prepared(
     async def produce() -> None:
         try:
             async for page in pages:
-                records, errors = await asyncio.to_thread(map_records, hub, connection_id, page.records)
-                await queue.put(_Mapped(page, records, errors))
+                await asyncio.to_thread(hub.refresh_mappings)  # a version applied meanwhile maps this page
+                active = hub.mappings[hub.connections[connection_id].kind]
+                records, errors = await asyncio.to_thread(map_records, hub, connection_id, page.records, active.mapping)
+                await queue.put(_Mapped(page, records, errors, active.version_id))
             await queue.put(None)
         except Exception as error:  # handed to the consumer, which raises it in its own task
             await queue.put(error)
@@ -113,7 +122,9 @@ def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
     try:
         with Session(hub.engine, expire_on_commit=False) as session:
             cursor = None if full else session.get_one(Connection, connection_id).cursor
-            run = SyncRun(connection_id=connection_id, mode="full" if full else "incremental", started_at=now())
+            run = SyncRun(
+                connection_id=connection_id, mode=RunMode.FULL if full else RunMode.INCREMENTAL, started_at=now()
+            )
             session.add(run)
             session.flush()
             lease.attach(session.connection(), id_of(run))  # with the run: never a running run without its lease
@@ -143,7 +154,6 @@ async def sync_connection(
 
 async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress | None) -> SyncRun:
     connection_id = pull.connection_id
-    mapping_version = hub.mappings[hub.connections[connection_id].kind].version_id
     keeper = asyncio.create_task(pull.lease.keep())
     errors: list[str] = []
     counts, fetched, failed = Counts(), 0, 0
@@ -156,7 +166,7 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
                     "another process took this connection's pull lease over (this one had"
                     " stalled); the pages before were stored"
                 )
-            counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, mapping_version, ready))
+            counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, ready))
             for mapped in ready:
                 fetched += len(mapped.page.records)
                 failed += len(mapped.errors)
@@ -189,7 +199,7 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
         finally:
             pull.lease.release()
         seconds = (now() - started).total_seconds()
-        metrics.sync_run_finished(connection_id, "full" if pull.full else "incremental", status, seconds)
+        metrics.sync_run_finished(connection_id, RunMode.FULL if pull.full else RunMode.INCREMENTAL, status, seconds)
         log.info("pull %s of %s %s in %.1f s", pull.run_id, connection_id, status, seconds)
     return _load_run(hub, pull.run_id)
 

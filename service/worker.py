@@ -17,7 +17,7 @@ from opsync.service.contract import Pulls
 from opsync.service.hub import Hub
 from opsync.service.inbox import apply_batch, fetch_batch, prune
 from opsync.service.leases import AlreadyRunning, interrupt_orphaned_runs
-from opsync.service.models import RunStatus, SyncRun, table_of
+from opsync.service.models import RunMode, RunStatus, SyncRun, table_of
 from opsync.service.sync import sync_connection
 
 log = logging.getLogger("opsync.worker")
@@ -126,7 +126,7 @@ class Worker:
             first: datetime | None = db.execute(sa.select(sa.func.min(runs.c.started_at)).where(mine)).scalar()
             last_full: datetime | None = db.execute(
                 sa.select(sa.func.max(runs.c.started_at)).where(
-                    mine, runs.c.mode == "full", runs.c.status == RunStatus.SUCCEEDED
+                    mine, runs.c.mode == RunMode.FULL, runs.c.status == RunStatus.SUCCEEDED
                 )
             ).scalar()
         if last is None or first is None:  # both or neither: the same runs
