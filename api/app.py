@@ -13,7 +13,7 @@ from opsync.api import problems
 from opsync.api.deps import get_hub
 from opsync.api.metrics import RequestMetrics
 from opsync.api.problems import Problem
-from opsync.api.routers import admin, records, webhooks
+from opsync.api.routers import admin, mappings, records, webhooks
 from opsync.service import metrics as hub_metrics
 from opsync.service.config import HubConfig
 from opsync.service.hub import Hub
@@ -49,7 +49,7 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(RequestMetrics)
-    for router in (records.router, admin.router):
+    for router in (records.router, admin.router, mappings.router):
         app.include_router(router, prefix="/api/v1")
     webhooks.install(app)
 

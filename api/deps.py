@@ -17,7 +17,7 @@ from opsync.api import problems
 from opsync.api.problems import Problem
 from opsync.api.schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 from opsync.service.hub import Hub
-from opsync.service.tokens import token_scopes
+from opsync.service.tokens import token_name, token_scopes
 from opsync.service.views import MAX_ID
 
 bearer = HTTPBearer(
@@ -63,6 +63,13 @@ async def get_hub(request: Request) -> Hub:  # async: no trip to the thread pool
 def get_session(hub: Hub = Depends(get_hub)) -> Iterator[Session]:
     with Session(hub.engine) as session:
         yield session
+
+
+def caller(credentials: HTTPAuthorizationCredentials | None = Security(bearer), hub: Hub = Depends(get_hub)) -> str:
+    """The name of the token a request came with (after require() let it in)."""
+    bootstrap = hub.settings.bootstrap_token.get_secret_value() if hub.settings.bootstrap_token else None
+    name = token_name(hub.engine, credentials.credentials.strip(), bootstrap) if credentials else None
+    return f"API token {name!r}" if name else "an API token"
 
 
 def require(scope: str):

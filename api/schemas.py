@@ -73,6 +73,7 @@ class Record(BaseModel):
     external_id: str
     updated_at: datetime | None  # the tool's last change
     synced_at: datetime | None  # the hub's last change
+    mapping_version: int | None = Field(description="the version of its tool's mapping that made it")
     deleted_at: datetime | None
 
 
@@ -144,6 +145,48 @@ def series_schema(kind: Entity) -> type[BaseModel]:
         links=(list[LinkOut], ...),
         **{kind.series.by: (str | None, ...)},
     )
+
+
+class MappingVersion(BaseModel):
+    kind: str
+    version: int
+    hash: str  # sha256 of the text
+    first_applied_at: datetime
+    first_applied_by: str | None
+    in_use: bool
+
+
+class MappingInUse(MappingVersion):
+    applied_at: datetime
+    applied_by: str | None
+    connections: list[str]
+
+
+class MappingText(MappingInUse):
+    text: str  # the YAML
+
+
+class RemapRun(BaseModel):
+    connection_id: str
+    run_id: int  # a sync run of mode remap: GET /sync-runs shows its progress
+
+
+class MappingApplied(BaseModel):
+    kind: str
+    version: int
+    runs: list[RemapRun]
+
+
+class MappingPreview(BaseModel):
+    kind: str
+    read: int = Field(description="stored raw records read")
+    would_create: int = Field(description="records the candidate makes that do not exist yet")
+    would_change: int = Field(description="records whose fields would change")
+    unchanged: int
+    changed_by_kind: dict[str, int]
+    sample: list[dict[str, Any]] = Field(description="some changes: entity, external_id, op, fields -> [now, then]")
+    failures: list[str] = Field(description="records the candidate cannot map, and why")
+    defaults: dict[str, dict[str, int]] = Field(description="field -> value that fell to the default -> records")
 
 
 class Identity(BaseModel):

@@ -32,6 +32,17 @@ def create_token(engine: Engine, scopes: list[str], name: str = "") -> str:
     return token
 
 
+def token_name(engine: Engine, token: str, bootstrap: str | None = None) -> str | None:
+    """Who a token is, by the name it was created with (for what it changes); None if unknown."""
+    if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
+        return "the bootstrap token"
+    with Session(engine) as session:
+        row = session.exec(
+            select(ApiToken).where(ApiToken.token_hash == _hash(token), col(ApiToken.revoked_at).is_(None))
+        ).first()
+    return row.name if row else None
+
+
 def token_scopes(engine: Engine, token: str, bootstrap: str | None = None) -> set[str] | None:
     """The scopes a token grants (admin implies write implies read), or None if unknown."""
     if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):

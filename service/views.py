@@ -82,6 +82,7 @@ def record_json(kind: Entity, row: SyncedRecord, people: People, *, whole: bool 
         "external_id": row.external_id,
         "updated_at": row.source_updated_at,
         "synced_at": row.updated_at,
+        "mapping_version": row.mapping_version_id,
         "deleted_at": row.deleted_at,
     }
     for name, spec in kind.fields.items():

@@ -32,6 +32,12 @@ DECLARED = {
     ("get", "/api/v1/sync-runs"): {200, 401, 422, 500},
     ("post", "/api/v1/connections/{connection_id}/sync"): {202, 401, 403, 404, 409, 422, 500},
     ("get", "/api/v1/inbox"): {200, 401, 403, 422, 500},
+    ("get", "/api/v1/mappings"): {200, 401, 500},
+    ("get", "/api/v1/mappings/{kind}"): {200, 401, 404, 422, 500},
+    ("post", "/api/v1/mappings/{kind}/preview"): {200, 401, 403, 404, 413, 422, 500},
+    ("put", "/api/v1/mappings/{kind}"): {202, 401, 403, 404, 413, 422, 500},
+    ("get", "/api/v1/mappings/{kind}/versions"): {200, 401, 404, 422, 500},
+    ("post", "/api/v1/mappings/{kind}/versions/{version}/apply"): {202, 401, 403, 404, 422, 500},
     ("post", "/api/v1/inbox/replay"): {200, 400, 401, 403, 422, 500},
     ("get", "/api/v1/people/{person_id}"): {200, 401, 404, 422, 500},
     ("get", "/api/v1/documents"): {200, 400, 401, 422, 500},
@@ -48,6 +54,9 @@ SCOPE = {
     ("post", "/api/v1/connections/{connection_id}/sync"): "write",
     ("get", "/api/v1/inbox"): "admin",
     ("post", "/api/v1/inbox/replay"): "admin",
+    ("post", "/api/v1/mappings/{kind}/preview"): "write",
+    ("put", "/api/v1/mappings/{kind}"): "admin",
+    ("post", "/api/v1/mappings/{kind}/versions/{version}/apply"): "admin",
 }
 UNPROTECTED = {
     ("post", "/api/v1/webhooks/{connection_id}"),
@@ -90,6 +99,11 @@ MISTAKES = [
     ("get", "/api/v1/metrics", "/api/v1/metrics", {"from": "yesterday"}, 422),
     ("get", "/api/v1/metrics/{series_id}", "/api/v1/metrics/payments:nonesuch", {}, 404),
     ("get", "/api/v1/metrics/{series_id}", "/api/v1/metrics/nocolon", {}, 404),
+    ("get", "/api/v1/mappings/{kind}", "/api/v1/mappings/nonesuch", {}, 404),
+    ("post", "/api/v1/mappings/{kind}/preview", "/api/v1/mappings/jira/preview", b"kind: [", 422),
+    ("post", "/api/v1/mappings/{kind}/preview", "/api/v1/mappings/jira/preview", b"\xff\xfe", 422),
+    ("put", "/api/v1/mappings/{kind}", "/api/v1/mappings/nonesuch", b"kind: nonesuch", 404),
+    ("post", "/api/v1/mappings/{kind}/versions/{version}/apply", "/api/v1/mappings/jira/versions/0/apply", {}, 422),
     ("post", "/api/v1/webhooks/{connection_id}", "/api/v1/webhooks/nonesuch", b"{}", 404),
     ("post", "/api/v1/webhooks/{connection_id}", "/api/v1/webhooks/jira", b"{}", 401),
     ("post", "/api/v1/webhooks/{connection_id}/{event}", "/api/v1/webhooks/nonesuch/page_updated", b"{}", 404),
@@ -171,7 +185,16 @@ def test_every_operation_that_needs_a_token_says_so_and_no_other(document, metho
 
 @pytest.mark.parametrize("method, path", sorted(DECLARED.keys() - UNPROTECTED))
 def test_a_request_without_a_token_gets_a_declared_401(hub, document, method, path):
-    url = path.format(record_id=1, person_id=1, series_id="payments:x", key="payments", connection_id="jira", event="e")
+    url = path.format(
+        record_id=1,
+        person_id=1,
+        version=1,
+        kind="jira",
+        series_id="payments:x",
+        key="payments",
+        connection_id="jira",
+        event="e",
+    )
     answer = httpx.request(method, hub.url + url, json={"ids": []} if method == "post" else None)
     assert answer.status_code == 401
     assert_declared(document, method, path, answer)
