@@ -9,35 +9,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from opsync.cli_support import ConfigOption, console, fail, open_hub, progress_bar, settings_for
+from opsync.mappings_cli import mappings_app
 from opsync.service import logs
 from opsync.service.config import ConfigError, load_config
-from opsync.service.mapping import MappingError, load_mapping
 from opsync.service.settings import Settings
 
 app = typer.Typer(help="opsync: one product-work model over every tool a product team uses.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
-mappings_app = typer.Typer(help="Mappings (YAML) that ops engineers own.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(mappings_app, name="mappings")
-console = Console(stderr=True)
-ConfigOption = typer.Option(None, "--config", "-c", help="connections file (default: $OPSYNC_CONFIG)")
-
-
-def _settings(config: Path | None) -> Settings:
-    settings = Settings()
-    if config is not None:
-        settings = settings.model_copy(update={"config": config})
-    return settings
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 def long_lived() -> None:
@@ -45,15 +29,6 @@ def long_lived() -> None:
     of the garbage collector's full passes, which otherwise pause requests for tens of ms."""
     gc.collect()
     gc.freeze()
-
-
-def _open_hub(settings: Settings):
-    from opsync.service.hub import Hub
-
-    try:
-        return Hub.open(settings)
-    except (ConfigError, MappingError) as error:
-        _fail(str(error))
 
 
 @app.command()
@@ -68,11 +43,11 @@ def serve(
 
     from opsync.api.app import create_app
 
-    settings = _settings(config).model_copy(update={"run_workers": workers})
+    settings = settings_for(config).model_copy(update={"run_workers": workers})
     try:
         hub_config = load_config(settings.config) if settings.config else None
     except ConfigError as error:
-        _fail(str(error))
+        fail(str(error))
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     application = create_app(settings, hub_config)
     long_lived()
@@ -89,7 +64,7 @@ def worker(
     """Apply webhook deliveries and run schedules, without serving the API."""
     from opsync.service.worker import Worker
 
-    settings = _settings(config)
+    settings = settings_for(config)
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
     if metrics_port is not None:
         # what this process counts (deliveries applied, pulls, requests to the tools); the
@@ -99,7 +74,7 @@ def worker(
         start_http_server(metrics_port, metrics_host)
 
     async def run() -> None:
-        hub = _open_hub(settings)
+        hub = open_hub(settings)
         long_lived()
         running = Worker(hub)
         running.start()
@@ -123,23 +98,16 @@ def sync(
     from opsync.service.leases import AlreadyRunning
     from opsync.service.sync import sync_connection
 
-    settings = _settings(config)
+    settings = settings_for(config)
 
     async def run() -> None:
-        hub = _open_hub(settings)
+        hub = open_hub(settings)
         if connection not in hub.connections:
-            _fail(
+            fail(
                 f"no connection {connection!r} in {settings.config}; configured: {', '.join(hub.connections) or 'none'}"
             )
         try:
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed} records"),
-                TimeElapsedColumn(),
-                console=console,
-            ) as bar:
+            with progress_bar() as bar:
                 task = bar.add_task(f"pulling {connection}", total=None)
                 result = await sync_connection(
                     hub,
@@ -149,7 +117,7 @@ def sync(
                     progress=lambda n: bar.update(task, completed=n),
                 )
         except AlreadyRunning as busy:
-            _fail(str(busy))
+            fail(str(busy))
         finally:
             await hub.close()
         console.print(
@@ -189,24 +157,9 @@ def tokens_create(
     try:
         print(create_token(engine, scope, name))
     except ValueError as error:
-        _fail(str(error))
+        fail(str(error))
     finally:
         engine.dispose()
-
-
-@mappings_app.command("validate")
-def mappings_validate(files: list[Path]) -> None:
-    """Check mapping files; errors name the file, the line and the field."""
-    failed = False
-    for file in files:
-        try:
-            load_mapping(file)
-            console.print(f"[green]ok[/green] {file}")
-        except MappingError as error:
-            console.print(f"[red]error:[/red] {error}")
-            failed = True
-    if failed:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -218,7 +171,7 @@ def demo(
     """Start the simulated tools, sync them, serve the API on 127.0.0.1 and keep changing records."""
     found = [ep for ep in entry_points(group="opsync.demo")]
     if not found:
-        _fail("the demo needs the simulators: pip install -e ./simulators (from a clone of opsync)")
+        fail("the demo needs the simulators: pip install -e ./simulators (from a clone of opsync)")
     found[0].load()(port=port, scale=scale, workdir=workdir)
 
 
