@@ -126,3 +126,9 @@ def test_another_kinds_mapping_is_refused(mapped):
     assert answer.status_code == 404
     answer = mapped.hub.client.post("/api/v1/mappings/jira/versions/7/apply")
     assert answer.status_code == 404
+
+
+def test_a_method_the_path_does_not_answer_is_a_405_naming_every_method_it_does(mapped):
+    answer = mapped.hub.client.request("OPTIONS", "/api/v1/mappings/jira")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, PUT"
