@@ -1,4 +1,10 @@
-"""JMESPath expressions compiled to Python closures.
+"""A mapping's JMESPath expressions: checked when the mapping is loaded, compiled once.
+
+Checked: the syntax, every function's name, its number of arguments and the types of its
+literal arguments, and regular expressions given as literals (regex(title, '([A-Z]+-[0-9]+)')).
+A tool's field may be named instead of given by id: field('Story Points') stands where its id
+would (fields.field('Story Points') for Jira's fields.customfield_10016), resolved through the
+tool's field list when the mapping is loaded; without a list it reads nothing (a warning).
 
 Mapping a backfill evaluates tens of expressions per record; jmespath's tree-walking
 interpreter costs more than fetching the record did. The subset mappings use (fields,
@@ -8,12 +14,203 @@ closures with the same semantics; anything else falls back to jmespath itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import jmespath
 from jmespath import functions
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError
+from jmespath.parser import ParsedResult
+
+from opsync.service.functions import FUNCTIONS, PATTERN_ARGUMENTS, pattern
 
 Evaluate = Callable[[Any], Any]
+FIELD_BY_NAME = "field"  # field('Story Points'): resolved at load, never called
+OPTIONS = jmespath.Options(custom_functions=FUNCTIONS)
+_JMESPATH_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array", dict: "object"}
+
+
+class ExpressionError(ValueError):
+    """An expression that cannot be loaded; offset is the character of the expression at fault."""
+
+    def __init__(self, message: str, expected: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.expected, self.offset = message, expected, offset
+
+
+class Expression:
+    """One JMESPath expression of a mapping, checked and compiled when the mapping is loaded."""
+
+    def __init__(
+        self,
+        source: str,
+        where: str = "",
+        *,
+        fields_by_name: Mapping[str, str] | None = None,
+        library: functions.Functions = FUNCTIONS,
+    ) -> None:
+        self.source = source
+        try:
+            tree = _parse(source)
+            tree, self.unresolved = resolve_field_names(source, tree, fields_by_name)
+            check_calls(source, tree, library)
+        except ExpressionError as error:
+            if where:
+                error.args = (f"{where}: {error.message}",)
+            raise
+        self._compiled = ParsedResult(source, tree)
+        self._options = jmespath.Options(custom_functions=library)
+        self._fast = compile_node(tree, library)
+
+    def __call__(self, record: Any) -> Any:
+        if self._fast is not None:
+            return self._fast(record)
+        return self._compiled.search(record, options=self._options)
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+def _parse(source: str) -> dict[str, Any]:
+    try:
+        parsed: dict[str, Any] = jmespath.compile(source).parsed
+    except JMESPathError as error:
+        position = getattr(error, "lex_position", None)
+        if isinstance(error, IncompleteExpressionError):
+            reason = "it ends before it is complete"
+        elif isinstance(error, LexerError):
+            reason = error.message[0].lower() + error.message[1:]
+        else:
+            reason = str(getattr(error, "msg", error)).lower()
+        at = f" at character {position + 1}" if isinstance(position, int) else ""
+        raise ExpressionError(
+            f"{source!r} is not a valid JMESPath expression: {reason}{at}", "a JMESPath expression", position
+        ) from None
+    return parsed
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("children", []):
+        yield from _nodes(child)
+
+
+def known_functions(library: functions.Functions = FUNCTIONS) -> list[str]:
+    return sorted([*library.FUNCTION_TABLE, FIELD_BY_NAME])
+
+
+def resolve_field_names(
+    source: str, node: dict[str, Any], fields_by_name: Mapping[str, str] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """node with each field('Name') replaced by a read of that field's id, and the names left
+    unresolved (read as null) because no field list was given. jmespath caches parsed trees:
+    the one given is copied, never changed."""
+    unresolved: list[str] = []
+
+    def resolve(item: dict[str, Any]) -> dict[str, Any]:
+        if item["type"] != "function_expression" or item["value"] != FIELD_BY_NAME:
+            children = item.get("children", [])
+            return {**item, "children": [resolve(c) for c in children]} if children else item
+        offset = _offset(source, FIELD_BY_NAME + "(")
+        arguments = item["children"]
+        if len(arguments) != 1 or arguments[0]["type"] != "literal" or not isinstance(arguments[0]["value"], str):
+            raise ExpressionError(
+                "field() takes the name of one of the tool's fields, quoted: field('Story Points')",
+                "field('a field name')",
+                offset,
+            )
+        name = arguments[0]["value"]
+        if fields_by_name is None:
+            unresolved.append(name)
+            return {"type": "literal", "value": None, "children": []}
+        if name in fields_by_name:
+            return {"type": "field", "value": fields_by_name[name], "children": []}
+        if name in fields_by_name.values():  # an id is its own name
+            return {"type": "field", "value": name, "children": []}
+        close = _close(name, fields_by_name)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ExpressionError(
+            f"the tool has no field named {name!r}{hint}", "the name of one of the tool's fields", offset
+        )
+
+    return resolve(node), unresolved
+
+
+def _close(name: str, names: Mapping[str, str] | list[str]) -> list[str]:
+    folded = {n.lower(): n for n in names}
+    return [folded[n] for n in difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)]
+
+
+def _offset(source: str, text: str) -> int | None:
+    found = source.find(text)
+    return found if found >= 0 else None
+
+
+def _static_type(node: dict[str, Any]) -> str | None:
+    """An argument's JMESPath type when it is known without a record: literals, &expressions."""
+    if node["type"] == "literal":
+        return _JMESPATH_TYPES.get(type(node["value"]), "null")
+    return "expref" if node["type"] == "expref" else None
+
+
+def _accepts(types: list[str], kind: str, value: Any) -> bool:
+    if not types or kind in types:
+        return True
+    element: dict[str, type | tuple[type, ...]] = {"array-string": str, "array-number": (int, float)}
+    return kind == "array" and any(
+        t in element and all(isinstance(v, element[t]) and not isinstance(v, bool) for v in value) for t in types
+    )
+
+
+def check_calls(source: str, node: dict[str, Any], library: functions.Functions = FUNCTIONS) -> None:
+    """Every call names a known function, with as many arguments as it takes, and literal
+    arguments of the types it takes; a literal regular expression compiles."""
+    for item in _nodes(node):
+        if item["type"] != "function_expression":
+            continue
+        name, arguments = item["value"], item["children"]
+        offset = _offset(source, name + "(")
+        spec = library.FUNCTION_TABLE.get(name)
+        if spec is None:
+            close = _close(name, known_functions(library))
+            hint = f"did you mean {' or '.join(f'{c}()' for c in close)}? " if close else ""
+            raise ExpressionError(
+                f"unknown function {name}(); {hint}the functions are {', '.join(known_functions(library))}",
+                "a known function",
+                offset,
+            )
+        signature = spec["signature"]
+        variadic = bool(signature) and signature[-1].get("variadic", False)
+        if len(arguments) < len(signature) or (not variadic and len(arguments) > len(signature)):
+            count = f"{'at least ' if variadic else ''}{len(signature)} argument{'s' * (len(signature) != 1)}"
+            raise ExpressionError(f"{name}() takes {count}; got {len(arguments)}", count, offset)
+        for position, (argument, allowed) in enumerate(zip(arguments, signature, strict=False), start=1):
+            kind = _static_type(argument)
+            wanted = allowed["types"]
+            if kind is not None and not _accepts(wanted, kind, argument.get("value")):
+                shown = f"{kind} {argument['value']!r}" if argument["type"] == "literal" else kind
+                expected = " or ".join(wanted)
+                raise ExpressionError(f"{name}() argument {position} must be {expected}; got {shown}", expected, offset)
+            if wanted == ["expref"] and kind is None:
+                raise ExpressionError(
+                    f"{name}() argument {position} must be an &expression (e.g. &name)", "an &expression", offset
+                )
+        at = PATTERN_ARGUMENTS.get(name)
+        if at is not None and at < len(arguments) and arguments[at]["type"] == "literal":
+            text = arguments[at]["value"]
+            try:
+                pattern(text)
+            except re.error as error:
+                start = _offset(source, f"'{text}'")
+                where = start + 1 + error.pos if start is not None and error.pos is not None else offset
+                raise ExpressionError(
+                    f"{name}() argument {at + 1} is not a valid regular expression: {error.msg}"
+                    + (f" at position {error.pos}" if error.pos is not None else ""),
+                    "a valid regular expression",
+                    where,
+                ) from None
 
 
 def is_false(value: Any) -> bool:

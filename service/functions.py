@@ -1,11 +1,19 @@
-"""The functions mappings may call beside JMESPath's own."""
+"""The functions mappings may call beside JMESPath's own (abs, contains, join, length, ...):
+adf_text, lower, upper, regex, concat, coalesce and to_datetime. A mapping may also write
+field('Name'), which is no function: it is resolved when the mapping is loaded (see
+opsync.service.expressions). And what a mapped value becomes: the type of its field."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from jmespath import functions
+
+from opsync.service.entity import FieldType
 
 _BLOCKS = {"paragraph", "heading", "listItem", "blockquote", "codeBlock", "rule", "tableRow", "panel"}
 
@@ -58,6 +66,73 @@ def wiki_to_text(markup: str) -> str:
 
 
 SCAN_LIMIT = 64 * 1024  # characters of tool content that a mapping's pattern scans
+_OFFSET = re.compile(r"[+-]\d{4}$")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Tool timestamps: ISO 8601 ('Z', '+00:00', '+0000'), dates, epoch seconds or ms."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds
+            return None
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if _OFFSET.search(text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def without_nul(value: Any) -> Any:
+    """value with NUL characters taken out of its strings: PostgreSQL's text and JSONB hold
+    none, and a tool that sends one must not stop the write of every record beside it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
+def as_field_type(kind: FieldType, value: Any) -> Any:
+    """A mapped value as the type of the field it sets (None where it is not one)."""
+    if value is None:
+        return None
+    if kind == FieldType.TEXT:
+        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        return without_nul(text)
+    if kind == FieldType.NUMBER:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind == FieldType.INTEGER:
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind == FieldType.TIME:
+        return parse_time(value)
+    if kind == FieldType.DATE:
+        moment = parse_time(value)
+        return moment.date() if moment is not None else None
+    if kind == FieldType.LIST:
+        items = value if isinstance(value, list) else [value]
+        return sorted({without_nul(str(v)) for v in items if v is not None})
+    if kind == FieldType.OBJECT:
+        return without_nul(value) if isinstance(value, dict) else None
+    return value
+
+
+@lru_cache(maxsize=256)
+def pattern(source: str) -> re.Pattern[str]:
+    """A mapping's regular expression, compiled once (re.error if it is not one)."""
+    return re.compile(source)
+
+
+# The argument (by position) of each function that is a regular expression: a string literal
+# there is compiled when the mapping is loaded, so a broken pattern is a mapping error.
+PATTERN_ARGUMENTS = {"regex": 1}
 
 
 class HubFunctions(functions.Functions):
@@ -72,9 +147,13 @@ class HubFunctions(functions.Functions):
     def _func_lower(self, value: str | None) -> str | None:
         return value.lower() if value is not None else None
 
+    @functions.signature({"types": ["string", "null"]})
+    def _func_upper(self, value: str | None) -> str | None:
+        return value.upper() if value is not None else None
+
     @functions.signature({"types": ["string", "null"]}, {"types": ["string"]})
-    def _func_regex(self, value: str | None, pattern: str) -> str | None:
-        """The first group (or the whole match) of pattern in value, else null.
+    def _func_regex(self, value: str | None, expression: str) -> str | None:
+        """The first group (or the whole match) of the regular expression in value, else null.
 
         Only the first SCAN_LIMIT characters of value are scanned: the pattern is an ops
         engineer's and the value a tool's, and a backtracking pattern on a long value could
@@ -82,7 +161,7 @@ class HubFunctions(functions.Functions):
         """
         if value is None:
             return None
-        match = re.search(pattern, value[:SCAN_LIMIT])
+        match = pattern(expression).search(value[:SCAN_LIMIT])
         if not match:
             return None
         return match.group(1) if match.groups() else match.group(0)
@@ -93,6 +172,18 @@ class HubFunctions(functions.Functions):
         if any(v is None for v in values):
             return None
         return "".join(str(v) for v in values)
+
+    @functions.signature({"types": [], "variadic": True})
+    def _func_coalesce(self, *values: Any) -> Any:
+        """The first value that is not null (false, 0 and '' are values), else null."""
+        return next((v for v in values if v is not None), None)
+
+    @functions.signature({"types": ["string", "number", "null"]})
+    def _func_to_datetime(self, value: Any) -> str | None:
+        """A tool's timestamp (ISO 8601 in any offset, a date, epoch seconds or milliseconds)
+        as ISO 8601 in UTC, e.g. 2026-11-02T09:30:00+00:00; null if it is none of those."""
+        moment = parse_time(value)
+        return moment.isoformat() if moment is not None else None
 
 
 FUNCTIONS = HubFunctions()

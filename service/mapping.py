@@ -1,50 +1,40 @@
 """Mappings: YAML that turns a tool's raw records into the product-work model.
 
-Applying a mapping is a pure function of (raw record, mapping): no I/O, so it is
-cheap to run over every stored raw record when a mapping changes.
+A mapping file is validated against its schema (opsync.service.mapping_schema) and compiled
+here into rules; every problem is a MappingError naming the file, the line and column, the
+field and what was expected. Applying a mapping is a pure function of (raw record, mapping):
+no I/O, so it is cheap to run over every stored raw record when a mapping changes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Iterable
+from collections.abc import Mapping as ReadOnly
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import jmespath
 import orjson
 import yaml
-from jmespath.exceptions import JMESPathError
 
 from opsync.service.contract import RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import FieldType
-from opsync.service.expressions import compile_node
-from opsync.service.functions import FUNCTIONS, SCAN_LIMIT
-from opsync.service.yamlfile import YamlDocument, yaml_error_message
-
-TEXT, NUMBER, INTEGER, TIME, DATE, LIST, OBJECT, PERSON = (
-    FieldType.TEXT,
-    FieldType.NUMBER,
-    FieldType.INTEGER,
-    FieldType.TIME,
-    FieldType.DATE,
-    FieldType.LIST,
-    FieldType.OBJECT,
-    FieldType.PERSON,
+from opsync.service.expressions import Expression, is_false
+from opsync.service.functions import SCAN_LIMIT, as_field_type, without_nul
+from opsync.service.mapping_schema import (
+    KEY_PATTERN,
+    MappingError,
+    expressions_in,
+    given_fields,
+    map_key,
+    mapping_file,
 )
-RECORD_RULE_KEYS = {"entity", "container", "fields", "links", "product", "when"}
-LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
-KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the keys trackers hand out
-_OPTIONS = jmespath.Options(custom_functions=FUNCTIONS)
-
-
-class MappingError(Exception):
-    """A mapping file problem, naming the file, the line and the field."""
+from opsync.service.yamlfile import Problem, YamlDocument, dotted, yaml_problem
 
 
 @dataclass(frozen=True)
@@ -79,34 +69,27 @@ class Unified:
     container: str | None = None  # the tool's project or repository, as the mapping names it
 
 
-class Expression:
-    def __init__(self, source: str, where: str) -> None:
-        self.source = source
-        try:
-            self._compiled = jmespath.compile(source)
-        except JMESPathError as error:
-            raise MappingError(f"{where}: {source!r} is not a valid JMESPath expression ({error})") from None
-
-        self._fast = compile_node(self._compiled.parsed, FUNCTIONS)
-
-    def __call__(self, record: Any) -> Any:
-        if self._fast is not None:
-            return self._fast(record)
-        return self._compiled.search(record, options=_OPTIONS)
-
-
 @dataclass
 class FieldRule:
+    """One field's value: an expression, or from/map/default, or a person's expressions.
+    type None keeps the value as the tool gives it (an extra field)."""
+
     name: str
-    type: FieldType
+    type: FieldType | None
     expression: Expression | None = None
     value_map: dict[str, Any] | None = None
     default: Any = None
     person: dict[str, Expression] | None = None
     allowed: tuple[str, ...] | None = None  # an enumerated field's values
+    when: Expression | None = None  # in a list of rules: where this one applies
+    path: str = ""  # where it stands in the file, for warnings
+    map_keys_at: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # key -> line, column
 
     def __call__(self, record: Any) -> Any:
         return self.apply(record)
+
+    def choose(self, record: Any) -> FieldRule | None:
+        return self
 
     def apply(self, record: Any) -> Any:
         if self.person is not None:
@@ -116,27 +99,63 @@ class FieldRule:
             return PersonRef(str(values["id"]), values.get("name"), values.get("email"), values.get("login"))
         value = self.expression(record) if self.expression else None
         if self.value_map is not None:
-            value = self.value_map.get(str(value), self.default) if value is not None else self.default
+            value = self.value_map.get(map_key(value), self.default) if value is not None else self.default
         elif value is None:
             value = self.default
-        value = _convert(self.type, value)
+        value = as_field_type(self.type, value) if self.type is not None else without_nul(value)
         if self.allowed and value not in self.allowed:
             return self.default
         return value
 
 
 @dataclass
+class ConditionalRule:
+    """A field given as rules with when: the first whose when holds applies; none, no value."""
+
+    name: str
+    type: FieldType | None
+    rules: list[FieldRule]
+
+    def choose(self, record: Any) -> FieldRule | None:
+        for rule in self.rules:
+            if rule.when is None or not is_false(rule.when(record)):
+                return rule
+        return None
+
+    def apply(self, record: Any) -> Any:
+        rule = self.choose(record)
+        return rule.apply(record) if rule is not None else None
+
+
+@dataclass
+class ExtraRule:
+    """The extra object: name -> value, each kept as the tool gives it."""
+
+    name: str
+    values: dict[str, FieldRule | ConditionalRule]
+    type: FieldType = FieldType.OBJECT
+
+    def apply(self, record: Any) -> Any:
+        return {name: rule.apply(record) for name, rule in self.values.items()}
+
+
+Rule = FieldRule | ConditionalRule
+
+
+@dataclass
 class LinkRule:
     type: str
     to_entity: str
-    sources: dict[str, Callable[[Any], Any]]  # evidence label -> what yields text to scan, or the key
+    sources: dict[str, Any]  # evidence label -> an Expression giving text to scan, or the key's rule
     pattern: re.Pattern[str] | None
     origin: str
 
     def apply(self, record: Any) -> list[LinkRef]:
         found: dict[str, str] = {}
         for label, expression in self.sources.items():
-            value = expression(record)
+            value = (
+                expression.apply(record) if isinstance(expression, (FieldRule, ConditionalRule)) else expression(record)
+            )
             if not isinstance(value, str) or not value:
                 continue
             # A pattern scans the first SCAN_LIMIT characters: a title, branch or body is a tool's.
@@ -151,10 +170,19 @@ class RecordMapping:
     record_type: str
     entity: str
     container: Expression
-    fields: list[FieldRule]
+    fields: list[Rule | ExtraRule]
     links: list[LinkRule] = field(default_factory=list)
-    product: FieldRule | None = None  # the product key itself, instead of the portfolio's by container
+    product: Rule | None = None  # the product key itself, instead of the portfolio's by container
     when: Expression | None = None  # only records where it is true are mapped; the others stay raw
+
+    def value_rules(self) -> Iterable[Rule]:
+        """Every rule that gives a value: fields, extra fields, the product, link keys."""
+        for rule in self.fields:
+            yield from rule.values.values() if isinstance(rule, ExtraRule) else [rule]
+        if self.product is not None:
+            yield self.product
+        for link in self.links:
+            yield from (s for s in link.sources.values() if isinstance(s, (FieldRule, ConditionalRule)))
 
 
 @dataclass
@@ -162,6 +190,8 @@ class Mapping:
     kind: str
     source: str  # the YAML text, stored as a version when applied
     records: dict[str, RecordMapping]
+    file: str = ""
+    warnings: list[Problem] = field(default_factory=list)  # what loads, but may not be meant
 
     @property
     def hash(self) -> str:
@@ -170,7 +200,7 @@ class Mapping:
     def maps(self, raw: RawRecord) -> bool:
         """Whether raw becomes a record: its type has a rule, whose `when` (if any) holds."""
         rule = self.records.get(raw.record_type)
-        return rule is not None and (rule.when is None or bool(rule.when(raw.payload)))
+        return rule is not None and (rule.when is None or not is_false(rule.when(raw.payload)))
 
     def keeps(self, unified: Unified) -> bool:
         """Whether a mapped record has every field its kind requires (FieldSpec.required): a
@@ -183,27 +213,26 @@ class Mapping:
         rule = self.records[raw.record_type]
         values: dict[str, Any] = {}
         persons: dict[str, PersonRef | None] = {}
-        directory = people
         for field_rule in rule.fields:
             value = field_rule.apply(raw.payload)
-            if field_rule.type == PERSON:
-                if value is not None and value.email is None and directory:
-                    email = directory.get((value.login or value.external_id).lower())
+            if field_rule.type == FieldType.PERSON:
+                if value is not None and value.email is None and people:
+                    email = people.get((value.login or value.external_id).lower())
                     value = replace(value, email=email) if email else value
                 persons[field_rule.name] = value
             else:
                 values[field_rule.name] = value
         links = [link for link_rule in rule.links for link in link_rule.apply(raw.payload)]
         container = rule.container(raw.payload)
+        if rule.product is not None:
+            product = rule.product.apply(raw.payload)
+        else:
+            product = portfolio.get(str(container).lower()) if container is not None else None
         unified = Unified(
             entity=rule.entity,
             external_id=raw.external_id,
             version=raw.version,
-            product_key=rule.product.apply(raw.payload)
-            if rule.product
-            else portfolio.get(str(container).lower())
-            if container is not None
-            else None,
+            product_key=product,
             values=values,
             people=persons,
             links=links,
@@ -221,172 +250,140 @@ def content_hash(unified: Unified) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def without_nul(value: Any) -> Any:
-    """value with NUL characters taken out of its strings: PostgreSQL's text and JSONB hold
-    none, and a tool that sends one must not stop the write of every record beside it."""
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, list):
-        return [without_nul(item) for item in value]
-    if isinstance(value, dict):
-        return {without_nul(k): without_nul(v) for k, v in value.items()}
-    return value
+class _Compiler:
+    """A validated mapping file into rules, each remembering where it stands in the file."""
 
+    def __init__(self, doc: YamlDocument) -> None:
+        self.doc = doc
 
-def _convert(kind: FieldType, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == TEXT:
-        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-        return without_nul(text)
-    if kind == NUMBER:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if kind == INTEGER:
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if kind == TIME:
-        return parse_time(value)
-    if kind == DATE:
-        moment = parse_time(value)
-        return moment.date() if moment is not None else None
-    if kind == LIST:
-        items = value if isinstance(value, list) else [value]
-        return sorted({without_nul(str(v)) for v in items if v is not None})
-    if kind == OBJECT:
-        return without_nul(value) if isinstance(value, dict) else None
-    return value
+    def rule(self, path: tuple[Any, ...], name: str, kind: FieldType | None, spec: Any, allowed: Any = None) -> Rule:
+        if isinstance(spec, list):
+            rules = [self.one(path + (i,), name, kind, s, allowed) for i, s in enumerate(spec)]
+            return ConditionalRule(name, kind, rules)
+        if isinstance(spec, Expression):
+            return FieldRule(name, kind, expression=spec, allowed=allowed, path=dotted(path))
+        rule = self.one(path, name, kind, spec, allowed)
+        return ConditionalRule(name, kind, [rule]) if rule.when is not None else rule
 
-
-def parse_time(value: Any) -> datetime | None:
-    """Tool timestamps: ISO 8601 ('Z', '+00:00', '+0000'), dates, epoch seconds or ms."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    if re.search(r"[+-]\d{4}$", text):
-        text = text[:-2] + ":" + text[-2:]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _require(doc: YamlDocument, path: tuple[Any, ...], value: Any, kind: type, expected: str) -> Any:
-    if not isinstance(value, kind):
-        raise MappingError(f"{doc.where(path)}: expected {expected}, got {type(value).__name__}")
-    return value
-
-
-def _field_rule(doc: YamlDocument, path: tuple[Any, ...], entity: str, name: str, spec: Any) -> FieldRule:
-    declared = ENTITIES[entity].mappable
-    if name not in declared:
-        raise MappingError(f"{doc.where(path)}: {entity} has no field {name!r}; expected one of {', '.join(declared)}")
-    kind, allowed = declared[name].type, declared[name].values
-    where = doc.where(path)
-    if kind == PERSON:
-        spec = _require(doc, path, spec, dict, "a mapping with id, name, email, login expressions")
-        unknown = set(spec) - {"id", "name", "email", "login"}
-        if unknown or "id" not in spec:
-            raise MappingError(f"{where}: a person takes id (required), name, email, login; got {', '.join(spec)}")
-        return FieldRule(name, kind, person={k: Expression(str(v), doc.where(path + (k,))) for k, v in spec.items()})
-    return _value_rule(doc, path, name, kind, allowed, spec)
-
-
-def _value_rule(
-    doc: YamlDocument, path: tuple[Any, ...], name: str, kind: FieldType, allowed: tuple[str, ...] | None, spec: Any
-) -> FieldRule:
-    """A value: an expression, or from (an expression), map (value -> value) and default."""
-    where = doc.where(path)
-    if isinstance(spec, str):
-        return FieldRule(name, kind, expression=Expression(spec, where), allowed=allowed)
-    spec = _require(doc, path, spec, dict, "an expression, or a mapping with from, map, default")
-    unknown = set(spec) - {"from", "map", "default"}
-    if unknown:
-        raise MappingError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected from, map, default")
-    expression = Expression(str(spec["from"]), doc.where(path + ("from",))) if "from" in spec else None
-    value_map = spec.get("map")
-    if value_map is not None:
-        value_map = {
-            str(k): v for k, v in _require(doc, path + ("map",), value_map, dict, "a mapping of values").items()
-        }
-    if allowed:
-        for source, target in [*(value_map or {}).items(), ("default", spec.get("default"))]:
-            if target is not None and target not in allowed:
-                at = path + (("map", source) if source != "default" else ("default",))
-                raise MappingError(f"{doc.where(at)}: {target!r} is not one of {', '.join(allowed)}")
-    return FieldRule(
-        name, kind, expression=expression, value_map=value_map, default=spec.get("default"), allowed=allowed
-    )
-
-
-def _link_rule(doc: YamlDocument, path: tuple[Any, ...], spec: Any) -> LinkRule:
-    spec = _require(doc, path, spec, dict, "a link rule (type, to, and key or keys_in)")
-    if spec.get("type") not in LINK_TYPES:
-        raise MappingError(f"{doc.where(path + ('type',))}: {spec.get('type')!r} is not one of {', '.join(LINK_TYPES)}")
-    to_entity = spec.get("to")
-    if to_entity not in ENTITIES:
-        raise MappingError(
-            f"{doc.where(path + ('to',))}: expected the kind of record linked to, one of {', '.join(ENTITIES)};"
-            f" got {to_entity!r}"
+    def one(self, path: tuple[Any, ...], name: str, kind: FieldType | None, spec: Any, allowed: Any) -> FieldRule:
+        if kind == FieldType.PERSON:
+            person = {k: getattr(spec, k) for k in ("id", "name", "email", "login") if getattr(spec, k) is not None}
+            return FieldRule(name, kind, person=person, when=spec.when, path=dotted(path))
+        return FieldRule(
+            name,
+            kind,
+            expression=spec.source,
+            value_map=dict(spec.map) if spec.map is not None else None,
+            default=spec.default,
+            allowed=allowed,
+            when=spec.when,
+            path=dotted(path),
+            map_keys_at={map_key(k): at for k, at in self.doc.key_positions(path + ("map",)).items()},
         )
-    if "keys_in" in spec:
-        sources = _require(doc, path + ("keys_in",), spec["keys_in"], dict, "a mapping of label: expression")
-        pattern = re.compile(spec.get("pattern", KEY_PATTERN))
-        origin = "inferred"
-        compiled: dict[str, Callable[[Any], Any]] = {
-            label: Expression(str(e), doc.where(path + ("keys_in", label))) for label, e in sources.items()
-        }
-        return LinkRule(spec["type"], to_entity, compiled, pattern, origin)
-    if "key" in spec:  # an expression, or from/map/default like a field
-        key = _value_rule(doc, path + ("key",), "key", TEXT, None, spec["key"])
-        return LinkRule(spec["type"], to_entity, {"key": key}, None, "source")
-    raise MappingError(f"{doc.where(path)}: a link rule needs key (an expression) or keys_in (texts to scan)")
+
+    def record(self, record_type: str, spec: Any) -> RecordMapping:
+        path: tuple[Any, ...] = ("records", record_type)
+        declared = ENTITIES[spec.entity].mappable
+        fields: list[Rule | ExtraRule] = [
+            self.rule(path + ("fields", n), n, declared[n].type, s, declared[n].values)
+            for n, s in given_fields(spec.fields).items()
+        ]
+        extra = getattr(spec, "extra", None)
+        if extra:
+            at = path + ("extra",)
+            fields.append(ExtraRule("extra", {n: self.rule(at + (n,), n, None, s) for n, s in extra.items()}))
+        return RecordMapping(
+            record_type=record_type,
+            entity=spec.entity,
+            container=spec.container,
+            fields=fields,
+            links=[self.link(path + ("links", i), link) for i, link in enumerate(spec.links)],
+            product=self.rule(path + ("product",), "product", FieldType.TEXT, spec.product) if spec.product else None,
+            when=spec.when,
+        )
+
+    def link(self, path: tuple[Any, ...], spec: Any) -> LinkRule:
+        if spec.keys_in is not None:
+            pattern = spec.pattern or re.compile(KEY_PATTERN)
+            return LinkRule(spec.type, spec.to, dict(spec.keys_in), pattern, "inferred")
+        key = self.rule(path + ("key",), "key", FieldType.TEXT, spec.key)
+        return LinkRule(spec.type, spec.to, {"key": key}, None, "source")
 
 
-def parse_mapping(file: Path | str, text: str) -> Mapping:
-    """Validate and compile a mapping; every problem raises MappingError."""
+def parse_mapping(
+    file: Path | str, text: str, *, fields_by_name: ReadOnly[str, str] | None = None, kind: str | None = None
+) -> Mapping:
+    """Validate and compile a mapping; every problem found raises one MappingError.
+
+    fields_by_name (the tool's field list, name -> id) resolves field('Story Points'); without
+    it such names read nothing, with a warning. kind, when given, is the kind the file must map.
+    """
+    try:
+        return _parse(file, text, fields_by_name, kind)
+    except MappingError:
+        raise
+    except Exception as error:  # a file must never crash whoever loads it: say so, not a traceback
+        raise MappingError(Problem(str(file), "", f"cannot be loaded: {type(error).__name__}: {error}")) from error
+
+
+def _parse(file: Path | str, text: str, fields_by_name: ReadOnly[str, str] | None, kind: str | None) -> Mapping:
     try:
         doc = YamlDocument(file, text)
     except yaml.YAMLError as error:
-        raise MappingError(yaml_error_message(file, error)) from None
-    data = _require(doc, (), doc.data, dict, "a mapping with kind and records")
-    kind = _require(doc, ("kind",), data.get("kind"), str, "the connector kind it maps")
-    records = _require(doc, ("records",), data.get("records"), dict, "a mapping of record type to rules")
-    compiled: dict[str, RecordMapping] = {}
-    for record_type, spec in records.items():
-        path: tuple[Any, ...] = ("records", record_type)
-        spec = _require(doc, path, spec, dict, "entity, container and fields")
-        unknown = set(spec) - RECORD_RULE_KEYS
-        if unknown:
-            raise MappingError(
-                f"{doc.where(path + (sorted(unknown)[0],))}: unknown key {sorted(unknown)[0]!r}; expected"
-                f" {', '.join(sorted(RECORD_RULE_KEYS))}"
-            )
-        entity = spec.get("entity")
-        if entity not in ENTITIES:
-            raise MappingError(f"{doc.where(path + ('entity',))}: {entity!r} is not one of {', '.join(ENTITIES)}")
-        fields = _require(doc, path + ("fields",), spec.get("fields"), dict, "a mapping of field: expression")
-        container = _require(
-            doc, path + ("container",), spec.get("container"), str, "an expression naming the container"
-        )
-        compiled[record_type] = RecordMapping(
-            record_type=record_type,
-            entity=entity,
-            container=Expression(container, doc.where(path + ("container",))),
-            fields=[_field_rule(doc, path + ("fields", n), entity, n, s) for n, s in fields.items()],
-            links=[_link_rule(doc, path + ("links", i), s) for i, s in enumerate(spec.get("links") or [])],
-            product=_value_rule(doc, path + ("product",), "product", TEXT, None, spec["product"])
-            if "product" in spec
-            else None,
-            when=Expression(str(spec["when"]), doc.where(path + ("when",))) if "when" in spec else None,
-        )
-    return Mapping(kind=kind, source=text, records=compiled)
+        raise MappingError(yaml_problem(file, error)) from None
+    model: Any
+    model, problems = doc.validate(mapping_file(), {"fields_by_name": fields_by_name})
+    problems = doc.problems + problems
+    if model is not None and kind is not None and model.kind != kind:
+        problems.append(doc.problem(("kind",), f"{model.kind!r} is not {kind}, the kind this file maps", kind))
+    if problems or model is None:
+        raise MappingError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
+    records = {t: _Compiler(doc).record(t, spec) for t, spec in model.records.items()}
+    unresolved = [(path, name) for path, expression in expressions_in(model) for name in expression.unresolved]
+    warnings = [
+        doc.problem(path, f"field({name!r}) reads nothing: no field list of the tool was given to resolve it")
+        for path, name in unresolved
+    ]
+    return Mapping(model.kind, text, records, doc.file, warnings)
 
 
-def load_mapping(file: Path) -> Mapping:
+def load_mapping(file: Path, *, fields_by_name: ReadOnly[str, str] | None = None, kind: str | None = None) -> Mapping:
     try:
-        text = file.read_text()
-    except OSError as error:
-        raise MappingError(f"{file}: cannot read the mapping ({error.strerror})") from None
-    return parse_mapping(file, text)
+        text = Path(file).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise MappingError(Problem(str(file), "", f"cannot read the mapping ({reason})")) from None
+    return parse_mapping(file, text, fields_by_name=fields_by_name, kind=kind)
+
+
+def unmatched_map_keys(mapping: Mapping, raw_payloads: Iterable[tuple[str, Any]], shown: int = 10) -> list[Problem]:
+    """Warnings: each value map's keys that no record's value matched, listing the values seen
+    (most frequent first). raw_payloads are (record type, payload) pairs: the stored raw records.
+    A record counts where the mapping maps it (its rule's when) and where that rule applies."""
+    seen: dict[int, Counter[str]] = {}
+    counted: Counter[str] = Counter()
+    rules = {t: list(m.value_rules()) for t, m in mapping.records.items()}
+    for record_type, payload in raw_payloads:
+        record = mapping.records.get(record_type)
+        if record is None or (record.when is not None and is_false(record.when(payload))):
+            continue
+        counted[record_type] += 1
+        for rule in rules[record_type]:
+            chosen = rule.choose(payload)
+            if chosen is not None and chosen.value_map is not None and chosen.expression is not None:
+                value = chosen.expression(payload)
+                seen.setdefault(id(chosen), Counter()).update([map_key(value)] if value is not None else [])
+    warnings = []
+    for record_type in (t for t in rules if counted[t]):
+        for chosen in (c for r in rules[record_type] for c in (r.rules if isinstance(r, ConditionalRule) else [r])):
+            values = seen.get(id(chosen), Counter())
+            listed = ", ".join(f"{v!r} ({n})" for v, n in values.most_common(shown))
+            listed += f" and {len(values) - shown} more" if len(values) > shown else ""
+            for key in [k for k in chosen.value_map or {} if k not in values and chosen.expression is not None]:
+                message = f"{key!r} matches no value of the {counted[record_type]} stored {record_type} records; " + (
+                    f"the values seen: {listed}" if values else "this rule gave none a value"
+                )
+                line, column = chosen.map_keys_at.get(key, (None, None))
+                path = f"{chosen.path}.map.{key}"
+                warnings.append(Problem(mapping.file, path, message, "a value the tool sends", line, column))
+    return warnings

@@ -1,15 +1,63 @@
-"""portfolio.yaml: the products, and which tool containers belong to each."""
+"""portfolio.yaml (the products, and which tool containers belong to each) and people.yaml
+(who is who across tools), each validated against its schema: a mistake is a MappingError
+naming the file, the line and column, the field and what was expected.
+
+    products:                              people:
+      - key: payments                        - email: ada.lovelace@acme.example
+        name: Payments                         github: [adal]       # connector kind: accounts
+        owner: ada.lovelace@acme.example       confluence: [5b10ac8d82e05b22cc7da4c100]
+        containers: {jira: [PAY], github: [acme/payments]}
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from opsync.service.mapping import MappingError
-from opsync.service.yamlfile import YamlDocument, yaml_error_message
+from opsync.service.mapping_schema import MappingError, Strict
+from opsync.service.yamlfile import Problem, YamlDocument, yaml_problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _as_text(value: Any) -> Any:
+    """A container or account name YAML read as a number (a numeric account id) is its text."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+Name = Annotated[str, BeforeValidator(_as_text), StringConstraints(min_length=1)]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]
+
+
+class ProductEntry(Strict):
+    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description="the product's key, as the API names it: letters, digits, '-', '_' or '.'"
+    )
+    name: Annotated[str, StringConstraints(min_length=1)] = Field(description="the product's name")
+    description: str | None = Field(None, description="a sentence on what the product is")
+    owner: str | None = Field(None, description="who owns it (an email people.yaml may know)")
+    containers: dict[str, list[Name]] = Field(
+        {}, description="a mapping of connector kind to its containers ([PAY], [acme/payments])"
+    )
+
+
+class PortfolioFile(Strict):
+    products: list[ProductEntry] = Field(description="a list of products (key, name, containers)")
+
+
+class PersonEntry(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    __pydantic_extra__: dict[str, list[Name]] = Field(init=False)  # connector kind: account names
+
+    email: Email = Field(description="an email address, the person's in every tool")
+
+
+class PeopleFile(Strict):
+    people: list[PersonEntry] = Field(description="a list of people: email, and account names per connector kind")
 
 
 @dataclass(frozen=True)
@@ -30,62 +78,69 @@ class Portfolio:
         return {c.lower(): p.key for p in self.products for c in p.containers.get(kind, [])}
 
 
-def parse_portfolio(file: Path | str, text: str) -> Portfolio:
+def _validated(file: Path | str, text: str, model: type[M]) -> tuple[YamlDocument, M]:
     try:
         doc = YamlDocument(file, text)
     except yaml.YAMLError as error:
-        raise MappingError(yaml_error_message(file, error)) from None
-    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("products"), list):
-        raise MappingError(f"{doc.where(())}: expected a mapping with a list under 'products'")
-    products, seen = [], set()
-    for index, item in enumerate(doc.data["products"]):
-        path: tuple[Any, ...] = ("products", index)
-        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item.get("name"):
-            raise MappingError(f"{doc.where(path)}: a product needs a key and a name")
-        if item["key"] in seen:
-            raise MappingError(f"{doc.where(path + ('key',))}: duplicate product key {item['key']!r}")
-        seen.add(item["key"])
-        containers = item.get("containers") or {}
-        if not isinstance(containers, dict) or not all(isinstance(v, list) for v in containers.values()):
-            raise MappingError(f"{doc.where(path + ('containers',))}: expected kind: [container, ...]")
-        products.append(
-            ProductSpec(
-                key=item["key"],
-                name=str(item["name"]),
-                description=item.get("description"),
-                owner=item.get("owner"),
-                containers={k: [str(c) for c in v] for k, v in containers.items()},
-            )
+        raise MappingError(yaml_problem(file, error)) from None
+    found, problems = doc.validate(model)
+    if found is None or doc.problems:
+        raise MappingError(sorted(doc.problems + problems, key=lambda p: (p.line or 0, p.column or 0)))
+    return doc, found
+
+
+def _once(doc: YamlDocument, seen: dict[Any, tuple[Any, ...]], value: str, path: tuple[Any, ...], what: str) -> None:
+    """value (of what: a product key, a jira container) must not repeat, compared without case."""
+    first = seen.setdefault((what, value.lower()), path)
+    if first != path:
+        raise MappingError(
+            doc.problem(path, f"{what} {value!r} is given twice (first at line {doc.line(first)})", f"each {what} once")
         )
-    return Portfolio(products)
+
+
+def parse_portfolio(file: Path | str, text: str) -> Portfolio:
+    doc, found = _validated(file, text, PortfolioFile)
+    seen: dict[Any, tuple[Any, ...]] = {}
+    for index, product in enumerate(found.products):
+        _once(doc, seen, product.key, ("products", index, "key"), "product key")
+        for kind, names in product.containers.items():
+            for position, name in enumerate(names):
+                # A container belongs to one product: the hub could not say which one otherwise.
+                path = ("products", index, "containers", kind, position)
+                _once(doc, seen, name, path, f"{kind} container")
+    return Portfolio(
+        [
+            ProductSpec(p.key, p.name, p.description, p.owner, {k: list(v) for k, v in p.containers.items()})
+            for p in found.products
+        ]
+    )
 
 
 def load_portfolio(file: Path) -> Portfolio:
-    return parse_portfolio(file, file.read_text())
+    return parse_portfolio(file, _read(file))
 
 
 def parse_people(file: Path | str, text: str) -> dict[str, dict[str, str]]:
     """people.yaml -> connector kind -> account name (lower-cased) -> email."""
-    try:
-        doc = YamlDocument(file, text)
-    except yaml.YAMLError as error:
-        raise MappingError(yaml_error_message(file, error)) from None
-    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("people"), list):
-        raise MappingError(f"{doc.where(())}: expected a mapping with a list under 'people'")
+    doc, found = _validated(file, text, PeopleFile)
     directory: dict[str, dict[str, str]] = {}
-    for index, person in enumerate(doc.data["people"]):
-        path: tuple[Any, ...] = ("people", index)
-        if not isinstance(person, dict) or not isinstance(person.get("email"), str) or "@" not in person["email"]:
-            raise MappingError(f"{doc.where(path)}: a person needs an email (and account names per kind)")
-        for kind, accounts in person.items():
-            if kind == "email":
-                continue
-            if not isinstance(accounts, list):
-                raise MappingError(f"{doc.where(path + (kind,))}: expected a list of account names")
-            for account in accounts:
-                directory.setdefault(kind, {})[str(account).lower()] = person["email"].lower()
+    seen: dict[Any, tuple[Any, ...]] = {}
+    for index, person in enumerate(found.people):
+        _once(doc, seen, person.email, ("people", index, "email"), "email")
+        for kind, names in (person.model_extra or {}).items():
+            for position, name in enumerate(names):
+                _once(doc, seen, name, ("people", index, kind, position), f"{kind} account")
+                directory.setdefault(kind, {})[name.lower()] = person.email.lower()
     return directory
 
 
 def load_people(file: Path) -> dict[str, dict[str, str]]:
-    return parse_people(file, file.read_text()) if file.exists() else {}
+    return parse_people(file, _read(file)) if file.exists() else {}
+
+
+def _read(file: Path) -> str:
+    try:
+        return file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise MappingError(Problem(str(file), "", f"cannot be read ({reason})")) from None
