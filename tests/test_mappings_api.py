@@ -120,6 +120,20 @@ def test_preview_apply_and_rollback_of_a_status_moved_to_another_category(mapped
     assert mapped.jira.api_requests == asked
 
 
+def test_a_broken_candidate_is_a_422_naming_its_line_and_changes_nothing(mapped):
+    text = mapped.hub.client.get("/api/v1/mappings/jira").json()["text"]
+    broken = text.replace("title: fields.summary", "title: titlecase(fields.summary)")
+    for answer in (
+        mapped.hub.client.post("/api/v1/mappings/jira/preview", content=broken, headers=YAML),
+        mapped.hub.client.put("/api/v1/mappings/jira", content=broken, headers=YAML),
+    ):
+        assert answer.status_code == 422, answer.text
+        [error] = answer.json()["errors"]
+        assert error["where"].startswith("body line ") and error["where"].endswith("records.issue.fields.title")
+        assert "titlecase" in error["problem"]
+    assert [v["version"] for v in mapped.hub.client.get("/api/v1/mappings/jira/versions").json()] == [1]
+
+
 def test_another_kinds_mapping_is_refused(mapped):
     text = mapped.hub.client.get("/api/v1/mappings/jira").json()["text"]
     answer = mapped.hub.client.put("/api/v1/mappings/github", content=text, headers=YAML)

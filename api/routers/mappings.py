@@ -18,6 +18,7 @@ from opsync.service.hub import Hub
 from opsync.service.mapping import Mapping, MappingError, parse_mapping
 from opsync.service.models import AppliedMapping, MappingVersion
 from opsync.service.views import MAX_ID
+from opsync.service.yamlfile import Problem as FileProblem
 
 router = APIRouter(responses={500: UNEXPECTED})
 KIND = Path(max_length=CONNECTION_ID_LENGTH, pattern=NO_NUL, description="a connector kind in use, e.g. jira")
@@ -52,14 +53,24 @@ async def _candidate(request: Request, kind: str) -> Mapping:
     except UnicodeDecodeError:
         raise _invalid("the mapping is not UTF-8 text") from None
     except MappingError as error:
-        raise _invalid(str(error)) from None
+        raise _invalid(str(error), error.problems) from None
     if mapping.kind != kind:
         raise _invalid(f"the mapping says kind: {mapping.kind!r}; this is the {kind!r} mapping")
     return mapping
 
 
-def _invalid(message: str) -> Problem:
-    return Problem(422, message, title="Invalid mapping", errors=[{"where": "body", "problem": message}])
+def _invalid(message: str, problems: list[FileProblem] | None = None) -> Problem:
+    """422, with one error per problem: where is body, the line and column, and the field."""
+    errors = [
+        {
+            "where": "body"
+            + (f" line {p.line}" + (f", column {p.column}" if p.column else "") if p.line else "")
+            + (f": {p.path}" if p.path else ""),
+            "problem": p.message,
+        }
+        for p in problems or []
+    ]
+    return Problem(422, message, title="Invalid mapping", errors=errors or [{"where": "body", "problem": message}])
 
 
 def _version_json(version: MappingVersion, applied: AppliedMapping | None) -> dict[str, Any]:
