@@ -21,7 +21,7 @@ from typing import Any
 
 import jmespath
 from jmespath import functions
-from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError
+from jmespath.exceptions import EmptyExpressionError, IncompleteExpressionError, JMESPathError, LexerError
 from jmespath.parser import ParsedResult
 
 from opsync.service.functions import FUNCTIONS, PATTERN_ARGUMENTS, pattern
@@ -76,9 +76,15 @@ class Expression:
 def _parse(source: str) -> dict[str, Any]:
     try:
         parsed: dict[str, Any] = jmespath.compile(source).parsed
+    except RecursionError:
+        raise ExpressionError(
+            f"{source[:40]!r}... nests too deeply to be read", "an expression of a few levels"
+        ) from None
     except JMESPathError as error:
         position = getattr(error, "lex_position", None)
-        if isinstance(error, IncompleteExpressionError):
+        if isinstance(error, EmptyExpressionError):
+            reason = "it is empty"
+        elif isinstance(error, IncompleteExpressionError):
             reason = "it ends before it is complete"
         elif isinstance(error, LexerError):
             reason = error.message[0].lower() + error.message[1:]
@@ -344,7 +350,16 @@ def _function(name: str, kids: list[Evaluate], library: functions.Functions) -> 
         return library.call_function(name, [k(v) for k in kids])
 
     spec = library.FUNCTION_TABLE.get(name)
-    if spec is None or any(a.get("variadic") or any("-" in t for t in a["types"]) for a in spec["signature"]):
+    if spec is None:
+        return checked
+    signature = spec["signature"]
+    if signature and signature[-1].get("variadic") and all(not a["types"] for a in signature):
+        # Any values, as many as given (concat, coalesce): jmespath would only count them.
+        variadic = spec["function"]
+        if len(kids) < len(signature):
+            return checked
+        return lambda v: variadic(library, *[k(v) for k in kids])
+    if any(a.get("variadic") or any("-" in t for t in a["types"]) for a in signature):
         return checked
     allowed = [
         frozenset(library._get_allowed_pytypes(a["types"])[0]) if a["types"] else None for a in spec["signature"]

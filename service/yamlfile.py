@@ -13,6 +13,7 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +59,8 @@ def described(value: Any) -> str:
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, (int, float)):
         return f"a number ({value})"
+    if isinstance(value, (date, datetime)):  # YAML reads 2026-11-02 unquoted as a date
+        return f"a {type(value).__name__} ({value.isoformat()}, unquoted)"
     names: dict[type, str] = {str: "text", list: "a list", dict: "a mapping"}
     return names.get(type(value), type(value).__name__)
 

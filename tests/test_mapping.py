@@ -475,3 +475,59 @@ def test_map_keys_no_stored_record_matches_are_warnings_listing_the_values_seen(
 
 def test_no_stored_record_of_a_type_means_nothing_to_warn_of():
     assert unmatched_map_keys(parse_mapping("jira.yaml", CONDITIONS), []) == []
+
+
+def test_applying_a_mapping_compiles_nothing(monkeypatch):
+    """Expressions and patterns are compiled once, when the mapping is loaded."""
+    mapping = load_mapping(SHIPPED / "jira.yaml")
+    records = [_issue("PAY", "Done", "done", summary=f"PAY-{n} follow-up") for n in range(50)]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled while applying")
+
+    monkeypatch.setattr(jmespath, "compile", refuse)
+    monkeypatch.setattr("re.compile", refuse)
+    for raw in records:
+        raw.payload["self"] = "https://acme.atlassian.net/rest/api/3/issue/1"
+        assert mapping.apply(raw, {"pay": "payments"}).values["url"] == "https://acme.atlassian.net/browse/PAY-1"
+
+
+def test_a_person_may_be_given_by_rules_with_when():
+    text = (
+        BASE
+        + """\
+      assignee:
+        - when: fields.assignee.accountId
+          id: fields.assignee.accountId
+          name: fields.assignee.displayName
+        - id: fields.assignee.name
+"""
+    )
+    mapping = parse_mapping("jira.yaml", text)
+    cloud = mapping.apply(_issue("PAY", "Done", "done", assignee={"accountId": "5b1", "displayName": "Ada"}), {})
+    server = mapping.apply(_issue("PAY", "Done", "done", assignee={"name": "ada"}), {})
+    assert (cloud.people["assignee"].external_id, cloud.people["assignee"].display_name) == ("5b1", "Ada")
+    assert (server.people["assignee"].external_id, server.people["assignee"].display_name) == ("ada", None)
+
+
+def test_a_file_that_maps_another_kind_than_the_one_asked_for_is_an_error():
+    with pytest.raises(MappingError, match=r"^jira.yaml line 1, column 7: kind: 'jira' is not github, the kind"):
+        parse_mapping("jira.yaml", BASE + "      title: fields.summary\n", kind="github")
+
+
+def test_the_schema_is_json_schema_an_editor_can_check_a_mapping_with():
+    from opsync.service.mapping_schema import mapping_file
+
+    schema = mapping_file().model_json_schema(by_alias=True)
+    status_category = schema["$defs"]["WorkItemStatusCategoryRule"]["properties"]["default"]["anyOf"][0]
+    assert status_category == {"enum": ["todo", "in_progress", "done", "cancelled"]}
+    assert "extra" in schema["$defs"]["WorkItemRule"]["properties"]
+    assert "extra" not in schema["$defs"]["CodeChangeRule"]["properties"]
+
+
+def test_the_shipped_portfolio_and_people_files_load():
+    from opsync.service.portfolio import load_people, load_portfolio
+
+    portfolio = load_portfolio(SHIPPED / "portfolio.yaml")
+    assert portfolio.containers("jira") == {"pay": "payments", "chk": "checkout", "gro": "growth"}
+    assert load_people(SHIPPED / "people.yaml")["github"]["adal"] == "ada.lovelace@acme.example"
