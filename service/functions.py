@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from jmespath import functions
 
 from opsync.service.entity import FieldType
+from opsync.service.toolkit import tool_time
 
 _BLOCKS = {"paragraph", "heading", "listItem", "blockquote", "codeBlock", "rule", "tableRow", "panel"}
 
@@ -66,26 +66,6 @@ def wiki_to_text(markup: str) -> str:
 
 
 SCAN_LIMIT = 64 * 1024  # characters of tool content that a mapping's pattern scans
-_OFFSET = re.compile(r"[+-]\d{4}$")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """Tool timestamps: ISO 8601 ('Z', '+00:00', '+0000'), dates, epoch seconds or ms."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=UTC)
-        except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds
-            return None
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    if _OFFSET.search(text):
-        text = text[:-2] + ":" + text[-2:]
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def without_nul(value: Any) -> Any:
@@ -112,9 +92,9 @@ def as_field_type(kind: FieldType, value: Any) -> Any:
     if kind == FieldType.INTEGER:
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if kind == FieldType.TIME:
-        return parse_time(value)
+        return tool_time(value)
     if kind == FieldType.DATE:
-        moment = parse_time(value)
+        moment = tool_time(value)
         return moment.date() if moment is not None else None
     if kind == FieldType.LIST:
         items = value if isinstance(value, list) else [value]
@@ -182,7 +162,7 @@ class HubFunctions(functions.Functions):
     def _func_to_datetime(self, value: Any) -> str | None:
         """A tool's timestamp (ISO 8601 in any offset, a date, epoch seconds or milliseconds)
         as ISO 8601 in UTC, e.g. 2026-11-02T09:30:00+00:00; null if it is none of those."""
-        moment = parse_time(value)
+        moment = tool_time(value)
         return moment.isoformat() if moment is not None else None
 
 
