@@ -27,6 +27,7 @@ from opsync.service.hub import Hub
 from opsync.service.leases import AlreadyRunning, Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Mapping
+from opsync.service.mapping_schema import map_key
 from opsync.service.models import Origin, RunMode, RunStatus, StoredPayload, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts
@@ -120,6 +121,21 @@ class Preview:
         return self.__dict__.copy()
 
 
+def _fell_to_default(mapping: Mapping, batch: list[tuple[RawRecord, Origin]], found: dict[str, Counter[str]]) -> None:
+    """Count, per field, the tool's values that no key of the field's value map matched."""
+    for raw, _ in batch:
+        rule = mapping.records.get(raw.record_type)
+        if rule is None or not mapping.maps(raw):
+            continue
+        for value_rule in rule.value_rules():
+            chosen = value_rule.choose(raw.payload)
+            if chosen is None or chosen.value_map is None or chosen.expression is None:
+                continue
+            value = map_key(chosen.expression(raw.payload))
+            if value is not None and value not in chosen.value_map:
+                found.setdefault(chosen.path or f"{raw.record_type}.{chosen.name}", Counter())[str(value)] += 1
+
+
 def preview(
     hub: Hub,
     mapping: Mapping,
@@ -130,11 +146,12 @@ def preview(
 ) -> Preview:
     """What applying mapping would do to the stored records of its kind (or of one connection,
     one record type): every write is made in a transaction that is rolled back."""
-    outcome = Outcome()
+    outcome, defaults = Outcome(), dict[str, Counter[str]]()
     connections = [c for c, s in hub.connections.items() if s.kind == mapping.kind]
     for connection in [connection_id] if connection_id else connections:
         for batch in _batches(hub, connection, record_type):
             _remap_batch(hub, connection, batch, mapping, None, outcome, commit=False, keep=sample)
+            _fell_to_default(mapping, batch, defaults)
     return Preview(
         kind=mapping.kind,
         read=outcome.read,
@@ -144,7 +161,7 @@ def preview(
         changed_by_kind=dict(outcome.changed),
         sample=outcome.changes,
         failures=outcome.failed[:sample],
-        defaults={},
+        defaults={path: dict(values.most_common(20)) for path, values in sorted(defaults.items())},
     )
 
 

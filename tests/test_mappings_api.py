@@ -146,3 +146,14 @@ def test_a_method_the_path_does_not_answer_is_a_405_naming_every_method_it_does(
     answer = mapped.hub.client.request("OPTIONS", "/api/v1/mappings/jira")
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, PUT"
+
+
+def test_a_preview_lists_the_values_that_fall_to_a_default(mapped):
+    text = mapped.hub.client.get("/api/v1/mappings/jira").json()["text"]
+    assert "Medium: medium, " in text
+    medium = sum(i.priority == "Medium" for i in mapped.jira.issues())
+    assert medium
+    candidate = text.replace("Medium: medium, ", "")
+    body = mapped.hub.client.post("/api/v1/mappings/jira/preview", content=candidate, headers=YAML).json()
+    assert body["defaults"] == {"records.issue.fields.priority": {"Medium": medium}}
+    assert body["would_change"] == medium  # medium became the default, none
