@@ -33,6 +33,7 @@ from opsync.service.mapping_schema import (
     given_fields,
     map_key,
     mapping_file,
+    never_a_traceback,
 )
 from opsync.service.yamlfile import Problem, YamlDocument, dotted, yaml_problem
 
@@ -318,12 +319,7 @@ def parse_mapping(
     fields_by_name (the tool's field list, name -> id) resolves field('Story Points'); without
     it such names read nothing, with a warning. kind, when given, is the kind the file must map.
     """
-    try:
-        return _parse(file, text, fields_by_name, kind)
-    except MappingError:
-        raise
-    except Exception as error:  # a file must never crash whoever loads it: say so, not a traceback
-        raise MappingError(Problem(str(file), "", f"cannot be loaded: {type(error).__name__}: {error}")) from error
+    return never_a_traceback(file, lambda: _parse(file, text, fields_by_name, kind))
 
 
 def _parse(file: Path | str, text: str, fields_by_name: ReadOnly[str, str] | None, kind: str | None) -> Mapping:

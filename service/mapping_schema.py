@@ -35,7 +35,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
-from typing import Annotated, Any, Literal, Union
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import (
     AfterValidator,
@@ -62,6 +63,7 @@ from opsync.service.yamlfile import Problem, described
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
 KEY_PATTERN = r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]*\b"  # PROJECT-123, the keys trackers hand out
 EXPRESSION = "an expression (JMESPath, in quotes where YAML needs them)"
+T = TypeVar("T")
 
 
 class MappingError(Exception):
@@ -75,6 +77,19 @@ class MappingError(Exception):
             return
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def never_a_traceback(file: Path | str, load: Callable[[], T]) -> T:
+    """load(), with whatever it raises that is no MappingError said as one: a file people edit
+    must never crash whoever loads it (a YAML nested past Python's recursion limit, say)."""
+    try:
+        return load()
+    except MappingError:
+        raise
+    except RecursionError:
+        raise MappingError(Problem(str(file), "", "cannot be loaded: it nests too deeply")) from None
+    except Exception as error:
+        raise MappingError(Problem(str(file), "", f"cannot be loaded: {type(error).__name__}: {error}")) from error
 
 
 class Strict(BaseModel):

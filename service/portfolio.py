@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from opsync.service.mapping_schema import MappingError, Strict
+from opsync.service.mapping_schema import MappingError, Strict, never_a_traceback
 from opsync.service.yamlfile import Problem, YamlDocument, yaml_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -99,6 +99,10 @@ def _once(doc: YamlDocument, seen: dict[Any, tuple[Any, ...]], value: str, path:
 
 
 def parse_portfolio(file: Path | str, text: str) -> Portfolio:
+    return never_a_traceback(file, lambda: _portfolio(file, text))
+
+
+def _portfolio(file: Path | str, text: str) -> Portfolio:
     doc, found = _validated(file, text, PortfolioFile)
     seen: dict[Any, tuple[Any, ...]] = {}
     for index, product in enumerate(found.products):
@@ -122,6 +126,10 @@ def load_portfolio(file: Path) -> Portfolio:
 
 def parse_people(file: Path | str, text: str) -> dict[str, dict[str, str]]:
     """people.yaml -> connector kind -> account name (lower-cased) -> email."""
+    return never_a_traceback(file, lambda: _people(file, text))
+
+
+def _people(file: Path | str, text: str) -> dict[str, dict[str, str]]:
     doc, found = _validated(file, text, PeopleFile)
     directory: dict[str, dict[str, str]] = {}
     seen: dict[Any, tuple[Any, ...]] = {}

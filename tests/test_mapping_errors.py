@@ -87,6 +87,12 @@ def test_nothing_a_file_holds_escapes_as_another_exception(text: str):
     assert str(error.value).startswith("odd.yaml")
 
 
+@pytest.mark.parametrize("parse", [parse_portfolio, parse_people])
+def test_nothing_a_portfolio_or_people_file_holds_escapes_as_another_exception(parse: Callable[[str, str], Any]):
+    with pytest.raises(MappingError, match=r"^deep.yaml: cannot be loaded: it nests too deeply$"):
+        parse("deep.yaml", "products: " + "[" * 5000 + "]" * 5000)
+
+
 def test_portfolio_and_people_files_load_with_their_problems_typed_too():
     with pytest.raises(MappingError, match=r"^portfolio.yaml: the file is empty; expected a mapping with products$"):
         parse_portfolio("portfolio.yaml", "")
