@@ -192,9 +192,8 @@ class YamlDocument:
         try:
             return model.model_validate(self.data, context=context), []
         except ValidationError as error:
-            problems: dict[
-                tuple[Any, ...], Problem
-            ] = {}  # one per place: a value no member of a union takes fails each of them
+            # One problem per place: a value that no member of a union takes fails each of them.
+            problems: dict[tuple[Any, ...], Problem] = {}
             for found in error.errors(include_url=False):
                 problem = self._problem_of(model, found)
                 problems.setdefault((problem.path, problem.line, problem.column), problem)
@@ -223,9 +222,12 @@ class YamlDocument:
             expected = f"one of {', '.join(allowed)}" if allowed else str(ctx.get("expected", ""))
             return self.problem(path, f"{got!r} is not {expected}", expected)
         if kind in ("union_tag_invalid", "union_tag_not_found"):
-            at = path + (ctx["discriminator"].strip("'"),)
+            field = str(ctx["discriminator"]).strip("'")
+            at = path + (field,)
             if kind == "union_tag_not_found":
-                return self.problem(at, "missing", None)
+                tags = _tags(found[0], field) if found else []
+                expected = f"one of {', '.join(tags)}" if tags else None
+                return self.problem(at, "missing" + (f"; expected {expected}" if expected else ""), expected)
             expected = "one of " + str(ctx["expected_tags"]).replace("'", "")
             return self.problem(at, f"{ctx['tag']!r} is not {expected}", expected)
         if kind == "shape":
@@ -318,6 +320,13 @@ def _annotation_at(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, s
         else:
             return None
     return _unwrapped(annotation), description
+
+
+def _tags(union: Any, field: str) -> list[str]:
+    """The values of field that tell a discriminated union's members apart."""
+    members = [_unwrapped(m) for m in typing.get_args(union)]
+    found = [m.model_fields.get(field) for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    return [str(tag) for f in found if f is not None for tag in typing.get_args(f.annotation)]
 
 
 def _kind_of(annotation: Any) -> str | None:
