@@ -1,6 +1,7 @@
 """The HTTP face the analytics simulators share: the gate every API request passes (faults,
-credentials, rate and concurrency limits) and the /_sim admin routes; each tool adds its own
-API routes and error bodies (AnalyticsSim.routes, AnalyticsSim.error).
+credentials, rate and concurrency limits) and the /_sim admin routes (admin.py's, and late
+revisions); each tool adds its own API routes and error bodies (AnalyticsSim.routes,
+AnalyticsSim.error).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Body, FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from opsync_simulators.admin import admin_routes
 from opsync_simulators.faults import Fault
 
 if TYPE_CHECKING:
@@ -87,44 +89,14 @@ def _fault_response(sim: AnalyticsSim, fault: Fault) -> Response:
     return sim.error(status, message, headers)
 
 
-def admin_routes(sim: AnalyticsSim) -> APIRouter:
-    """/_sim: faults, the truth tests compare with, late-arriving events. Not part of any tool."""
+def admin_error(status: int, message: str) -> Response:
+    """How the analytics simulators' /_sim routes answer a bad request, whichever the tool."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def revision_routes(sim: AnalyticsSim) -> APIRouter:
+    """/_sim/revisions: events that arrive late, changing a day already counted. Not part of any tool."""
     router = APIRouter(prefix="/_sim")
-
-    @router.post("/faults", status_code=204)
-    def add_fault(fault: dict[str, Any] = Body(...)) -> Response:
-        try:
-            sim.inject(Fault(**fault))
-        except TypeError as error:
-            return JSONResponse({"error": f"bad fault: {error}"}, status_code=400)
-        return Response(status_code=204)
-
-    @router.get("/faults")
-    def list_faults() -> dict[str, Any]:
-        return {"queued": [fault.as_json() for fault in sim.faults.pending()], "paused": sim.faults.paused()}
-
-    @router.delete("/faults", status_code=204)
-    def clear_faults() -> Response:
-        sim.faults.clear()
-        return Response(status_code=204)
-
-    @router.post("/faults/resume", status_code=204)
-    def resume() -> Response:
-        sim.faults.resume()
-        return Response(status_code=204)
-
-    @router.put("/fault-rate")
-    def fault_rate(body: dict[str, Any] = Body(...)) -> Any:
-        try:
-            kinds = [Fault(**kind) for kind in body.get("faults", [])]
-            sim.faults.set_rate(float(body["share"]), kinds, int(body.get("seed", 0)))
-        except (KeyError, TypeError, ValueError) as error:
-            return JSONResponse({"error": f"bad fault rate (share, faults, seed): {error}"}, status_code=400)
-        return body
-
-    @router.get("/truth")
-    def truth() -> dict[str, Any]:
-        return sim.truth().as_json()
 
     @router.post("/revisions")
     def revise(body: dict[str, Any] = Body(...)) -> Any:
@@ -132,7 +104,7 @@ def admin_routes(sim: AnalyticsSim) -> APIRouter:
         try:
             count = sim.revise(body["event"], body["day"], int(body["events"]), int(body["users"]))
         except (KeyError, TypeError, ValueError) as error:
-            return JSONResponse({"error": f"bad revision: {error}"}, status_code=400)
+            return admin_error(400, f"bad revision: {error}")
         return {"event": body["event"], "day": body["day"], "totals": count.totals, "uniques": count.uniques}
 
     return router
@@ -142,5 +114,6 @@ def create_app(sim: AnalyticsSim) -> FastAPI:
     app = FastAPI(title=f"{sim.tool} simulator", openapi_url=None)
     app.add_middleware(Gate, sim=sim)
     app.include_router(sim.routes())
-    app.include_router(admin_routes(sim))
+    app.include_router(admin_routes(sim, admin_error))
+    app.include_router(revision_routes(sim))
     return app

@@ -15,10 +15,11 @@ import base64
 import json
 import random
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from opsync_simulators import confluence_data as data
+from opsync_simulators.clock import Clock, to_ms
 from opsync_simulators.confluence_data import SimPage, SimSpace
 from opsync_simulators.confluence_webhooks import Delivery, WebhookSender, WebhookTarget
 from opsync_simulators.faults import Fault, Faults
@@ -55,13 +56,12 @@ class ConfluenceSim:
         self.site_url = site_url
         self.people: list[SimPerson] = people()
         self._lock = threading.RLock()
-        self._last_time = data.to_ms(datetime.now(UTC))
+        started = to_ms(datetime.now(UTC))
+        self._clock = Clock(started)
         keys = tuple(key.upper() for key in spaces)
-        self._spaces = data.make_spaces(keys, self._last_time)
+        self._spaces = data.make_spaces(keys, started)
         self.jira_numbers = jira_numbers or {key: 40 for key in keys}
-        generated = data.generate_pages(
-            pages, seed, self._spaces, self.people, self.jira_numbers, site_url, self._last_time
-        )
+        generated = data.generate_pages(pages, seed, self._spaces, self.people, self.jira_numbers, site_url, started)
         self._pages: dict[int, SimPage] = {page.id: page for page in generated}
         self._purged: dict[int, SimPage] = {}
         self._next_id = max(self._pages) + 1
@@ -84,12 +84,7 @@ class ConfluenceSim:
 
     def now(self) -> datetime:
         """Wall-clock time to the millisecond, strictly increasing, so every change sorts last."""
-        with self._lock:
-            moment = data.to_ms(datetime.now(UTC))
-            if moment <= self._last_time:
-                moment = self._last_time + timedelta(milliseconds=1)
-            self._last_time = moment
-            return moment
+        return self._clock.now()
 
     def spaces(self) -> list[SimSpace]:
         with self._lock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,9 +18,9 @@ from fastapi import Body, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from opsync_simulators import confluence_data as data
+from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.confluence import STATUSES, BadRequest, ConfluenceSim, NotFound
 from opsync_simulators.faults import Fault
-from opsync_simulators.outbox import WebhookFaults
 
 API = "/wiki/api/v2"
 MAX_LIMIT = 250
@@ -198,52 +197,14 @@ def _rest_routes(app: FastAPI, sim: ConfluenceSim) -> None:
         return _listing(request, rows[: _limit(request)], None)
 
 
-def _admin_routes(app: FastAPI, sim: ConfluenceSim) -> None:
+def _page_admin_routes(app: FastAPI, sim: ConfluenceSim) -> None:
+    """/_sim/pages: create, edit, trash, restore, move and purge pages, as a test's user would."""
+
     def attempt(call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
         except (TypeError, ValueError) as error:  # BadRequest is a ValueError
             raise BadRequest(str(error)) from None
-
-    @app.post("/_sim/faults", status_code=204)
-    def add_fault(fault: dict[str, Any] = Body(...)) -> Response:
-        attempt(lambda: sim.inject(Fault(**fault)))
-        return Response(status_code=204)
-
-    @app.get("/_sim/faults")
-    def list_faults() -> dict[str, Any]:
-        return {"queued": [fault.as_json() for fault in sim.faults.pending()], "paused": sim.faults.paused()}
-
-    @app.delete("/_sim/faults", status_code=204)
-    def clear_faults() -> Response:
-        sim.faults.clear()
-        return Response(status_code=204)
-
-    @app.put("/_sim/fault-rate")
-    def fault_rate(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        kinds = attempt(lambda: [Fault(**kind) for kind in body.get("faults", [])])
-        attempt(sim.faults.set_rate, float(body.get("share", 0)), kinds, int(body.get("seed", 0)))
-        return body
-
-    @app.post("/_sim/faults/resume", status_code=204)
-    def resume() -> Response:
-        sim.faults.resume()
-        return Response(status_code=204)
-
-    @app.put("/_sim/webhook-faults")
-    def webhook_faults(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        attempt(lambda: sim.set_webhook_faults(WebhookFaults(**body)))
-        return {**body, "held": sim.webhooks.outbox.held()}
-
-    @app.post("/_sim/webhook-faults/flush")
-    def flush() -> dict[str, Any]:
-        held = sim.webhooks.outbox.held()
-        sim.flush_webhooks()
-        return {"sent": held}
-
-    @app.get("/_sim/truth")
-    def truth() -> dict[str, Any]:
-        return sim.truth().as_json()
 
     @app.post("/_sim/pages", status_code=201)
     def create(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
@@ -272,21 +233,6 @@ def _admin_routes(app: FastAPI, sim: ConfluenceSim) -> None:
         sim.purge_page(page_id, silent)
         return Response(status_code=204)
 
-    @app.get("/_sim/deliveries")
-    def deliveries() -> list[dict[str, Any]]:
-        return [
-            {
-                "event": d.event,
-                "page_id": d.page_id,
-                "url": d.url,
-                "status_code": d.status_code,
-                "error": d.error,
-                "fault": d.fault,
-                "body": json.loads(d.body),
-            }
-            for d in sim.deliveries
-        ]
-
 
 def create_app(sim: ConfluenceSim) -> FastAPI:
     app = FastAPI(title="Confluence Cloud simulator", openapi_url=None)
@@ -301,5 +247,7 @@ def create_app(sim: ConfluenceSim) -> FastAPI:
         return v2_error(404, str(error))
 
     _rest_routes(app, sim)
-    _admin_routes(app, sim)
+    app.include_router(admin_routes(sim, v2_error))
+    app.include_router(webhook_routes(sim, v2_error))
+    _page_admin_routes(app, sim)
     return app

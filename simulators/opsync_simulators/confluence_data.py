@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 
+from opsync_simulators.clock import to_ms
 from opsync_simulators.world import PRODUCTS, SimPerson
 
 FIRST_SPACE_ID = 98305
@@ -86,10 +87,6 @@ def iso(moment: datetime) -> str:
 
 def epoch_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def to_ms(moment: datetime) -> datetime:
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def make_spaces(keys: tuple[str, ...], now: datetime) -> dict[str, SimSpace]:

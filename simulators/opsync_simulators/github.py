@@ -1,35 +1,32 @@
 """A local fake of GitHub's REST API and webhooks: seeded, deterministic, thread-safe.
 
 GitHubSim holds the state and the admin operations (mutations that send real-shaped,
-signed webhooks; fault injection); github_app.create_app serves it over HTTP.
+signed webhooks through github_webhooks.py; fault injection); github_app.create_app serves it
+over HTTP.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import random
 import threading
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 
 from opsync_simulators import github_data as data
+from opsync_simulators import github_render as render
 from opsync_simulators.faults import Fault, Faults
-from opsync_simulators.github_app import create_app
-from opsync_simulators.github_data import Bases, SimItem
-from opsync_simulators.outbox import Outbox, Outgoing, WebhookFaults
-from opsync_simulators.truth import Truth, TruthRecord
-from opsync_simulators.world import PRODUCTS, people
+from opsync_simulators.github_data import SimItem
+from opsync_simulators.github_render import Bases
+from opsync_simulators.github_webhooks import WebhookSender
+from opsync_simulators.outbox import WebhookFaults
+from opsync_simulators.truth import Truth
+from opsync_simulators.world import PRODUCTS, SimPerson, people
 
 ALL_REPOS = tuple(repo for product in PRODUCTS for repo in product.github_repos)
-HOOK_ID = 424242
 
 
 class SimError(LookupError):
@@ -56,13 +53,13 @@ class GitHubSim:
         self.people = people()
         self.repos = tuple(repos)
         self.repo_ids = {repo: 100_001 + n for n, repo in enumerate(self.repos)}
-        self.webhook_url, self.webhook_secret, self.token = webhook_url, webhook_secret, token
+        self.webhook_url, self.token = webhook_url, token  # webhook_url None: deliveries are only recorded
+        # the hourly budget of API requests, spent by github_app.Gate
         self.rate_limit, self.rate_window_seconds = rate_limit, rate_window_seconds
         self.rate_used, self.rate_reset = 0, time.time() + rate_window_seconds
         self.requests: Counter[str] = Counter()  # path -> count, admin routes excluded
-        self.deliveries: list[dict[str, Any]] = []
         self.faults = Faults()
-        self.outbox = Outbox(self._renew_delivery)
+        self.webhooks = WebhookSender(webhook_secret)
         self.archived_repos: set[str] = set()
         self.hidden_repos: set[str] = set()  # invisible to the token: 404, absent from listings
         # The root URL clients reached us at; webhook payloads' URLs are built from it.
@@ -75,7 +72,6 @@ class GitHubSim:
             self._register(item)
         self._rng = random.Random(seed + 1)
         self._app: FastAPI | None = None
-        self._client: httpx.Client | None = None
 
     # --- reading (the HTTP app calls these under self.lock) -------------------------
 
@@ -106,7 +102,7 @@ class GitHubSim:
         return Bases(api=api_root or root, web=root)
 
     def repo_json(self, repo: str, b: Bases) -> dict[str, Any]:
-        rendered = data.repo_json(repo, self.repo_ids[repo], b)
+        rendered = render.repo_json(repo, self.repo_ids[repo], b)
         return {**rendered, "archived": True} if repo in self.archived_repos else rendered
 
     def visible_repos(self) -> list[str]:
@@ -116,33 +112,17 @@ class GitHubSim:
     def truth(self, include_hidden: bool = False) -> Truth:
         """Every live issue and pull request as GitHub lists them, and the ids of deleted
         issues; records of hidden repositories only if include_hidden."""
-        records: dict[tuple[str, str], TruthRecord] = {}
-        deleted: set[tuple[str, str]] = set()
         with self.lock:
-            for repo, items in self.items.items():
-                if repo in self.hidden_repos and not include_hidden:
-                    continue
-                for item in items.values():
-                    if item.is_pull:
-                        record_type, record_id = "pull_request", str(item.pull_id)
-                        state = "merged" if item.merged_at else item.state
-                    else:
-                        record_type, record_id, state = "issue", str(item.issue_id), item.state
-                    if item.deleted:
-                        deleted.add((record_type, record_id))
-                        continue
-                    records[(record_type, record_id)] = TruthRecord(
-                        record_type, record_id, f"{repo}#{item.number}", repo, item.title, state, item.updated_at
-                    )
-        return Truth(records, frozenset(deleted))
+            shown = [repo for repo in self.items if include_hidden or repo not in self.hidden_repos]
+            return render.truth([item for repo in shown for item in self.items[repo].values()])
 
     def issue_json(self, item: SimItem, b: Bases) -> dict[str, Any]:
-        return data.issue_json(item, self.people, b)
+        return render.issue_json(item, self.people, b)
 
     def pull_json(self, item: SimItem, b: Bases, full: bool = True) -> dict[str, Any]:
-        return data.pull_json(item, self.people, b, self.repo_json(item.repo, b), full)
+        return render.pull_json(item, self.people, b, self.repo_json(item.repo, b), full)
 
-    def person(self, login: str) -> data.SimPerson | None:
+    def person(self, login: str) -> SimPerson | None:
         return next((p for p in self.people if p.login == login), None)
 
     # --- faults and accounting --------------------------------------------------------
@@ -160,26 +140,6 @@ class GitHubSim:
 
     def take_fault(self, target: str = "") -> Fault | None:
         return self.faults.take(target)
-
-    def spend_rate(self) -> tuple[bool, dict[str, str]]:
-        """Count one request against the hourly budget; (allowed, rate-limit headers)."""
-        with self.lock:
-            now = time.time()
-            if now >= self.rate_reset:
-                self.rate_used, self.rate_reset = 0, now + self.rate_window_seconds
-            allowed = self.rate_used < self.rate_limit
-            if allowed:
-                self.rate_used += 1
-            return allowed, self.rate_headers()
-
-    def rate_headers(self) -> dict[str, str]:
-        return {
-            "X-RateLimit-Limit": str(self.rate_limit),
-            "X-RateLimit-Remaining": str(max(self.rate_limit - self.rate_used, 0)),
-            "X-RateLimit-Reset": str(int(self.rate_reset + 0.999)),
-            "X-RateLimit-Used": str(self.rate_used),
-            "X-RateLimit-Resource": "core",
-        }
 
     def list_requests(self) -> int:
         """Requests made to list endpoints (issues, pulls, repos)."""
@@ -206,8 +166,8 @@ class GitHubSim:
             item = self._new_item(repo, title, body, author)
             item.labels, item.assignees = list(labels), [self._person_index(a) for a in assignees]
             self._register(item)
-            payload = self._issue_event("opened", item)
-        self._deliver("issues", payload)
+            payload = self._event("opened", item)
+        self.webhooks.send(self.webhook_url, "issues", payload)
         return payload["issue"]
 
     def update_issue(
@@ -227,36 +187,29 @@ class GitHubSim:
         with self.lock:
             item = self.item(repo, number)
             self._bump(item)
-            event = self._pull_event if item.is_pull else self._issue_event
-            events: list[dict[str, Any]] = []
-            changes: dict[str, Any] = {}
-            if title is not None and title != item.title:
-                changes["title"], item.title = {"from": item.title}, title
-            if body is not None and body != item.body:
-                changes["body"], item.body = {"from": item.body}, body
-            if changes:
-                events.append(event("edited", item, changes=changes))
+            events = self._edit(item, title, body)
             if labels is not None:
                 added = [name for name in labels if name not in item.labels]
                 item.labels = list(labels)
                 for name in added:
-                    events.append(event("labeled", item, label=data.label_json(name, repo, self.bases())))
+                    events.append(self._event("labeled", item, label=render.label_json(name, repo, self.bases())))
             if assignees is not None:
                 indexes = [self._person_index(a) for a in assignees]
                 added_people = [i for i in indexes if i not in item.assignees]
                 item.assignees = indexes
                 for i in added_people:
-                    events.append(event("assigned", item, assignee=data.user_json(self.people[i], self.bases())))
+                    assignee = render.user_json(self.people[i], self.bases())
+                    events.append(self._event("assigned", item, assignee=assignee))
             if state is not None and state != item.state:
                 if state == "closed":
                     item.state, item.closed_at = "closed", item.updated_at
                     item.state_reason = state_reason or "completed"
                 else:
                     item.state, item.closed_at, item.state_reason = "open", None, "reopened"
-                events.append(event("closed" if state == "closed" else "reopened", item))
+                events.append(self._event("closed" if state == "closed" else "reopened", item))
             result = self.issue_json(item, self.bases())
         for payload in events:
-            self._deliver("pull_request" if item.is_pull else "issues", payload)
+            self.webhooks.send(self.webhook_url, "pull_request" if item.is_pull else "issues", payload)
         return result
 
     def delete_issue(self, repo: str, number: int, silent: bool = False) -> None:
@@ -265,10 +218,10 @@ class GitHubSim:
             item = self.item(repo, number)
             if item.is_pull:
                 raise SimError(f"{repo}#{number} is a pull request; GitHub cannot delete those")
-            payload = self._issue_event("deleted", item)
+            payload = self._event("deleted", item)
             item.deleted = True
         if not silent:
-            self._deliver("issues", payload)
+            self.webhooks.send(self.webhook_url, "issues", payload)
 
     def archive_repo(self, repo: str, archived: bool = True) -> None:
         """Archive a repository: still readable, flagged archived in every listing."""
@@ -302,8 +255,8 @@ class GitHubSim:
             item.head_sha = data.sha(repo, item.number, head, "0")
             item.additions, item.deletions, item.changed_files = 10, 2, 1
             self._register(item)
-            payload = self._pull_event("opened", item)
-        self._deliver("pull_request", payload)
+            payload = self._event("opened", item)
+        self.webhooks.send(self.webhook_url, "pull_request", payload)
         return payload["pull_request"]
 
     def update_pull(
@@ -323,33 +276,26 @@ class GitHubSim:
             if not item.is_pull:
                 raise SimError(f"{repo}#{number} is an issue, not a pull request")
             self._bump(item)
-            events = []
-            changes: dict[str, Any] = {}
-            if title is not None and title != item.title:
-                changes["title"], item.title = {"from": item.title}, title
-            if body is not None and body != item.body:
-                changes["body"], item.body = {"from": item.body}, body
-            if changes:
-                events.append(self._pull_event("edited", item, changes=changes))
+            events = self._edit(item, title, body)
             if push:
                 before = item.head_sha
                 item.head_sha = data.sha(repo, number, item.updated_at)
                 item.commits += 1
                 item.additions += 5
-                events.append(self._pull_event("synchronize", item, before=before, after=item.head_sha))
+                events.append(self._event("synchronize", item, before=before, after=item.head_sha))
             if merged or state == "closed":
                 if item.state != "closed":
                     item.state, item.closed_at, item.draft = "closed", item.updated_at, False
                     if merged:
                         item.merged_at = item.updated_at
                         item.merge_commit_sha = data.sha(repo, number, "merge")
-                    events.append(self._pull_event("closed", item))
+                    events.append(self._event("closed", item))
             elif state == "open" and item.state == "closed" and item.merged_at is None:
                 item.state, item.closed_at = "open", None
-                events.append(self._pull_event("reopened", item))
+                events.append(self._event("reopened", item))
             result = self.pull_json(item, self.bases())
         for payload in events:
-            self._deliver("pull_request", payload)
+            self.webhooks.send(self.webhook_url, "pull_request", payload)
         return result
 
     def mutate_random(self, n: int, rng: random.Random | None = None) -> list[str]:
@@ -404,123 +350,39 @@ class GitHubSim:
                 return n
         raise SimError(f"user {login} does not exist")
 
+    def _edit(self, item: SimItem, title: str | None, body: str | None) -> list[dict[str, Any]]:
+        """Retitle and rewrite item; the `edited` event that says what changed, if anything did."""
+        changes: dict[str, Any] = {}
+        if title is not None and title != item.title:
+            changes["title"], item.title = {"from": item.title}, title
+        if body is not None and body != item.body:
+            changes["body"], item.body = {"from": item.body}, body
+        return [self._event("edited", item, changes=changes)] if changes else []
+
     # --- webhooks ------------------------------------------------------------------------
 
-    def _envelope(self, action: str, repo: str) -> dict[str, Any]:
+    def _event(self, action: str, item: SimItem, **extra: Any) -> dict[str, Any]:
         b = self.bases()
-        org = data.org_json(b, len(self.repos))
-        return {
-            "action": action,
-            "repository": self.repo_json(repo, b),
-            "organization": {
-                k: org[k]
-                for k in (
-                    "login",
-                    "id",
-                    "node_id",
-                    "url",
-                    "repos_url",
-                    "events_url",
-                    "hooks_url",
-                    "issues_url",
-                    "members_url",
-                    "public_members_url",
-                    "avatar_url",
-                    "description",
-                )
-            },
-            "sender": data.user_json(self.people[0], b),
-        }
+        return render.event_json(action, item, self.people, b, self.repo_json(item.repo, b), len(self.repos), **extra)
 
-    def _issue_event(self, action: str, item: SimItem, **extra: Any) -> dict[str, Any]:
-        payload = self._envelope(action, item.repo)
-        return {
-            "action": action,
-            "issue": self.issue_json(item, self.bases()),
-            **extra,
-            **{k: v for k, v in payload.items() if k != "action"},
-        }
-
-    def _pull_event(self, action: str, item: SimItem, **extra: Any) -> dict[str, Any]:
-        payload = self._envelope(action, item.repo)
-        return {
-            "action": action,
-            "number": item.number,
-            "pull_request": self.pull_json(item, self.bases()),
-            **extra,
-            **{k: v for k, v in payload.items() if k != "action"},
-        }
-
-    def signed_headers(self, event: str, body: bytes) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "X-GitHub-Event": event,
-            "X-GitHub-Delivery": str(uuid.UUID(int=random.getrandbits(128), version=4)),
-            "X-GitHub-Hook-ID": str(HOOK_ID),
-            "X-GitHub-Hook-Installation-Target-Type": "organization",
-            "X-GitHub-Hook-Installation-Target-ID": str(data.ORG_ID),
-            "User-Agent": "GitHub-Hookshot/4d63832",
-        }
-        if self.webhook_secret:
-            key = self.webhook_secret.encode()
-            headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-            headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
-        return headers
+    @property
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery made: event, action, delivery (its id), headers, body, status, error, fault."""
+        return self.webhooks.deliveries
 
     def set_webhook_faults(self, faults: WebhookFaults | None = None, **shares: Any) -> None:
         """From the next delivery on, drop, duplicate, replay or reorder a seeded share of
         webhooks, e.g. set_webhook_faults(drop=0.3, reorder=0.2, seed=4). None of them: off."""
-        self.outbox.configure(faults or WebhookFaults(**shares))
+        self.webhooks.outbox.configure(faults or WebhookFaults(**shares))
 
     def flush_webhooks(self) -> None:
         """Send the deliveries held back for reordering now."""
-        for message, fault in self.outbox.flush():
-            self._post(message, fault)
-
-    def _deliver(self, event: str, payload: dict[str, Any]) -> None:
-        """Hand one delivery to the outbox and send what it says (see outbox.Outbox)."""
-        body = json.dumps(payload).encode()
-        message = Outgoing(event, body, self.signed_headers(event, body), {"action": payload.get("action")})
-        for step, fault in self.outbox.submit(message):
-            self._post(step, fault)
-
-    def _renew_delivery(self, message: Outgoing) -> Outgoing:
-        return Outgoing(message.event, message.body, self.signed_headers(message.event, message.body), message.about)
-
-    def _post(self, message: Outgoing, fault: str | None) -> None:
-        """POST one delivery to webhook_url (if any, and unless dropped) and record how it went."""
-        headers = message.headers
-        record: dict[str, Any] = {
-            "event": message.event,
-            "action": message.about.get("action"),
-            "delivery": headers["X-GitHub-Delivery"],
-            "headers": headers,
-            "body": message.body,
-            "status": None,
-            "error": None,
-            "fault": fault,
-        }
-        if fault == "dropped":
-            record["error"] = "dropped by the simulator's webhook faults"
-        elif self.webhook_url:
-            try:
-                record["status"] = (
-                    self._hook_client().post(self.webhook_url, content=message.body, headers=headers).status_code
-                )
-            except httpx.HTTPError as error:
-                record["error"] = f"{type(error).__name__}: {error}"
-        with self.lock:
-            self.deliveries.append(record)
-
-    def _hook_client(self) -> httpx.Client:
-        # One client for all deliveries: building one per request costs ~0.1 s (TLS setup).
-        with self.lock:
-            if self._client is None:
-                self._client = httpx.Client(timeout=10)
-            return self._client
+        self.webhooks.flush(self.webhook_url)
 
     @property
     def app(self) -> FastAPI:
         if self._app is None:
+            from opsync_simulators.github_app import create_app
+
             self._app = create_app(self)
         return self._app

@@ -1,58 +1,32 @@
 """A fake Jira Cloud: seeded issues, search/jql paging, mutations that send real webhooks, faults.
 
 JiraSim holds the state behind a lock, because tests mutate it from their own thread while
-uvicorn serves it from another. The HTTP surface lives in jira_app.py.
+uvicorn serves it from another. Edits to an issue's fields are applied in jira_changes.py,
+issues rendered in jira_render.py and webhooks sent by jira_webhooks.py; the HTTP surface
+lives in jira_app.py.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-import hashlib
-import hmac
 import json
 import random
 import threading
-import uuid
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from opsync_simulators import jira_data as data
+from opsync_simulators.clock import Clock, to_ms
 from opsync_simulators.faults import Fault, Faults
-from opsync_simulators.jira_data import UTC, SimIssue
+from opsync_simulators.jira_changes import apply_changes
+from opsync_simulators.jira_data import SimIssue
 from opsync_simulators.jira_jql import JqlError, parse, sort_key
-from opsync_simulators.outbox import Outbox, Outgoing, WebhookFaults
+from opsync_simulators.jira_render import render_issue
+from opsync_simulators.jira_webhooks import Delivery, WebhookSender, webhook_body
+from opsync_simulators.outbox import WebhookFaults
 from opsync_simulators.truth import Truth, TruthRecord
 from opsync_simulators.world import SimPerson, people
-
-EDITABLE = {
-    "summary",
-    "status",
-    "priority",
-    "assignee",
-    "labels",
-    "description",
-    "story_points",
-    "duedate",
-    "issuetype",
-}
-
-
-@dataclass
-class Delivery:
-    """One webhook POST the sim made, as a test sees it."""
-
-    identifier: str
-    event: str
-    issue_id: str
-    body: bytes
-    headers: dict[str, str]
-    status_code: int | None = None
-    error: str | None = None
-    fault: str | None = None  # what the webhook faults did to it (outbox.Outbox), if anything
 
 
 class NotFound(LookupError):
@@ -73,12 +47,11 @@ class JiraSim:
     ) -> None:
         """now: the moment the seeded history leads up to (default: the current UTC time); pin
         it for data that is the same on every run. Changes made later happen on the wall clock."""
-        self.webhook_url = webhook_url
-        self.webhook_secret = webhook_secret
+        self.webhook_url = webhook_url  # None: no webhooks; a test may point it at a hub later
         self.credentials = credentials  # None: any non-empty email and token
         self.site_url = site_url  # the base of `self` links in webhook bodies
         self.people: list[SimPerson] = people()
-        seeded_until = data.to_ms((now or datetime.now(UTC)).astimezone(UTC))
+        seeded_until = to_ms((now or datetime.now(UTC)).astimezone(UTC))
         self.projects = data.make_projects(tuple(key.upper() for key in projects), seeded_until)
         self._rank = {key: project.rank for key, project in self.projects.items()}
         self._lock = threading.RLock()
@@ -90,11 +63,10 @@ class JiraSim:
         self._next_id = data.FIRST_ISSUE_ID + issues
         # changelog ids are unique across issues, as Jira's are; above every seeded one
         self._next_history_id = self._next_id * 10
-        self._last_time = max((issue.updated for issue in generated), default=seeded_until)
+        self._clock = Clock(max((issue.updated for issue in generated), default=seeded_until))
         self._deleted: dict[int, SimIssue] = {}
         self.faults = Faults()
-        self.outbox = Outbox(self._renew_delivery)
-        self.deliveries: list[Delivery] = []
+        self.webhooks = WebhookSender(webhook_secret)
         self.api_requests = 0  # counted by the app; lets tests assert request economy
         self._app: Any = None
 
@@ -110,13 +82,7 @@ class JiraSim:
 
     def now(self) -> datetime:
         """Wall-clock time to the millisecond, strictly increasing, so every change sorts last."""
-        with self._lock:
-            moment = datetime.now(UTC)
-            moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-            if moment <= self._last_time:
-                moment = self._last_time + timedelta(milliseconds=1)
-            self._last_time = moment
-            return moment
+        return self._clock.now()
 
     def issue_by_id(self, issue_id: int) -> SimIssue | None:
         return self._issues.get(issue_id)
@@ -165,7 +131,7 @@ class JiraSim:
         expand: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, Any]:
         with self._lock:
-            return data.render_issue(issue, self, version, base or self.site_url, fields, set(expand))
+            return render_issue(issue, self, version, base or self.site_url, fields, set(expand))
 
     def search(
         self,
@@ -191,7 +157,7 @@ class JiraSim:
             page = matched[start : start + limit]
             body: dict[str, Any] = {
                 "issues": [
-                    data.render_issue(self._issues[issue_id], self, version, base, fields, expand, in_search=True)
+                    render_issue(self._issues[issue_id], self, version, base, fields, expand, in_search=True)
                     for _, issue_id in page
                 ]
             }
@@ -246,11 +212,11 @@ class JiraSim:
                 parent=self.find(parent).id if parent is not None else None,
             )
             self._next_id += 1
-            self._apply(issue, {"issuetype": issuetype, **changes})
+            apply_changes(issue, {"issuetype": issuetype, **changes}, self.people, at)
             issue.histories.clear()  # a new issue has no history yet
             self._issues[issue.id] = issue
-            body = self._webhook_body("jira:issue_created", "issue_created", issue, at)
-        self._send(body, "jira:issue_created", issue.id)
+            body = webhook_body(self, "jira:issue_created", "issue_created", issue, at)
+        self.webhooks.send(self.webhook_url, "jira:issue_created", body, issue.id)
         return self.render(issue)
 
     def update_issue(self, id_or_key: str | int, **changes: Any) -> dict[str, Any]:
@@ -260,7 +226,7 @@ class JiraSim:
         with self._lock:
             issue = self.find(id_or_key)
             at = self.now()
-            items = self._apply(issue, changes)
+            items = apply_changes(issue, changes, self.people, at)
             issue.updated = at
             history_id = str(self._next_history_id)
             self._next_history_id += 1
@@ -269,8 +235,9 @@ class JiraSim:
             event_type = (
                 "issue_generic" if "status" in names else "issue_assigned" if names == {"assignee"} else "issue_updated"
             )
-            body = self._webhook_body("jira:issue_updated", event_type, issue, at, {"id": history_id, "items": items})
-        self._send(body, "jira:issue_updated", issue.id)
+            changelog = {"id": history_id, "items": items}
+            body = webhook_body(self, "jira:issue_updated", event_type, issue, at, changelog)
+        self.webhooks.send(self.webhook_url, "jira:issue_updated", body, issue.id)
         return self.render(issue)
 
     def delete_issue(self, id_or_key: str | int, silent: bool = False) -> None:
@@ -279,9 +246,9 @@ class JiraSim:
             issue = self.find(id_or_key)
             del self._issues[issue.id]
             self._deleted[issue.id] = issue
-            body = self._webhook_body("jira:issue_deleted", "issue_deleted", issue, self.now())
+            body = webhook_body(self, "jira:issue_deleted", "issue_deleted", issue, self.now())
         if not silent:
-            self._send(body, "jira:issue_deleted", issue.id)
+            self.webhooks.send(self.webhook_url, "jira:issue_deleted", body, issue.id)
 
     def mutate_random(self, n: int, rng: random.Random) -> list[str]:
         """n realistic changes (mostly workflow moves and reassignments, some new issues)."""
@@ -312,173 +279,20 @@ class JiraSim:
             changed.append(str(issue.id))
         return changed
 
-    def _person(self, who: str | None) -> int | None:
-        if who is None:
-            return None
-        for index, person in enumerate(self.people):
-            if who in (person.email, person.account_id, person.display_name):
-                return index
-        raise ValueError(f"no person {who!r} in the simulated world")
-
-    def _apply(self, issue: SimIssue, changes: dict[str, Any]) -> list[dict[str, Any]]:
-        """Set fields; return the changelog items Jira would record."""
-        unknown = set(changes) - EDITABLE
-        if unknown:
-            raise ValueError(f"cannot set {sorted(unknown)}; editable fields are {sorted(EDITABLE)}")
-        items = []
-        for name, value in changes.items():
-            if name == "status" and value not in data.STATUSES:
-                raise ValueError(f"status {value!r} is not one of {list(data.STATUSES)}")
-            if name == "priority" and value not in data.PRIORITIES:
-                raise ValueError(f"priority {value!r} is not one of {list(data.PRIORITIES)}")
-            if name == "issuetype" and value not in data.ISSUE_TYPES:
-                raise ValueError(f"issuetype {value!r} is not one of {list(data.ISSUE_TYPES)}")
-            item = self._change(issue, name, value)
-            if item is not None:
-                items.append(item)
-        return items
-
-    def _change(self, issue: SimIssue, name: str, value: Any) -> dict[str, Any] | None:
-        def item(
-            field_name: str,
-            old: Any,
-            new: Any,
-            old_text: Any,
-            new_text: Any,
-            field_id: str | None = None,
-            fieldtype: str = "jira",
-        ) -> dict[str, Any]:
-            return {
-                "field": field_name,
-                "fieldtype": fieldtype,
-                "fieldId": field_id or field_name,
-                "from": old,
-                "fromString": old_text,
-                "to": new,
-                "toString": new_text,
-            }
-
-        if name == "status":
-            old = issue.status
-            issue.status = value
-            done = data.STATUSES[value][1] == "done"
-            issue.resolved = (issue.resolved or self._last_time) if done else None
-            return item("status", data.STATUSES[old][0], data.STATUSES[value][0], old, value)
-        if name == "assignee":
-            old_index, new_index = issue.assignee, self._person(value)
-            issue.assignee = new_index
-            account = lambda i: None if i is None else self.people[i].account_id  # noqa: E731
-            display = lambda i: None if i is None else self.people[i].display_name  # noqa: E731
-            return item("assignee", account(old_index), account(new_index), display(old_index), display(new_index))
-        if name == "priority":
-            old = issue.priority
-            issue.priority = value
-            return item("priority", data.PRIORITIES[old], data.PRIORITIES[value], old, value)
-        if name == "issuetype":
-            old = issue.issuetype
-            issue.issuetype = value
-            return item("issuetype", data.ISSUE_TYPES[old][0], data.ISSUE_TYPES[value][0], old, value)
-        if name == "labels":
-            old_labels, issue.labels = issue.labels, sorted(value)
-            return item("labels", None, None, " ".join(old_labels), " ".join(issue.labels))
-        if name == "description":
-            old_text = data.render_description(issue.description, "2")
-            issue.description = None if value is None else [value]
-            return item("description", None, None, old_text, value)
-        if name == "story_points":
-            old_points, issue.story_points = issue.story_points, value
-            return item(
-                "Story point estimate",
-                None,
-                None,
-                old_points and str(old_points),
-                value and str(value),
-                "customfield_10016",
-                "custom",
-            )
-        if name == "duedate":
-            old_due = issue.duedate
-            issue.duedate = value if value is None or isinstance(value, date) else date.fromisoformat(value)
-            return item(
-                "duedate",
-                old_due and old_due.isoformat(),
-                issue.duedate and issue.duedate.isoformat(),
-                old_due and old_due.isoformat(),
-                issue.duedate and issue.duedate.isoformat(),
-            )
-        old_summary, issue.summary = issue.summary, value
-        return item("summary", None, None, old_summary, value)
-
     # --- webhooks ------------------------------------------------------------------------
 
-    def _webhook_body(
-        self, event: str, event_type: str, issue: SimIssue, at: datetime, changelog: dict[str, Any] | None = None
-    ) -> bytes:
-        body: dict[str, Any] = {
-            "timestamp": int(at.timestamp() * 1000),
-            "webhookEvent": event,
-            "issue_event_type_name": event_type,
-            "user": data.render_user(self.people[0], self.site_url),
-            "issue": data.render_issue(issue, self, "2", self.site_url),  # webhooks carry v2
-        }
-        if changelog is not None:
-            body["changelog"] = changelog
-        return json.dumps(body).encode()
+    @property
+    def deliveries(self) -> list[Delivery]:
+        return self.webhooks.deliveries
 
     def set_webhook_faults(self, faults: WebhookFaults | None = None, **shares: Any) -> None:
         """From the next delivery on, drop, duplicate, replay or reorder a seeded share of
         webhooks, e.g. set_webhook_faults(drop=0.3, reorder=0.2, seed=4). None of them: off."""
-        self.outbox.configure(faults or WebhookFaults(**shares))
+        self.webhooks.outbox.configure(faults or WebhookFaults(**shares))
 
     def flush_webhooks(self) -> None:
         """Send the deliveries held back for reordering now."""
-        for message, fault in self.outbox.flush():
-            self._post(message, fault)
-
-    def _send(self, body: bytes, event: str, issue_id: int) -> None:
-        if self.webhook_url is None:
-            return
-        message = Outgoing(event, body, self._headers(body), {"issue_id": str(issue_id)})
-        for step, fault in self.outbox.submit(message):
-            self._post(step, fault)
-
-    def _headers(self, body: bytes) -> dict[str, str]:
-        headers = {
-            "Content-Type": "application/json",
-            "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
-            "X-Atlassian-Webhook-Flow": "Primary",
-            "X-Atlassian-Webhook-Retry": "0",
-            "User-Agent": "Atlassian Webhook HTTP Client",
-        }
-        if self.webhook_secret:
-            digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
-            headers["X-Hub-Signature"] = f"sha256={digest}"
-        return headers
-
-    def _renew_delivery(self, message: Outgoing) -> Outgoing:
-        return Outgoing(message.event, message.body, self._headers(message.body), message.about)
-
-    def _post(self, message: Outgoing, fault: str | None) -> None:
-        headers = message.headers
-        delivery = Delivery(
-            headers["X-Atlassian-Webhook-Identifier"],
-            message.event,
-            message.about["issue_id"],
-            message.body,
-            headers,
-            fault=fault,
-        )
-        if fault == "dropped":
-            delivery.error = "dropped by the simulator's webhook faults"
-        elif self.webhook_url is not None:
-            try:
-                delivery.status_code = httpx.post(
-                    self.webhook_url, content=message.body, headers=headers, timeout=10
-                ).status_code
-            except httpx.HTTPError as error:
-                delivery.error = repr(error)
-        with self._lock:
-            self.deliveries.append(delivery)
+        self.webhooks.flush(self.webhook_url)
 
 
 def encode_token(key: tuple[int, ...]) -> str:

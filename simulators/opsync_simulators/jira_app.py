@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from opsync_simulators import jira_data as data
-from opsync_simulators.jira import Fault, JiraSim, NotFound
+from opsync_simulators.admin import admin_routes, webhook_routes
+from opsync_simulators.jira import JiraSim, NotFound
 from opsync_simulators.jira_jql import JqlError
-from opsync_simulators.outbox import WebhookFaults
+from opsync_simulators.jira_render import FIELD_LIST, jira_time, render_project, render_user
 
 VERSIONS = ("2", "3", "latest")
 ID_ONLY = {"id", "key", "issuekey"}
@@ -69,7 +68,7 @@ class FaultInjection:
             headers = {}
             if fault.status == 429:
                 retry_after = fault.retry_after if fault.retry_after is not None else 1
-                reset = datetime.now(data.UTC) + timedelta(seconds=retry_after)
+                reset = datetime.now(UTC) + timedelta(seconds=retry_after)
                 headers = {
                     "Retry-After": str(int(retry_after) if float(retry_after).is_integer() else retry_after),
                     "X-RateLimit-Limit": "100",
@@ -157,7 +156,7 @@ def create_app(sim: JiraSim) -> FastAPI:
             "deploymentType": "Cloud",
             "buildNumber": 100280,
             "buildDate": "2025-01-06T10:00:00.000+0000",
-            "serverTime": data.jira_time(sim.now()),
+            "serverTime": jira_time(sim.now()),
             "scmInfo": "5d6f4e0c1f3b2a9d8e7c6b5a4f3e2d1c0b9a8f7e",
             "serverTitle": "Jira",
             "defaultLocale": {"locale": "en_US"},
@@ -169,7 +168,7 @@ def create_app(sim: JiraSim) -> FastAPI:
         base = str(request.base_url).rstrip("/")
         for person in sim.people:
             if person.email == email:
-                return data.render_user(person, base)
+                return render_user(person, base)
         return {
             "self": f"{base}/rest/api/2/user?accountId=557058:sim-api-user",
             "accountId": "557058:sim-api-user",
@@ -193,13 +192,13 @@ def create_app(sim: JiraSim) -> FastAPI:
             "startAt": startAt,
             "total": len(projects),
             "isLast": startAt + maxResults >= len(projects),
-            "values": [{**data.render_project(p, base), "style": "classic", "isPrivate": False} for p in page],
+            "values": [{**render_project(p, base), "style": "classic", "isPrivate": False} for p in page],
         }
 
     @app.get("/rest/api/{version}/field")
     def fields(version: str, request: Request) -> list[dict[str, Any]]:
         api(sim, request, version)
-        return data.FIELD_LIST
+        return FIELD_LIST
 
     def search(version: str, request: Request, params: dict[str, Any]) -> dict[str, Any]:
         rest_version, base = api(sim, request, version)
@@ -253,54 +252,8 @@ def create_app(sim: JiraSim) -> FastAPI:
 
     # --- admin: not part of Jira ---------------------------------------------------------
 
-    @app.post("/_sim/faults", status_code=204)
-    def add_fault(fault: dict[str, Any] = Body(...)) -> Response:
-        try:
-            sim.inject(Fault(**fault))
-        except TypeError as error:
-            raise JiraError(400, f"bad fault: {error}") from None
-        return Response(status_code=204)
-
-    @app.get("/_sim/faults")
-    def list_faults() -> dict[str, Any]:
-        return {"queued": [fault.as_json() for fault in sim.faults.pending()], "paused": sim.faults.paused()}
-
-    @app.delete("/_sim/faults", status_code=204)
-    def clear_faults() -> Response:
-        sim.faults.clear()
-        return Response(status_code=204)
-
-    @app.put("/_sim/fault-rate")
-    def fault_rate(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        try:
-            kinds = [Fault(**kind) for kind in body.get("faults", [])]
-            sim.faults.set_rate(float(body["share"]), kinds, int(body.get("seed", 0)))
-        except (KeyError, TypeError, ValueError) as error:
-            raise JiraError(400, f"bad fault rate (share, faults, seed): {error}") from None
-        return body
-
-    @app.post("/_sim/faults/resume", status_code=204)
-    def resume() -> Response:
-        sim.faults.resume()
-        return Response(status_code=204)
-
-    @app.put("/_sim/webhook-faults")
-    def webhook_faults(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        try:
-            sim.set_webhook_faults(WebhookFaults(**body))
-        except (TypeError, ValueError) as error:
-            raise JiraError(400, f"bad webhook faults: {error}") from None
-        return {**body, "held": sim.outbox.held()}
-
-    @app.post("/_sim/webhook-faults/flush")
-    def flush_webhooks() -> dict[str, Any]:
-        held = sim.outbox.held()
-        sim.flush_webhooks()
-        return {"sent": held}
-
-    @app.get("/_sim/truth")
-    def truth() -> dict[str, Any]:
-        return sim.truth().as_json()
+    app.include_router(admin_routes(sim, jira_error))
+    app.include_router(webhook_routes(sim, jira_error))
 
     @app.post("/_sim/issues", status_code=201)
     def admin_create(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
@@ -320,20 +273,5 @@ def create_app(sim: JiraSim) -> FastAPI:
     def admin_delete(id_or_key: str, silent: bool = False) -> Response:
         sim.delete_issue(id_or_key, silent)
         return Response(status_code=204)
-
-    @app.get("/_sim/deliveries")
-    def admin_deliveries() -> list[dict[str, Any]]:
-        return [
-            {
-                "identifier": d.identifier,
-                "event": d.event,
-                "issue_id": d.issue_id,
-                "status_code": d.status_code,
-                "error": d.error,
-                "fault": d.fault,
-                "body": json.loads(d.body),
-            }
-            for d in sim.deliveries
-        ]
 
     return app
