@@ -202,7 +202,7 @@ def test_a_request_without_a_token_gets_a_declared_401(hub, document, method, pa
 
 @pytest.mark.parametrize("method, path", sorted(SCOPE))
 def test_a_token_without_the_scope_gets_a_declared_403(hub, document, read_token, method, path):
-    url = path.format(connection_id="jira")
+    url = path.format(connection_id="jira", kind="jira", version=1)
     answer = httpx.request(
         method,
         hub.url + url,
