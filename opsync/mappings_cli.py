@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.progress import Progress, TaskID
 from rich.table import Table
 from sqlmodel import Session, col, select
 
@@ -93,9 +94,11 @@ def _apply(config: Path | None, mapping: Mapping) -> None:
                 lease, run_id = await start_remap(hub, connection_id)
                 with progress_bar() as bar:
                     task = bar.add_task(f"re-mapping {connection_id}", total=None)
-                    result = await remap_connection(
-                        hub, connection_id, lease, run_id, progress=lambda n, t=task: bar.update(t, completed=n)
-                    )
+
+                    def advance(done: int, task: TaskID = task, bar: Progress = bar) -> None:
+                        bar.update(task, completed=done)
+
+                    result = await remap_connection(hub, connection_id, lease, run_id, progress=advance)
                 console.print(
                     f"{connection_id}: {result.status}, {result.updated} changed, {result.created} created,"
                     f" {result.unchanged} unchanged, {result.failed} failing"
