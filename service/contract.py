@@ -164,6 +164,15 @@ class FetchesOne(ABC):
         """
 
 
+class NamesFields(ABC):
+    """The capability to list the tool's fields by name, so that a mapping may name a field
+    (field('Story Points')) where the tool knows it by an id (customfield_10016)."""
+
+    @abstractmethod
+    async def field_names(self) -> dict[str, str]:
+        """Each field's name -> its id."""
+
+
 class ReceivesWebhooks(ABC):
     """The capability to receive webhooks: POST /api/v1/webhooks/{connection_id}[/{event}].
 

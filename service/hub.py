@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from opsync import mappings as shipped_mappings
 from opsync.service.clock import now
@@ -17,6 +18,7 @@ from opsync.service.contract import (
     ConnectionSettings,
     Connector,
     FetchesOne,
+    NamesFields,
     Pulls,
     ReceivesWebhooks,
     Unsupported,
@@ -77,9 +79,43 @@ class Hub:
         custom = self.settings.mappings_dir / f"{kind}.yaml" if self.settings.mappings_dir else None
         return custom if custom and custom.exists() else connector_class(kind).default_mapping()
 
+    def fields_of(self, kind: str) -> dict[str, str] | None:
+        """The field list the kind's tools gave (name -> id), None if none was fetched yet."""
+        with Session(self.engine) as session:
+            lists = session.exec(
+                select(Connection.field_names).where(Connection.kind == kind, col(Connection.field_names).is_not(None))
+            ).all()
+        return {name: id_ for names in lists if names for name, id_ in names.items()} or None
+
+    async def learn_fields(self, connection_id: str) -> None:
+        """Fetch the tool's field list (if it names fields) and keep it; the mapping in use is
+        compiled again with it if it changed, so that fields named in the mapping resolve."""
+        connector = self.connector(connection_id)
+        if not isinstance(connector, NamesFields):
+            return
+        try:
+            names = await connector.field_names()
+        except Exception as error:  # a mapping naming fields warns; the pull goes on
+            log.warning("could not read the field list of %s: %s", connection_id, error)
+            return
+        kind = self.connections[connection_id].kind
+
+        def keep() -> bool:
+            with Session(self.engine) as session:
+                connection = session.get_one(Connection, connection_id)
+                if connection.field_names == names:
+                    return False
+                connection.field_names = names
+                session.add(connection)
+                session.commit()
+                return True
+
+        if await asyncio.to_thread(keep) and kind in self.mappings:
+            self.mappings[kind] = await asyncio.to_thread(self._load_version, self.mappings[kind].version_id)
+
     def _use_applied_or_default(self, kind: str) -> None:
         """The version applied on this database, or on first start the default file, applied."""
-        default = load_mapping(self.default_mapping_file(kind))
+        default = load_mapping(self.default_mapping_file(kind), fields_by_name=self.fields_of(kind))
         with Session(self.engine) as session:
             applied = session.get(AppliedMapping, kind)
         if applied is None:
@@ -97,7 +133,11 @@ class Hub:
     def _load_version(self, version_id: int) -> ActiveMapping:
         with Session(self.engine) as session:
             version = session.get_one(MappingVersion, version_id)
-        mapping = parse_mapping(f"{version.kind} mapping, version {version_id}", version.content)
+        mapping = parse_mapping(
+            f"{version.kind} mapping, version {version_id}",
+            version.content,
+            fields_by_name=self.fields_of(version.kind),
+        )
         return ActiveMapping(mapping, version_id)
 
     def apply_mapping(self, mapping: Mapping, by: str | None = None) -> int:

@@ -202,6 +202,7 @@ class Connection(SQLModel, table=True):
     # the newest received_at of the deliveries pruned from the inbox: a body signed before
     # then may have been pruned, so it is refused rather than applied again
     pruned_through: datetime | None = time_field()
+    field_names: dict[str, str] | None = json_field()  # the tool's fields, name -> id (NamesFields)
 
 
 class PullLease(SQLModel, table=True):

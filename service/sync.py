@@ -155,6 +155,7 @@ async def sync_connection(
 async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress | None) -> SyncRun:
     connection_id = pull.connection_id
     keeper = asyncio.create_task(pull.lease.keep())
+    await hub.learn_fields(connection_id)  # a mapping may name the tool's fields
     errors: list[str] = []
     counts, fetched, failed = Counts(), 0, 0
     status, error = RunStatus.FAILED, None

@@ -157,3 +157,15 @@ def test_a_preview_lists_the_values_that_fall_to_a_default(mapped):
     body = mapped.hub.client.post("/api/v1/mappings/jira/preview", content=candidate, headers=YAML).json()
     assert body["defaults"] == {"records.issue.fields.priority": {"Medium": medium}}
     assert body["would_change"] == medium  # medium became the default, none
+
+
+def test_a_field_named_by_its_name_resolves_through_the_tools_field_list(mapped):
+    text = mapped.hub.client.get("/api/v1/mappings/jira").json()["text"]
+    assert "estimate: fields.customfield_10016" in text
+    by_name = text.replace("estimate: fields.customfield_10016", "estimate: fields.field('Story point estimate')")
+    body = mapped.hub.client.post("/api/v1/mappings/jira/preview", content=by_name, headers=YAML).json()
+    assert (body["read"], body["would_change"], body["failures"]) == (80, 0, [])  # the same field, by its name
+    misspelt = text.replace("estimate: fields.customfield_10016", "estimate: fields.field('Story points estimate')")
+    answer = mapped.hub.client.post("/api/v1/mappings/jira/preview", content=misspelt, headers=YAML)
+    assert answer.status_code == 422
+    assert "Story point estimate" in answer.json()["errors"][0]["problem"]  # the close match is named

@@ -43,13 +43,13 @@ def _kind(hub: Hub, kind: str) -> str:
     return kind
 
 
-async def _candidate(request: Request, kind: str) -> Mapping:
+async def _candidate(request: Request, hub: Hub, kind: str) -> Mapping:
     body = await request.body()
     if len(body) > MAX_MAPPING_BYTES:
         raise Problem(413, f"the mapping is {len(body)} bytes; at most {MAX_MAPPING_BYTES} are accepted")
     try:
         text = body.decode("utf-8")
-        mapping = parse_mapping(f"{kind}.yaml (request body)", text)
+        mapping = parse_mapping(f"{kind}.yaml (request body)", text, fields_by_name=hub.fields_of(kind))
     except UnicodeDecodeError:
         raise _invalid("the mapping is not UTF-8 text") from None
     except MappingError as error:
@@ -141,7 +141,7 @@ async def preview_mapping(
     hub: Hub = Depends(get_hub),
 ) -> dict[str, Any]:
     """What applying this mapping would change in the stored records, writing nothing."""
-    mapping = await _candidate(request, _kind(hub, kind))
+    mapping = await _candidate(request, hub, _kind(hub, kind))
     if connection_id is not None and hub.connections.get(connection_id, None) is None:
         raise Problem(404, f"no connection {connection_id!r} of kind {kind!r}")
     result = await asyncio.to_thread(
@@ -175,7 +175,7 @@ async def apply_mapping(
 ) -> dict[str, Any]:
     """Store the mapping as a version, use it from now on, and re-map every stored record of
     the kind from its raw record in the background (one remap run per connection)."""
-    mapping = await _candidate(request, _kind(hub, kind))
+    mapping = await _candidate(request, hub, _kind(hub, kind))
     return await _apply(request, hub, mapping, by)
 
 
@@ -215,4 +215,5 @@ async def apply_version(
         stored = session.get(MappingVersion, version)
     if stored is None or stored.kind != kind:
         raise Problem(404, f"no version {version} of the {kind} mapping")
-    return await _apply(request, hub, parse_mapping(f"{kind} mapping, version {version}", stored.content), by)
+    again = parse_mapping(f"{kind} mapping, version {version}", stored.content, fields_by_name=hub.fields_of(kind))
+    return await _apply(request, hub, again, by)

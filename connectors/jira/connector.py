@@ -26,6 +26,7 @@ from opsync.service.contract import (
     FatalError,
     FetchesOne,
     Listing,
+    NamesFields,
     PullPage,
     Pulls,
     RawRecord,
@@ -66,7 +67,7 @@ class JiraSettings(ConnectionSettings):
         return cleaned
 
 
-class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
+class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields):
     kind = "jira"
     delivery_headers = ("x-atlassian-webhook-identifier", "x-atlassian-webhook-flow", "x-atlassian-webhook-retry")
     settings_model = JiraSettings
@@ -140,6 +141,11 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
             token = result.get("nextPageToken")
             if result.get("isLast", True) or not token:
                 return ids
+
+    async def field_names(self) -> dict[str, str]:
+        """GET /rest/api/3/field: every system and custom field, name -> id."""
+        fields = await self._call(lambda client: client.fields())
+        return {str(f["name"]): str(f["id"]) for f in fields if f.get("name") and f.get("id")}
 
     async def fetch_one(
         self, record_type: str, external_id: str, known: dict[str, Any] | None = None
