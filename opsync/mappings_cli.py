@@ -28,6 +28,12 @@ def _load(file: Path) -> Mapping:
         raise  # _fail exits; this tells the type checker
 
 
+def _with_fields(hub: Any, mapping: Mapping, label: str) -> Mapping:
+    """The mapping compiled with the field list the hub keeps for its kind (field('Name'))."""
+    names = hub.fields_of(mapping.kind)
+    return parse_mapping(label, mapping.source, fields_by_name=names) if names else mapping
+
+
 def _who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()} (opsync mappings)"
 
@@ -63,7 +69,8 @@ def mappings_preview(
     try:
         if mapping.kind not in hub.mappings:
             fail(f"no connection of kind {mapping.kind!r} in the config")
-        result = preview(hub, mapping, connection_id=connection, record_type=record_type, sample=sample)
+        candidate = _with_fields(hub, mapping, str(file))
+        result = preview(hub, candidate, connection_id=connection, record_type=record_type, sample=sample)
     finally:
         asyncio.run(hub.close())
     console.print(
@@ -80,7 +87,7 @@ def mappings_preview(
         console.print(f"[red]fails:[/red] {failure}")
 
 
-def _apply(config: Path | None, mapping: Mapping) -> None:
+def _apply(config: Path | None, mapping: Mapping, label: str) -> None:
     from opsync.service.remap import remap_connection, start_remap
 
     async def run() -> None:
@@ -88,7 +95,7 @@ def _apply(config: Path | None, mapping: Mapping) -> None:
         try:
             if mapping.kind not in hub.mappings:
                 fail(f"no connection of kind {mapping.kind!r} in the config")
-            version = await asyncio.to_thread(hub.apply_mapping, mapping, _who())
+            version = await asyncio.to_thread(hub.apply_mapping, _with_fields(hub, mapping, label), _who())
             console.print(f"the {mapping.kind} mapping in use is now version {version}")
             for connection_id in sorted(c for c, s in hub.connections.items() if s.kind == mapping.kind):
                 lease, run_id = await start_remap(hub, connection_id)
@@ -112,7 +119,7 @@ def _apply(config: Path | None, mapping: Mapping) -> None:
 @mappings_app.command("apply")
 def mappings_apply(file: Path, config: Path | None = ConfigOption) -> None:
     """Use FILE from now on, and re-map every stored record of its kind (no tool is asked)."""
-    _apply(config, _load(file))
+    _apply(config, _load(file), str(file))
 
 
 @mappings_app.command("versions")
@@ -156,4 +163,5 @@ def mappings_rollback(kind: str, version: int, config: Path | None = ConfigOptio
     if stored is None or stored.kind != kind:
         fail(f"no version {version} of the {kind} mapping (see: opsync mappings versions {kind})")
         return
-    _apply(config, parse_mapping(f"{kind} mapping, version {version}", stored.content))
+    label = f"{kind} mapping, version {version}"
+    _apply(config, parse_mapping(label, stored.content), label)
