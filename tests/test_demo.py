@@ -5,6 +5,7 @@ from the simulated tools itself."""
 from __future__ import annotations
 
 import io
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from statistics import mean, quantiles
 import httpx
 import pytest
 import yaml
+from pydantic import SecretStr
 from rich.console import Console
 from support.expected import PRODUCTS, tool_items
 
@@ -114,3 +116,75 @@ def test_one_person_has_identities_in_jira_github_and_confluence(demo):
     _, client = demo
     people = client.get("/api/v1/people", params={"limit": 500}).json()["items"]
     assert any({i["tool"] for i in p["identities"]} >= {"jira", "github", "confluence"} for p in people)
+
+
+def _asked(tools: Demo) -> tuple[int, int, int, int]:
+    """How many API requests each simulated tool has answered."""
+    return (
+        tools.jira.api_requests,
+        sum(tools.github.requests.values()),
+        tools.confluence.api_requests,
+        sum(tools.amplitude.requests.values()),
+    )
+
+
+def test_in_the_demo_a_status_moved_to_another_category_is_previewed_applied_and_rolled_back(
+    database_url: str, tmp_path
+):
+    """Issue 10's acceptance, in the demo: the records holding the status, and only those."""
+    with demo_tools(tmp_path, 0.05, Console(file=io.StringIO()), database_url=database_url) as tools:
+        bootstrap = "demo-admin-token-for-this-test"
+        settings = tools.settings.model_copy(update={"bootstrap_token": SecretStr(bootstrap)})
+        app = create_app(settings, load_config(tools.config_file))
+        with serving(app, lifespan="on") as url, httpx.Client(base_url=url, timeout=60) as client:
+            client.headers["Authorization"] = f"Bearer {bootstrap}"
+            moved = {i.key for i in tools.jira.issues() if i.status == "In Progress"}
+            assert moved
+            text = client.get("/api/v1/mappings/jira").json()["text"]
+            marker = "contains(['Won\\'t Do'"
+            candidate = text.replace(marker, "fields.status.name == 'In Progress' && 'done' || " + marker, 1)
+
+            def work_items() -> dict[str, dict]:
+                items = client.get("/api/v1/work-items", params={"limit": 500, "connection_id": "jira-acme"}).json()
+                return {i["key"]: i for i in items["items"]}
+
+            before, asked = work_items(), _asked(tools)
+            feed = client.get("/api/v1/changes", params={"after": 0, "limit": 1000}).json()
+            while feed["items"]:
+                last = feed["next_after"]
+                feed = client.get("/api/v1/changes", params={"after": last, "limit": 1000}).json()
+
+            headers = {"Content-Type": "application/yaml"}
+            preview = client.post("/api/v1/mappings/jira/preview", content=candidate, headers=headers).json()
+            assert preview["would_change"] == len(moved)
+            assert {c["external_id"] for c in preview["sample"]} <= {
+                str(i.id) for i in tools.jira.issues() if i.key in moved
+            }
+
+            applied = client.put("/api/v1/mappings/jira", content=candidate, headers=headers).json()
+            _finish(client, applied["runs"])
+            after = work_items()
+            assert {k for k in after if after[k]["status_category"] != before[k]["status_category"]} == moved
+            changes = client.get("/api/v1/changes", params={"after": last, "limit": 1000}).json()["items"]
+            assert sorted(c["entity_id"] for c in changes) == sorted(before[k]["id"] for k in moved)
+
+            _finish(
+                client, client.post(f"/api/v1/mappings/jira/versions/{applied['version'] - 1}/apply").json()["runs"]
+            )
+            restored = work_items()
+            for key, item in before.items():
+                assert {k: v for k, v in restored[key].items() if k not in ("synced_at",)} == {
+                    k: v for k, v in item.items() if k not in ("synced_at",)
+                }, key
+            assert _asked(tools) == asked  # no simulator was asked anything
+
+
+def _finish(client: httpx.Client, runs: list[dict]) -> None:
+    ids = {r["run_id"] for r in runs}
+    for _ in range(600):
+        found = [r for r in client.get("/api/v1/sync-runs").json() if r["id"] in ids]
+        if found and all(r["status"] == "succeeded" for r in found):
+            return
+        assert all(r["status"] in ("running", "succeeded") for r in found), found
+        time.sleep(0.05)
+    raise AssertionError(f"the remap runs did not finish: {runs}")
