@@ -187,6 +187,7 @@ class MappingPreview(BaseModel):
     sample: list[dict[str, Any]] = Field(description="some changes: entity, external_id, op, fields -> [now, then]")
     failures: list[str] = Field(description="records the candidate cannot map, and why")
     defaults: dict[str, dict[str, int]] = Field(description="field -> value that fell to the default -> records")
+    warnings: list[str] = Field(description="names that resolve to no field; map keys no stored value matches")
 
 
 class Identity(BaseModel):

@@ -39,16 +39,36 @@ def _who() -> str:
 
 
 @mappings_app.command("validate")
-def mappings_validate(files: list[Path]) -> None:
+def mappings_validate(
+    files: list[Path],
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="also warn of map keys no record stored on this hub's database matches"
+    ),
+) -> None:
     """Check mapping files; errors name the file, the line and the field."""
-    failed = False
+    from opsync.service.remap import stored_warnings
+
+    failed, valid = False, []
     for file in files:
         try:
-            load_mapping(file)
+            valid.append(load_mapping(file))
             console.print(f"[green]ok[/green] {file}")
         except MappingError as error:
             console.print(f"[red]error:[/red] {error}")
             failed = True
+    hub = open_hub(settings_for(config)) if config else None
+    try:
+        for mapping in valid:
+            stored = (
+                stored_warnings(hub, _with_fields(hub, mapping, mapping.file))
+                if hub and mapping.kind in hub.mappings
+                else []
+            )
+            for warning in [*mapping.warnings, *stored]:
+                console.print(f"[yellow]warning:[/yellow] {warning}")
+    finally:
+        if hub:
+            asyncio.run(hub.close())
     if failed:
         raise typer.Exit(1)
 

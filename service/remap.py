@@ -26,13 +26,14 @@ from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
 from opsync.service.leases import AlreadyRunning, Lease
 from opsync.service.logs import log_context
-from opsync.service.mapping import Mapping
+from opsync.service.mapping import Mapping, unmatched_map_keys
 from opsync.service.mapping_schema import map_key
 from opsync.service.models import Origin, RunMode, RunStatus, StoredPayload, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts
+from opsync.service.yamlfile import Problem
 
-__all__ = ["Preview", "preview", "remap_connection", "start_remap"]
+__all__ = ["Preview", "preview", "remap_connection", "start_remap", "stored_warnings"]
 
 log = logging.getLogger("opsync.remap")
 BATCH = 2000  # raw records read, mapped and written at a time
@@ -116,6 +117,7 @@ class Preview:
     sample: list[dict[str, Any]]  # the field-level diff of some records: fields -> [now, then]
     failures: list[str]  # records the candidate cannot map, and why
     defaults: dict[str, dict[str, int]]  # field -> value that fell to the field's default -> records
+    warnings: list[str]  # the file's own (unresolved field names), and map keys no stored value matches
 
     def as_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -134,6 +136,22 @@ def _fell_to_default(mapping: Mapping, batch: list[tuple[RawRecord, Origin]], fo
             value = map_key(chosen.expression(raw.payload))
             if value is not None and value not in chosen.value_map:
                 found.setdefault(chosen.path or f"{raw.record_type}.{chosen.name}", Counter())[str(value)] += 1
+
+
+def stored_warnings(
+    hub: Hub, mapping: Mapping, connection_id: str | None = None, record_type: str | None = None
+) -> list[Problem]:
+    """The map keys of mapping that no value of the stored raw records of its kind matches."""
+    connections = (
+        [connection_id] if connection_id else [c for c, s in hub.connections.items() if s.kind == mapping.kind]
+    )
+    payloads = (
+        (raw.record_type, raw.payload)
+        for connection in connections
+        for batch in _batches(hub, connection, record_type)
+        for raw, _ in batch
+    )
+    return unmatched_map_keys(mapping, payloads)
 
 
 def preview(
@@ -162,6 +180,7 @@ def preview(
         sample=outcome.changes,
         failures=outcome.failed[:sample],
         defaults={path: dict(values.most_common(20)) for path, values in sorted(defaults.items())},
+        warnings=[str(w) for w in (*mapping.warnings, *stored_warnings(hub, mapping, connection_id, record_type))],
     )
 
 

@@ -169,3 +169,11 @@ def test_a_field_named_by_its_name_resolves_through_the_tools_field_list(mapped)
     answer = mapped.hub.client.post("/api/v1/mappings/jira/preview", content=misspelt, headers=YAML)
     assert answer.status_code == 422
     assert "Story point estimate" in answer.json()["errors"][0]["problem"]  # the close match is named
+
+
+def test_a_preview_warns_of_map_keys_no_stored_record_matches(mapped):
+    text = mapped.hub.client.get("/api/v1/mappings/jira").json()["text"]
+    candidate = text.replace("Highest: critical,", "Highest: critical, Urgentissimo: critical,")
+    body = mapped.hub.client.post("/api/v1/mappings/jira/preview", content=candidate, headers=YAML).json()
+    [warning] = [w for w in body["warnings"] if "Urgentissimo" in w]
+    assert "records.issue.fields.priority.map.Urgentissimo" in warning and "'Medium'" in warning

@@ -64,6 +64,13 @@ def test_an_ops_engineer_previews_applies_and_rolls_back_a_mapping(tmp_path, dat
         assert opsync(tmp_path, database_url, "sync", "jira", "-c", str(config)).returncode == 0
         before, asked = categories(database_url), jira.api_requests
 
+        unmatched = tmp_path / "unmatched" / "jira.yaml"
+        unmatched.parent.mkdir()
+        unmatched.write_text(shipped.replace("Highest: critical,", "Highest: critical, Urgentissimo: critical,"))
+        checked = opsync(tmp_path, database_url, "mappings", "validate", str(unmatched), "-c", str(config))
+        assert checked.returncode == 0, checked.stderr
+        assert "warning:" in checked.stderr and "Urgentissimo" in checked.stderr
+
         preview = opsync(tmp_path, database_url, "mappings", "preview", str(candidate), "-c", str(config))
         assert preview.returncode == 0, preview.stderr
         assert f"{len(moved)} would change" in preview.stderr
