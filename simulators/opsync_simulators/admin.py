@@ -1,10 +1,10 @@
 """The /_sim admin routes every simulator serves alike; not part of any tool.
 
-admin_routes: faults for the API (queued, a seeded rate, pauses) and the truth tests compare a
-hub with. webhook_routes, for the simulators that send webhooks: their faults, flushing the
-deliveries held back, and the deliveries made. A bad request is answered in the tool's own
-error body (the `error` each simulator passes), so a client's error handling sees what it
-would see from the tool.
+admin_routes: faults for the API (queued, a seeded rate, pauses), the latency added to every
+API answer (latency.py) and the truth tests compare a hub with. webhook_routes, for the
+simulators that send webhooks: their faults, flushing the deliveries held back, and the
+deliveries made. A bad request is answered in the tool's own error body (the `error` each
+simulator passes), so a client's error handling sees what it would see from the tool.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse, Response
 
 from opsync_simulators.faults import Fault, Faults
+from opsync_simulators.latency import checked_latency
 from opsync_simulators.outbox import Outbox, WebhookFaults
 
 ErrorAnswer = Callable[[int, str], Response]  # the tool's error body: error(400, "bad fault: ...")
@@ -25,6 +26,7 @@ ErrorAnswer = Callable[[int, str], Response]  # the tool's error body: error(400
 
 class FaultedSim(Protocol):
     faults: Faults
+    latency_ms: float
 
     def inject(self, fault: Fault) -> None: ...
 
@@ -49,8 +51,9 @@ class HookedSim(Protocol):
 
 def admin_routes(sim: FaultedSim, error: ErrorAnswer, *, answer_with_queue: bool = False) -> APIRouter:
     """/_sim/faults (POST a fault, GET the queue, DELETE all), /_sim/faults/resume,
-    /_sim/fault-rate and /_sim/truth. answer_with_queue: a change to the faults is answered
-    with the queue as it now stands (GitHub's simulator) rather than 204 No Content."""
+    /_sim/fault-rate, /_sim/latency (GET, or PUT {"latency_ms": 150}) and /_sim/truth.
+    answer_with_queue: a change to the faults is answered with the queue as it now stands
+    (GitHub's simulator) rather than 204 No Content."""
     router = APIRouter(prefix="/_sim")
 
     def queued() -> dict[str, Any]:
@@ -89,6 +92,18 @@ def admin_routes(sim: FaultedSim, error: ErrorAnswer, *, answer_with_queue: bool
         except (KeyError, TypeError, ValueError) as exc:
             return error(400, f"bad fault rate (share, faults, seed): {exc}")
         return {"share": share, "faults": faults, "seed": seed}
+
+    @router.get("/latency")
+    def latency() -> dict[str, float]:
+        return {"latency_ms": sim.latency_ms}
+
+    @router.put("/latency")
+    def set_latency(body: dict[str, Any] = Body(...)) -> Any:
+        try:
+            sim.latency_ms = checked_latency(body["latency_ms"])
+        except (KeyError, TypeError, ValueError) as exc:
+            return error(400, f"bad latency (latency_ms, 0 to 60000): {exc}")
+        return {"latency_ms": sim.latency_ms}
 
     # Depends: the simulator's own truth parameters (GitHub's include_hidden) are the query's.
     @router.get("/truth")

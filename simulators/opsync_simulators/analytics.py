@@ -24,6 +24,7 @@ from typing import Any
 
 from opsync_simulators.analytics_app import create_app
 from opsync_simulators.faults import Fault, Faults
+from opsync_simulators.latency import checked_latency
 
 TODAY_SHARE = 0.4  # how much of today's traffic has arrived when the tool is asked
 WEEKEND_FACTOR = 0.7
@@ -143,12 +144,14 @@ class AnalyticsSim:
         history_days: int = 183,
         rate_limit: float | None = None,
         max_concurrent: int | None = None,
+        latency_ms: float = 0.0,
     ) -> None:
         anchor = datetime.now(UTC).date()
         self.stream = EventStream((*PRODUCT_EVENTS, tool_event(self.page_view_event)), seed, history_days, anchor)
         self.rate_limit = rate_limit
         self.max_concurrent = max_concurrent
         self.faults = Faults()
+        self.latency_ms = checked_latency(latency_ms)  # added to every API answer (latency.py)
         self.lock = threading.RLock()
         self.requests: Counter[str] = Counter()  # API requests by path
         self.queries: list[dict[str, Any]] = []  # each data query: event(s), measure(s), first and last day

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from opsync_simulators.admin import admin_routes
 from opsync_simulators.faults import Fault
+from opsync_simulators.latency import Latency
 
 if TYPE_CHECKING:
     from opsync_simulators.analytics import AnalyticsSim
@@ -113,6 +114,7 @@ def revision_routes(sim: AnalyticsSim) -> APIRouter:
 def create_app(sim: AnalyticsSim) -> FastAPI:
     app = FastAPI(title=f"{sim.tool} simulator", openapi_url=None)
     app.add_middleware(Gate, sim=sim)
+    app.add_middleware(Latency, sim=sim)  # added last: outermost, before the gate
     app.include_router(sim.routes())
     app.include_router(admin_routes(sim, admin_error))
     app.include_router(revision_routes(sim))

@@ -23,6 +23,7 @@ from opsync_simulators.clock import Clock, to_ms
 from opsync_simulators.confluence_data import SimPage, SimSpace
 from opsync_simulators.confluence_webhooks import Delivery, WebhookSender, WebhookTarget
 from opsync_simulators.faults import Fault, Faults
+from opsync_simulators.latency import checked_latency
 from opsync_simulators.outbox import WebhookFaults
 from opsync_simulators.truth import Truth, TruthRecord
 from opsync_simulators.world import SimPerson, people
@@ -49,9 +50,11 @@ class ConfluenceSim:
         site_url: str = "https://acme.atlassian.net",
         jira_numbers: dict[str, int] | None = None,
         webhooks: WebhookTarget | None = None,
+        latency_ms: float = 0.0,
     ) -> None:
         """webhooks says where and how mutations are announced (confluence_webhooks.py);
-        jira_numbers, each Jira project's highest issue number, so that planted keys exist."""
+        jira_numbers, each Jira project's highest issue number, so that planted keys exist;
+        latency_ms, added to every API answer as a remote Confluence's round trip (latency.py)."""
         self.credentials = credentials  # None: any non-empty email and token
         self.site_url = site_url
         self.people: list[SimPerson] = people()
@@ -67,6 +70,7 @@ class ConfluenceSim:
         self._next_id = max(self._pages) + 1
         self._rng = random.Random(seed)
         self.faults = Faults()
+        self.latency_ms = checked_latency(latency_ms)
         self.webhooks = WebhookSender(webhooks or WebhookTarget(), self.now)
         self.api_requests = 0  # counted by the app; lets tests assert request economy
         self.api_paths: list[str] = []  # the path of each API request, in order

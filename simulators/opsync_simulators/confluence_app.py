@@ -21,6 +21,7 @@ from opsync_simulators import confluence_data as data
 from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.confluence import STATUSES, BadRequest, ConfluenceSim, NotFound
 from opsync_simulators.faults import Fault
+from opsync_simulators.latency import Latency
 
 API = "/wiki/api/v2"
 MAX_LIMIT = 250
@@ -237,6 +238,7 @@ def _page_admin_routes(app: FastAPI, sim: ConfluenceSim) -> None:
 def create_app(sim: ConfluenceSim) -> FastAPI:
     app = FastAPI(title="Confluence Cloud simulator", openapi_url=None)
     app.add_middleware(Gate, sim=sim)
+    app.add_middleware(Latency, sim=sim)  # added last: outermost, before the gate
 
     @app.exception_handler(BadRequest)
     def on_bad_request(request: Request, error: BadRequest) -> JSONResponse:

@@ -22,6 +22,7 @@ from opsync_simulators.faults import Fault, Faults
 from opsync_simulators.github_data import SimItem
 from opsync_simulators.github_render import Bases
 from opsync_simulators.github_webhooks import WebhookSender
+from opsync_simulators.latency import checked_latency
 from opsync_simulators.outbox import WebhookFaults
 from opsync_simulators.truth import Truth
 from opsync_simulators.world import PRODUCTS, SimPerson, people
@@ -46,9 +47,11 @@ class GitHubSim:
         rate_limit: int = 5000,
         rate_window_seconds: float = 3600.0,
         now: datetime | None = None,
+        latency_ms: float = 0.0,
     ) -> None:
         """now: the moment the seeded history leads up to (default: the current UTC time); pin
-        it for data that is the same on every run. Changes made later happen on the wall clock."""
+        it for data that is the same on every run. Changes made later happen on the wall clock.
+        latency_ms: added to every API answer, as GitHub's round trip (latency.py)."""
         self.lock = threading.RLock()
         self.people = people()
         self.repos = tuple(repos)
@@ -59,6 +62,7 @@ class GitHubSim:
         self.rate_used, self.rate_reset = 0, time.time() + rate_window_seconds
         self.requests: Counter[str] = Counter()  # path -> count, admin routes excluded
         self.faults = Faults()
+        self.latency_ms = checked_latency(latency_ms)
         self.webhooks = WebhookSender(webhook_secret)
         self.archived_repos: set[str] = set()
         self.hidden_repos: set[str] = set()  # invisible to the token: 404, absent from listings

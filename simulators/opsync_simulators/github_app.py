@@ -17,6 +17,7 @@ from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.faults import Fault
 from opsync_simulators.github_admin import delivery_json, github_admin_routes
 from opsync_simulators.github_rest import GHES_PREFIX, error, rest_routes
+from opsync_simulators.latency import Latency
 
 if TYPE_CHECKING:
     from opsync_simulators.github import GitHubSim
@@ -155,4 +156,5 @@ def create_app(sim: GitHubSim) -> FastAPI:
         return error(404, "Not Found")
 
     app.add_middleware(Gate, sim=sim)
+    app.add_middleware(Latency, sim=sim)  # added last: outermost, before the gate
     return app

@@ -24,6 +24,7 @@ from opsync_simulators.jira_data import SimIssue
 from opsync_simulators.jira_jql import JqlError, parse, sort_key
 from opsync_simulators.jira_render import render_issue
 from opsync_simulators.jira_webhooks import Delivery, WebhookSender, webhook_body
+from opsync_simulators.latency import checked_latency
 from opsync_simulators.outbox import WebhookFaults
 from opsync_simulators.truth import Truth, TruthRecord
 from opsync_simulators.world import SimPerson, people
@@ -44,9 +45,11 @@ class JiraSim:
         credentials: tuple[str, str] | None = None,
         site_url: str = "https://acme.atlassian.net",
         now: datetime | None = None,
+        latency_ms: float = 0.0,
     ) -> None:
         """now: the moment the seeded history leads up to (default: the current UTC time); pin
-        it for data that is the same on every run. Changes made later happen on the wall clock."""
+        it for data that is the same on every run. Changes made later happen on the wall clock.
+        latency_ms: added to every API answer, as a remote Jira's round trip (latency.py)."""
         self.webhook_url = webhook_url  # None: no webhooks; a test may point it at a hub later
         self.credentials = credentials  # None: any non-empty email and token
         self.site_url = site_url  # the base of `self` links in webhook bodies
@@ -66,6 +69,7 @@ class JiraSim:
         self._clock = Clock(max((issue.updated for issue in generated), default=seeded_until))
         self._deleted: dict[int, SimIssue] = {}
         self.faults = Faults()
+        self.latency_ms = checked_latency(latency_ms)
         self.webhooks = WebhookSender(webhook_secret)
         self.api_requests = 0  # counted by the app; lets tests assert request economy
         self._app: Any = None

@@ -19,6 +19,7 @@ from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.jira import JiraSim, NotFound
 from opsync_simulators.jira_jql import JqlError
 from opsync_simulators.jira_render import FIELD_LIST, jira_time, render_project, render_user
+from opsync_simulators.latency import Latency
 
 VERSIONS = ("2", "3", "latest")
 ID_ONLY = {"id", "key", "issuekey"}
@@ -129,6 +130,7 @@ def field_names(values: list[str] | str | None, default: set[str] | None) -> set
 def create_app(sim: JiraSim) -> FastAPI:
     app = FastAPI(title="Jira Cloud simulator", openapi_url=None)
     app.add_middleware(FaultInjection, sim=sim)
+    app.add_middleware(Latency, sim=sim)  # added last: outermost, before the gate
 
     @app.exception_handler(JiraError)
     def on_jira_error(request: Request, error: JiraError) -> JSONResponse:
