@@ -3,25 +3,28 @@
 - header: a header's value, whatever the case of its name;
 - verify_hmac_sha256: a webhook body signed with HMAC-SHA256 (the way most tools sign);
 - retry_after: how long a tool asks to be left alone (Retry-After, or a rate-limit reset);
-- tool_time: a tool's timestamp (ISO 8601 with Z, +00:00 or +0000; epoch seconds or ms) as aware UTC.
+- tool_time: a tool's timestamp (ISO 8601 with Z, +00:00 or +0000; epoch seconds or ms) as aware UTC;
+- interleaved: partitions of a pull (a project, a repository's issues) fetched at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from opsync.service.contract import WebhookRejected
 
-__all__ = ["header", "retry_after", "tool_time", "verify_hmac_sha256"]
+__all__ = ["header", "interleaved", "retry_after", "tool_time", "verify_hmac_sha256"]
 
 _COMPACT_OFFSET = re.compile(r"[+-]\d{4}$")
+T = TypeVar("T")
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -100,3 +103,41 @@ def tool_time(value: Any) -> datetime | None:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # not a time, or one an offset pushes out of years 1-9999
         return None
+
+
+async def interleaved(
+    partitions: dict[str, AsyncIterator[T]], concurrency: int, ahead: int = 2
+) -> AsyncIterator[tuple[str, T]]:
+    """The items of every partition, each with its partition's name, as they come: at most
+    `concurrency` partitions fetch at once, each at most `ahead` items before they are taken.
+    The order within a partition is kept, so a connector that moves a partition's checkpoint
+    as its items are taken never gets past what the engine has stored. The first error of any
+    partition stops them all and is raised here."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=max(1, concurrency) * ahead)
+    gate = asyncio.Semaphore(max(1, concurrency))
+    done = object()
+
+    async def run(name: str, items: AsyncIterator[T]) -> None:
+        try:
+            async with gate:
+                async for item in items:
+                    await queue.put((name, item))
+            await queue.put((name, done))
+        except Exception as error:  # handed to the consumer, which raises it
+            await queue.put((name, error))
+
+    tasks = [asyncio.create_task(run(name, items)) for name, items in partitions.items()]
+    try:
+        running = len(tasks)
+        while running:
+            name, item = await queue.get()
+            if item is done:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield name, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from opsync.service.contract import WebhookRejected
-from opsync.service.toolkit import header, retry_after, tool_time, verify_hmac_sha256
+from opsync.service.toolkit import header, interleaved, retry_after, tool_time, verify_hmac_sha256
 
 # GitHub's documented test vector
 SECRET, BODY = "It's a Secret to Everybody", b"Hello, World!"
@@ -67,3 +68,61 @@ def test_retry_after_reads_seconds_an_http_date_or_a_spent_budget_reset():
 )
 def test_tool_timestamps_become_aware_utc(value, expected):
     assert tool_time(value) == expected
+
+
+# --- interleaved ------------------------------------------------------------------------------
+
+
+def _collect(partitions, concurrency):
+    async def run():
+        return [item async for item in interleaved(partitions, concurrency)]
+
+    return asyncio.run(run())
+
+
+def test_interleaved_keeps_each_partitions_order_and_yields_every_item():
+    async def pages(name, n, pause):
+        for i in range(n):
+            await asyncio.sleep(pause)
+            yield f"{name}{i}"
+
+    got = _collect({"a": pages("a", 5, 0.002), "b": pages("b", 3, 0.001), "c": pages("c", 0, 0)}, 2)
+    assert sorted(got) == sorted([("a", f"a{i}") for i in range(5)] + [("b", f"b{i}") for i in range(3)])
+    for name in ("a", "b"):
+        assert [item for n, item in got if n == name] == sorted(item for n, item in got if n == name)
+
+
+def test_interleaved_runs_at_most_concurrency_partitions_at_once():
+    running, most = 0, 0
+
+    async def pages():
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        for i in range(3):
+            await asyncio.sleep(0.002)
+            yield i
+        running -= 1
+
+    got = _collect({str(n): pages() for n in range(6)}, 2)
+    assert len(got) == 18 and most == 2
+
+
+def test_an_error_in_one_partition_stops_them_all_and_is_raised():
+    stopped = []
+
+    async def failing():
+        yield 1
+        raise RuntimeError("the tool said no")
+
+    async def endless():
+        try:
+            while True:
+                await asyncio.sleep(0.001)
+                yield 0
+        finally:
+            stopped.append(True)
+
+    with pytest.raises(RuntimeError, match="the tool said no"):
+        _collect({"bad": failing(), "good": endless()}, 2)
+    assert stopped == [True]

@@ -6,6 +6,7 @@ off (max_retries=0): service.retry is the single retry layer, fed by the errors 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.retry import in_thread, with_retries
-from opsync.service.toolkit import retry_after, tool_time
+from opsync.service.toolkit import interleaved, retry_after, tool_time
 
 T = TypeVar("T")
 ID_PAGE = 5000  # search/jql's cap when only ids are asked for
@@ -56,6 +57,7 @@ class JiraSettings(ConnectionSettings):
     projects: list[str] = Field(min_length=1)
     page_size: int = Field(default=100, ge=1, le=100)  # Jira returns at most 100 full issues
     overlap_minutes: int = Field(default=2, ge=0)
+    max_concurrency: int = Field(default=4, ge=1, le=16)  # projects searched at once
 
     @field_validator("projects")
     @classmethod
@@ -84,11 +86,24 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
     # --- pulling -------------------------------------------------------------------------
 
     async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
-        """Issues updated since cursor, oldest change first; the cursor after each page is the
-        latest `updated` seen so far (ISO 8601, UTC). Resuming re-reads from it minus
-        overlap_minutes, because JQL dates have minute precision and clocks are coarse."""
-        since = self._parse_cursor(cursor)
-        jql = await self._jql(since)
+        """Issues updated since the cursor, each project a partition searched at once with the
+        others (max_concurrency), oldest change first within it. The cursor holds each project's
+        latest `updated` taken so far ({"projects": {KEY: ISO 8601}}), so a pull that stops
+        resumes every project where it was; it re-reads from there minus overlap_minutes,
+        because JQL dates have minute precision and clocks are coarse."""
+        state = self._parse_cursor(cursor)
+        projects = self.jira_settings.projects
+        partitions = {project: self._project_pages(project, state.get(project)) for project in projects}
+        async for project, (records, high) in interleaved(partitions, self.jira_settings.max_concurrency):
+            if high is not None:
+                state[project] = high
+            yield PullPage(records, json.dumps({"projects": {k: v.isoformat() for k, v in sorted(state.items())}}))
+
+    async def _project_pages(
+        self, project: str, since: datetime | None
+    ) -> AsyncIterator[tuple[list[RawRecord], datetime | None]]:
+        """One project's changed issues, a page at a time, with the latest `updated` so far."""
+        jql = await self._jql(project, since)
         high = since
         token: str | None = None
         while True:
@@ -107,7 +122,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
                 if record.version is not None and (high is None or record.version > high):
                     high = record.version
             token = result.get("nextPageToken")
-            yield PullPage(records, high.isoformat() if high else None)
+            yield records, high
             if result.get("isLast", True) or not token:
                 return
 
@@ -272,11 +287,8 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
 
     # --- JQL -----------------------------------------------------------------------------
 
-    def _projects_clause(self) -> str:
-        return "project in (" + ", ".join(f'"{key}"' for key in self.jira_settings.projects) + ")"
-
-    async def _jql(self, since: datetime | None) -> str:
-        clause = self._projects_clause()
+    async def _jql(self, project: str, since: datetime | None) -> str:
+        clause = f'project = "{project}"'
         if since is not None:
             # JQL dates are read in the API user's time zone, to the minute
             start = (since - timedelta(minutes=self.jira_settings.overlap_minutes)).astimezone(await self._user_zone())
@@ -292,14 +304,23 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
                 self._zone = ZoneInfo("UTC")
         return self._zone
 
-    @staticmethod
-    def _parse_cursor(cursor: str | None) -> datetime | None:
+    def _parse_cursor(self, cursor: str | None) -> dict[str, datetime]:
+        """Each project's checkpoint. A cursor of one time (before projects were pulled apart)
+        stands for every project."""
         if not cursor:
-            return None
+            return {}
         try:
-            moment = datetime.fromisoformat(cursor)
-        except ValueError:
+            if cursor.startswith("{"):
+                found = json.loads(cursor)["projects"]
+                return {key: _aware(datetime.fromisoformat(value)) for key, value in found.items()}
+            moment = _aware(datetime.fromisoformat(cursor))
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise FatalError(
-                f"Jira cursor {cursor!r} is not an ISO 8601 time; reset the connection's cursor to run a full pull"
+                f"Jira cursor {cursor[:200]!r} is not one this connector wrote; reset the connection's cursor"
+                " to run a full pull"
             ) from None
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return dict.fromkeys(self.jira_settings.projects, moment)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
