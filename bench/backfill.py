@@ -1,14 +1,22 @@
 """Backfill throughput: a full sync of N records from a simulator into an empty store,
-against a ceiling measured in the same run (a plain httpx client fetching and parsing
-the same pages from the same simulator).
+against ceilings measured in the same run: a plain httpx client fetching and parsing the
+same pages from the same simulator, one page after another, and the same client with
+--concurrency requests in flight.
 
     python bench/backfill.py --source jira --records 20000
+    python bench/backfill.py --source github --records 10000 --latency-ms 150
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test python bench/backfill.py --source github
 
+The pages fall into partitions, each paged on its own: Jira one search per project, GitHub
+the issues and the pulls of each repository. The plain client pages them one after another,
+or hands them to --concurrency threads, each with its own connection. --latency-ms makes
+the simulator answer every API request that much later, as a remote API's round trip does;
+on 127.0.0.1 nothing else would show what pulling pages one at a time costs.
+
 The simulator runs in a process of its own, and each measured phase in a fresh process,
-so neither phase's figures (time, peak RSS) include the other's or the simulator's work.
-Raw and sync are measured in turn, three rounds by default; the summary line is the
-median round's ratio.
+so no phase's figures (time, peak RSS) include another's or the simulator's work. The
+phases are measured in turn, three rounds by default; the summary lines are the median
+round's ratios (the round is the median by sync/raw).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,9 +42,12 @@ from opsync.service.db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
-PROJECTS = ["PAY", "CHK", "GRO"]
+EMAIL = "bench@acme.example"
+PROJECTS = ["PAY", "CHK", "GRO", "OPS"]  # four, so that four searches can be in flight at once
 REPOS = ["acme/payments", "acme/ledger", "acme/checkout", "acme/growth-web"]
 PAGE_SIZE = 100
+
+Partition = tuple[str, dict[str, Any]]  # the path and query of a partition's first page
 
 
 def peak_rss_mb() -> float:
@@ -43,9 +55,11 @@ def peak_rss_mb() -> float:
 
 
 @contextmanager
-def simulator(source: str, records: int) -> Iterator[str]:
+def simulator(source: str, records: int, latency_ms: float) -> Iterator[str]:
+    options = ["--records", str(records), "--token", TOKEN, "--latency-ms", str(latency_ms)]
+    options += ["--projects", ",".join(PROJECTS)] if source == "jira" else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "opsync_simulators", source, "--records", str(records), "--token", TOKEN],
+        [sys.executable, "-m", "opsync_simulators", source, *options],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -60,43 +74,56 @@ def simulator(source: str, records: int) -> Iterator[str]:
         process.wait()
 
 
-# -- the ceiling: plain httpx, same pages -------------------------------------------------
+# -- the ceilings: plain httpx, the same pages, one after another or several in flight ----
 
 
-def raw_jira(url: str) -> int:
-    count, token = 0, None
-    with httpx.Client(base_url=url, auth=("bench@acme.example", TOKEN), timeout=60) as client:
-        while True:
-            params: dict[str, Any] = {
-                "jql": f"project in ({', '.join(PROJECTS)}) ORDER BY updated ASC",
-                "maxResults": PAGE_SIZE,
-                "fields": "*all",
-            }
-            if token:
-                params["nextPageToken"] = token
-            page = client.get("/rest/api/3/search/jql", params=params).json()
-            count += len(page["issues"])
-            token = page.get("nextPageToken")
-            if page.get("isLast", True) or not token:
-                return count
+def partitions(source: str) -> list[Partition]:
+    if source == "jira":
+        query = {"maxResults": PAGE_SIZE, "fields": "*all"}
+        return [
+            ("/rest/api/3/search/jql", {"jql": f"project = {key} ORDER BY updated ASC", **query}) for key in PROJECTS
+        ]
+    return [
+        (f"/repos/{repo}/{listing}", {"state": "all", "per_page": PAGE_SIZE, "sort": "updated", "direction": direction})
+        for repo in REPOS
+        for listing, direction in (("issues", "asc"), ("pulls", "desc"))
+    ]
 
 
-def raw_github(url: str) -> int:
+def plain_client(source: str, url: str) -> httpx.Client:
+    if source == "jira":
+        return httpx.Client(base_url=url, auth=(EMAIL, TOKEN), timeout=60)
+    return httpx.Client(base_url=url, headers={"Authorization": f"token {TOKEN}"}, timeout=60)
+
+
+def fetch_partition(source: str, url: str, partition: Partition) -> int:
+    """Every page of one partition, one after another on one connection; records in them."""
+    path, query = partition
     count = 0
-    with httpx.Client(base_url=url, headers={"Authorization": f"token {TOKEN}"}, timeout=60) as client:
-        for repo in REPOS:
-            for path, params in (
-                (f"/repos/{repo}/issues", {"sort": "updated", "direction": "asc"}),
-                (f"/repos/{repo}/pulls", {"sort": "updated", "direction": "desc"}),
-            ):
-                next_url: str | None = path
-                query: dict[str, Any] | None = {"state": "all", "per_page": PAGE_SIZE, **params}
-                while next_url:
-                    response = client.get(next_url, params=query)
-                    rows = response.json()
-                    count += sum(1 for row in rows if "pull_request" not in row)
-                    next_url, query = response.links.get("next", {}).get("url"), None
+    with plain_client(source, url) as client:
+        if source == "jira":
+            token = None
+            while True:
+                page = client.get(path, params=query | ({"nextPageToken": token} if token else {})).json()
+                count += len(page["issues"])
+                token = page.get("nextPageToken")
+                if page.get("isLast", True) or not token:
+                    return count
+        next_url: str | None = path
+        params: dict[str, Any] | None = query
+        while next_url:
+            response = client.get(next_url, params=params)
+            # GitHub lists pull requests among the issues too; they are counted from /pulls
+            count += sum(1 for row in response.json() if "pull_request" not in row)
+            next_url, params = response.links.get("next", {}).get("url"), None
     return count
+
+
+def raw(source: str, url: str, concurrency: int) -> int:
+    """Records in every partition's pages, fetched by `concurrency` threads (1: one page
+    after another), each taking the next partition not yet taken."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        return sum(pool.map(lambda partition: fetch_partition(source, url, partition), partitions(source)))
 
 
 # -- the hub: a full sync into an empty store ---------------------------------------------
@@ -108,7 +135,14 @@ def empty_database() -> Iterator[str]:
         yield url
 
 
-def sync(source: str, url: str) -> tuple[int, float]:
+def pulls_at_once(source: str) -> bool:
+    """Whether the source's connector takes max_concurrency (pages partitions at once)."""
+    from opsync.service.plugins import connector_class
+
+    return "max_concurrency" in connector_class(source).settings_model.model_fields
+
+
+def sync(source: str, url: str, concurrency: int) -> tuple[int, float]:
     """Records written and seconds taken by the pull alone (not start-up or migrations)."""
     from opsync.service.config import HubConfig
     from opsync.service.hub import Hub
@@ -117,7 +151,8 @@ def sync(source: str, url: str) -> tuple[int, float]:
     from opsync.service.sync import sync_connection
 
     settings = {"id": "bench", "kind": source, "base_url": url, "token": TOKEN, "page_size": PAGE_SIZE}
-    settings |= {"email": "bench@acme.example", "projects": PROJECTS} if source == "jira" else {"repos": REPOS}
+    settings |= {"email": EMAIL, "projects": PROJECTS} if source == "jira" else {"repos": REPOS}
+    settings |= {"max_concurrency": concurrency} if pulls_at_once(source) else {}
     config = HubConfig(connections={"bench": connector_class(source).settings_model(**settings)})
     with empty_database() as database_url:
         hub = Hub.open(Settings(database_url=database_url), config)
@@ -132,10 +167,11 @@ def sync(source: str, url: str) -> tuple[int, float]:
     return run.created, seconds
 
 
-def measure(phase: str, source: str, url: str, profile: Path | None = None) -> dict[str, float]:
+def measure(phase: str, source: str, url: str, concurrency: int, profile: Path | None = None) -> dict[str, float]:
     """Run one phase in a fresh process; its own time and peak RSS come back as JSON.
     With profile, the process runs under py-spy, which writes a speedscope file there."""
     command = [sys.executable, __file__, "--phase", phase, "--source", source, "--url", url]
+    command += ["--concurrency", str(concurrency)]
     if profile:
         command = [
             str(Path(sys.executable).with_name("py-spy")),
@@ -154,50 +190,79 @@ def measure(phase: str, source: str, url: str, profile: Path | None = None) -> d
     return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
 
 
-def run_phase(phase: str, source: str, url: str) -> None:
+def run_phase(phase: str, source: str, url: str, concurrency: int) -> None:
     if phase == "raw":
         started = time.perf_counter()
-        records = raw_jira(url) if source == "jira" else raw_github(url)
+        records = raw(source, url, concurrency)
         seconds = time.perf_counter() - started
     else:
-        records, seconds = sync(source, url)
+        records, seconds = sync(source, url, concurrency)
     print(json.dumps({"records": records, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+
+
+def rate(figures: dict[str, float]) -> float:
+    return figures["records"] / figures["seconds"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=["jira", "github"], default="jira")
     parser.add_argument("--records", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3, help="raw and sync measured this many times")
+    parser.add_argument("--rounds", type=int, default=3, help="every phase measured this many times")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="the simulator answers every API request this late"
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight for the second plain client")
     parser.add_argument("--profile", type=Path, help="record the first sync phase with py-spy into this file")
     parser.add_argument("--phase", choices=["raw", "sync"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not 1 <= args.rounds <= 9 or not 1 <= args.records <= 200_000:
         parser.error("keep the run bounded: 1..9 rounds, 1..200000 records")
+    if not 0 <= args.latency_ms <= 5000 or not 1 <= args.concurrency <= 16:
+        parser.error("keep the run bounded: 0..5000 ms of latency, 1..16 requests in flight")
     if args.phase:
-        run_phase(args.phase, args.source, args.url)
+        run_phase(args.phase, args.source, args.url, args.concurrency)
         return
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
-    print(f"backfill of {args.records} {args.source} records into an empty store on {database}, {args.rounds} rounds")
+    at_once = args.concurrency
+    print(
+        f"backfill of {args.records} {args.source} records into an empty store on {database}, {args.rounds} rounds,"
+        f" {args.latency_ms:g} ms added to every API answer"
+    )
+    opsync_pace = (
+        f"max_concurrency {at_once}" if pulls_at_once(args.source) else "one page at a time (no max_concurrency)"
+    )
+    print(
+        f"{len(partitions(args.source))} partitions; the plain client 1 and {at_once} in flight; opsync {opsync_pace}"
+    )
     rounds = []
-    with simulator(args.source, args.records) as url:
+    with simulator(args.source, args.records, args.latency_ms) as url:
         for n in range(args.rounds):
+            concurrent = measure("raw", args.source, url, at_once)
             # raw and sync one after the other: the machine's speed drifts less between neighbours
-            raw = measure("raw", args.source, url)
-            synced = measure("sync", args.source, url, args.profile if n == 0 else None)
-            ratio = (synced["records"] / synced["seconds"]) / (raw["records"] / raw["seconds"])
-            print(f"  round {n + 1}: ratio sync/raw {ratio:.2f}", flush=True)
-            rounds.append((ratio, raw, synced))
-    ratio, raw, synced = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+            one_by_one = measure("raw", args.source, url, 1)
+            synced = measure("sync", args.source, url, at_once, args.profile if n == 0 else None)
+            ratio, ratio_at_once = rate(synced) / rate(one_by_one), rate(synced) / rate(concurrent)
+            print(
+                f"  round {n + 1}: ratio sync/raw {ratio:.2f}, with {at_once} in flight {ratio_at_once:.2f}", flush=True
+            )
+            rounds.append((ratio, ratio_at_once, one_by_one, concurrent, synced))
+    ratio, ratio_at_once, one_by_one, concurrent, synced = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
     print(f"the median round:\n{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}")
-    for name, figures in (("raw fetch + parse (httpx)", raw), ("opsync sync", synced)):
-        rate = figures["records"] / figures["seconds"]
+    phases = (
+        ("raw fetch + parse (httpx)", one_by_one),
+        (f"raw, {at_once} requests in flight", concurrent),
+        ("opsync sync", synced),
+    )
+    for name, figures in phases:
         print(
-            f"{name:<28}{figures['records']:>9}{figures['seconds']:>10.2f}{rate:>11.0f}{figures['peak_rss_mb']:>13.0f}"
+            f"{name:<28}{figures['records']:>9}{figures['seconds']:>10.2f}{rate(figures):>11.0f}"
+            f"{figures['peak_rss_mb']:>13.0f}"
         )
-    print(f"peak RSS of sync over all rounds: {max(r[2]['peak_rss_mb'] for r in rounds):.0f} MB")
+    print(f"peak RSS of sync over all rounds: {max(r[4]['peak_rss_mb'] for r in rounds):.0f} MB")
     print(f"ratio sync/raw = {ratio:.2f}")
+    print(f"ratio sync/raw with {at_once} in flight = {ratio_at_once:.2f}")
 
 
 if __name__ == "__main__":
