@@ -41,7 +41,7 @@ from opsync.service.contract import (
     WebhookContent,
 )
 from opsync.service.retry import in_thread
-from opsync.service.toolkit import tool_time
+from opsync.service.toolkit import interleaved, tool_time
 
 CURSOR_VERSION = 1
 
@@ -54,6 +54,7 @@ class GitHubSettings(ConnectionSettings):
     org: str | None = None
     page_size: int = Field(default=100, ge=1, le=100)
     overlap_seconds: int = Field(default=60, ge=0)
+    max_concurrency: int = Field(default=4, ge=1, le=16)  # issue and pull request listings read at once
 
     @field_validator("repos")
     @classmethod
@@ -94,20 +95,28 @@ class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
     # --- pull -------------------------------------------------------------------------
 
     async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
+        """Each repository's issues and its pull requests: partitions read at once (at most
+        max_concurrency). Each keeps its checkpoint in the cursor, moved only as its pages are
+        taken, so a stopped pull resumes every partition where it was."""
         state = _load_cursor(cursor)
+        partitions: dict[str, AsyncIterator[tuple[list[RawRecord], dict[str, Any]]]] = {}
         for repo in await self.repositories():
             streams = state["repos"].setdefault(repo, {})
             # (id, updated_at) already yielded in this run: re-queries at a page boundary repeat a few
             seen: set[tuple[str, str]] = set()
-            async for records in self._issue_pages(repo, streams, seen):
-                yield PullPage(records, _dump_cursor(state))
-            async for records in self._pull_pages(repo, streams, seen):
-                yield PullPage(records, _dump_cursor(state))
+            partitions[f"{repo} issues"] = self._issue_pages(repo, dict(streams.get("issues") or {}), seen)
+            partitions[f"{repo} pulls"] = self._pull_pages(repo, dict(streams.get("pulls") or {}), seen)
+        async for name, (records, stream) in interleaved(partitions, self.config.max_concurrency):
+            repo, _, kind = name.rpartition(" ")
+            state["repos"][repo][kind] = stream
+            yield PullPage(records, _dump_cursor(state))
 
     async def _issue_pages(
-        self, repo: str, streams: dict[str, Any], seen: set[tuple[str, str]]
-    ) -> AsyncIterator[list[RawRecord]]:
-        stream = streams.setdefault("issues", {"since": None, "page": 1})
+        self, repo: str, stream: dict[str, Any], seen: set[tuple[str, str]]
+    ) -> AsyncIterator[tuple[list[RawRecord], dict[str, Any]]]:
+        """A page at a time, with the stream's checkpoint after it (stream is this partition's own)."""
+        stream.setdefault("since", None)
+        stream.setdefault("page", 1)
         first = True
         while True:
             since, page = tool_time(stream["since"]), stream["page"]
@@ -139,14 +148,16 @@ class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
                 stream.update(since=format_time(newest), page=1)
             else:
                 stream["page"] = page + 1  # a whole page shares one second: read on
-            yield records
+            yield records, dict(stream)
             if not has_next:
                 return
 
     async def _pull_pages(
-        self, repo: str, streams: dict[str, Any], seen: set[tuple[str, str]]
-    ) -> AsyncIterator[list[RawRecord]]:
-        stream = streams.setdefault("pulls", {"since": None, "high": None, "page": 1})
+        self, repo: str, stream: dict[str, Any], seen: set[tuple[str, str]]
+    ) -> AsyncIterator[tuple[list[RawRecord], dict[str, Any]]]:
+        """A page at a time, with the stream's checkpoint after it (stream is this partition's own)."""
+        for key, value in (("since", None), ("high", None), ("page", 1)):
+            stream.setdefault(key, value)
         since = tool_time(stream["since"])
         threshold = since - self.overlap if since else None
         # A listing that stopped half way starts again from the front: pull requests changed
@@ -178,7 +189,7 @@ class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
                 stream.update(since=format_time(newest) if newest else None, high=None, page=1)
             else:
                 stream.update(high=format_time(high) if high else None, page=page + 1)
-            yield records
+            yield records, dict(stream)
             if done:
                 return
 
