@@ -423,6 +423,7 @@ def test_two_workers_and_a_serve_on_one_database_run_one_pull_at_a_time_per_conn
                     "repos": REPOS,
                     "page_size": 10,
                     "pull_every_minutes": 600,
+                    "max_concurrency": 1,  # one request at a time: a second one means a second pull
                 }
             ],
         )
