@@ -177,7 +177,10 @@ class StoredPayload(SQLModel, table=True):
     """A raw record's payload as the tool sent it (the contract's RawRecord, kept)."""
 
     __tablename__ = "raw_record"
-    __table_args__ = (sa.UniqueConstraint("connection_id", "record_type", "external_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("connection_id", "record_type", "external_id"),
+        sa.Index("ix_raw_record_connection_id", "connection_id", "id"),  # re-mapping reads in id order
+    )
     id: int | None = Field(default=None, primary_key=True)
     connection_id: str
     record_type: str

@@ -298,10 +298,14 @@ class Transaction:
                 )
             ):
                 row = by_external_id[external_id]
-                row.values["id"], row.new = row_id, False
-        dirty = [r for r in rows if r.dirty and r not in new]
-        if dirty:
-            names = sorted({name for r in dirty for name in r.dirty})
+                row.values["id"], row.new, row.dirty = row_id, False, set()
+        # one UPDATE per set of changed columns: a row whose only change is its mapping version
+        # (a re-map that changes nothing else) writes that column, not all of them
+        by_columns: dict[tuple[str, ...], list[_Row]] = {}
+        for r in rows:
+            if r.dirty:
+                by_columns.setdefault(tuple(sorted(r.dirty)), []).append(r)
+        for names, dirty in by_columns.items():
             statement = (
                 sa.update(table)
                 .where(table.c.id == sa.bindparam("_id"))
