@@ -60,6 +60,7 @@ class GitHubSim:
         # the hourly budget of API requests, spent by github_app.Gate
         self.rate_limit, self.rate_window_seconds = rate_limit, rate_window_seconds
         self.rate_used, self.rate_reset = 0, time.time() + rate_window_seconds
+        self.rate_refused = 0  # requests answered 403 because the budget was spent
         self.requests: Counter[str] = Counter()  # path -> count, admin routes excluded
         self.faults = Faults()
         self.latency_ms = checked_latency(latency_ms)

@@ -107,6 +107,8 @@ class Gate:
                 allowed = sim.rate_used < sim.rate_limit
                 if allowed:
                     sim.rate_used += 1
+                else:
+                    sim.rate_refused += 1
             return allowed, {
                 "X-RateLimit-Limit": str(sim.rate_limit),
                 "X-RateLimit-Remaining": str(max(sim.rate_limit - sim.rate_used, 0)),

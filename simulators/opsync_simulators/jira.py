@@ -26,6 +26,7 @@ from opsync_simulators.jira_render import render_issue
 from opsync_simulators.jira_webhooks import Delivery, WebhookSender, webhook_body
 from opsync_simulators.latency import checked_latency
 from opsync_simulators.outbox import WebhookFaults
+from opsync_simulators.ratelimit import RequestBudget
 from opsync_simulators.truth import Truth, TruthRecord
 from opsync_simulators.world import SimPerson, people
 
@@ -46,10 +47,14 @@ class JiraSim:
         site_url: str = "https://acme.atlassian.net",
         now: datetime | None = None,
         latency_ms: float = 0.0,
+        rate_limit: int | None = None,
+        rate_window_seconds: float = 60.0,
     ) -> None:
         """now: the moment the seeded history leads up to (default: the current UTC time); pin
         it for data that is the same on every run. Changes made later happen on the wall clock.
-        latency_ms: added to every API answer, as a remote Jira's round trip (latency.py)."""
+        latency_ms: added to every API answer, as a remote Jira's round trip (latency.py).
+        rate_limit: API requests each token may make per rate_window_seconds (None: no limit);
+        past it, 429 with Jira Cloud's headers (ratelimit.py)."""
         self.webhook_url = webhook_url  # None: no webhooks; a test may point it at a hub later
         self.credentials = credentials  # None: any non-empty email and token
         self.site_url = site_url  # the base of `self` links in webhook bodies
@@ -70,6 +75,7 @@ class JiraSim:
         self._deleted: dict[int, SimIssue] = {}
         self.faults = Faults()
         self.latency_ms = checked_latency(latency_ms)
+        self.budget = RequestBudget(rate_limit, rate_window_seconds) if rate_limit is not None else None
         self.webhooks = WebhookSender(webhook_secret)
         self.api_requests = 0  # counted by the app; lets tests assert request economy
         self._app: Any = None

@@ -20,6 +20,7 @@ from opsync_simulators.jira import JiraSim, NotFound
 from opsync_simulators.jira_jql import JqlError
 from opsync_simulators.jira_render import FIELD_LIST, jira_time, render_project, render_user
 from opsync_simulators.latency import Latency
+from opsync_simulators.ratelimit import RequestBudget
 
 VERSIONS = ("2", "3", "latest")
 ID_ONLY = {"id", "key", "issuekey"}
@@ -35,8 +36,9 @@ def jira_error(status: int, message: str, headers: dict[str, str] | None = None)
     return JSONResponse({"errorMessages": [message], "errors": {}}, status_code=status, headers=headers)
 
 
-class FaultInjection:
-    """ASGI middleware: the next injected fault hits the next API request (not /_sim)."""
+class Gate:
+    """ASGI middleware every API request (not /_sim) passes: the next injected fault hits it,
+    then it spends its token's rate budget, whose headers its answer carries."""
 
     def __init__(self, app: Any, sim: JiraSim) -> None:
         self.app, self.sim = app, sim
@@ -47,13 +49,11 @@ class FaultInjection:
         self.sim.api_requests += 1
         query = scope.get("query_string", b"").decode()
         fault = self.sim.take_fault(scope["path"] + (f"?{query}" if query else ""))
-        if fault is None:
-            return await self.app(scope, receive, send)
-        if fault.pause:
+        if fault is not None and fault.pause:
             await self.sim.faults.hold()
-        if fault.delay_seconds:
+        if fault is not None and fault.delay_seconds:
             await asyncio.sleep(fault.delay_seconds)
-        if fault.drop_connection:
+        if fault is not None and fault.drop_connection:
             # Headers promise a body that never comes; uvicorn then closes the socket.
             await send(
                 {
@@ -63,9 +63,14 @@ class FaultInjection:
                 }
             )
             return None
-        if fault.malformed:
-            response: Response = Response(b'{"issues": [{"id": "100', media_type="application/json")
-        elif fault.status:
+        budget = self.sim.budget
+        allowed, rate = budget.spend(_token(scope)) if budget is not None else (True, {})
+        response: Response | None = None
+        if not allowed:
+            response = jira_error(429, "Rate limit exceeded.", rate)
+        elif fault is not None and fault.malformed:
+            response = Response(b'{"issues": [{"id": "100', media_type="application/json", headers=rate)
+        elif fault is not None and fault.status:
             headers = {}
             if fault.status == 429:
                 retry_after = fault.retry_after if fault.retry_after is not None else 1
@@ -80,11 +85,30 @@ class FaultInjection:
             elif fault.retry_after is not None:
                 headers = {"Retry-After": str(fault.retry_after)}
             message = "Rate limit exceeded." if fault.status == 429 else f"Simulated failure {fault.status}."
-            response = jira_error(fault.status, message, headers)
-        else:
+            response = jira_error(fault.status, message, {**rate, **headers})
+        if response is not None:
+            await response(scope, receive, send)
+            return None
+        if not rate:
             return await self.app(scope, receive, send)
-        await response(scope, receive, send)
-        return None
+
+        async def send_with_rate(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                added = [(name.lower().encode(), value.encode()) for name, value in rate.items()]
+                message["headers"] = [*message.get("headers", []), *added]
+            await send(message)
+
+        return await self.app(scope, receive, send_with_rate)
+
+
+def _token(scope: dict[str, Any]) -> str:
+    """The API token of a request's Basic credential, as its budget is kept by ("": none)."""
+    value = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+    scheme, _, encoded = value.partition(" ")
+    try:
+        return base64.b64decode(encoded).decode().partition(":")[2] if scheme.lower() == "basic" else ""
+    except ValueError:
+        return ""
 
 
 def authenticate(sim: JiraSim, request: Request) -> str:
@@ -129,7 +153,7 @@ def field_names(values: list[str] | str | None, default: set[str] | None) -> set
 
 def create_app(sim: JiraSim) -> FastAPI:
     app = FastAPI(title="Jira Cloud simulator", openapi_url=None)
-    app.add_middleware(FaultInjection, sim=sim)
+    app.add_middleware(Gate, sim=sim)
     app.add_middleware(Latency, sim=sim)  # added last: outermost, before the gate
 
     @app.exception_handler(JiraError)
@@ -256,6 +280,21 @@ def create_app(sim: JiraSim) -> FastAPI:
 
     app.include_router(admin_routes(sim, jira_error))
     app.include_router(webhook_routes(sim, jira_error))
+
+    @app.get("/_sim/rate-limit")
+    def rate_limit() -> dict[str, Any]:
+        return sim.budget.as_json() if sim.budget is not None else {"limit": None}
+
+    @app.put("/_sim/rate-limit")
+    def set_rate_limit(body: dict[str, Any] = Body(...)) -> Any:
+        """{"limit": 100, "window_seconds": 60} (a new budget, every token's window afresh);
+        {"limit": null}: no limit."""
+        try:
+            limit = body["limit"]
+            sim.budget = RequestBudget(int(limit), float(body.get("window_seconds", 60))) if limit is not None else None
+        except (KeyError, TypeError, ValueError) as error:
+            return jira_error(400, f"bad rate limit (limit, window_seconds): {error}")
+        return rate_limit()
 
     @app.post("/_sim/issues", status_code=201)
     def admin_create(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
