@@ -2,7 +2,8 @@
 errors typed by what the caller should do, v2's cursor lists followed through `_links.next`.
 
 Every answer is counted by status in service.metrics; 429 and 5xx are TransientErrors carrying
-the Retry-After Confluence sent, retried by service.retry (the single retry layer).
+the Retry-After Confluence sent, retried by service.retry (the single retry layer). Requests are
+paced by the token's rate budget (service.ratebudget), which every answer's headers update.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 
 from opsync.service import metrics
 from opsync.service.contract import FatalError, TransientError
+from opsync.service.ratebudget import budget_for
 from opsync.service.retry import with_retries
 from opsync.service.toolkit import retry_after
 
@@ -45,6 +47,7 @@ class ConfluenceClient:
         # Confluence Cloud lives under /wiki of the site; accept the site or the wiki URL.
         self.site = base_url.rstrip("/").removesuffix("/wiki")
         self._auth = httpx.BasicAuth(email, token)
+        self._budget = budget_for(self.web_base(), token)  # Confluence's, apart from Jira's on the same site
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,7 +84,9 @@ class ConfluenceClient:
     async def _get_once(self, path: str, params: dict[str, Any] | None, what: str) -> dict[str, Any]:
         status = None  # no answer, until one comes
         try:
-            answer = await self._session().get(path, params=params)
+            async with self._budget.request(self.connection_id):
+                answer = await self._session().get(path, params=params)
+                self._budget.observe(answer.status_code, answer.headers)
             status = answer.status_code
             if status >= 400:
                 raise self._error(answer, what)

@@ -1,7 +1,8 @@
 """Jira Cloud connector: issues of chosen projects, pulled with search/jql, kept fresh by webhooks.
 
 The `jira` library is synchronous, so every call runs in a worker thread. Its own retries are
-off (max_retries=0): service.retry is the single retry layer, fed by the errors mapped here.
+off (max_retries=0): service.retry is the single retry layer, fed by the errors mapped here, and
+the token's rate budget (service.ratebudget) paces every project's requests together.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from opsync.service.contract import (
     TransientError,
     WebhookContent,
 )
+from opsync.service.ratebudget import budget_for
 from opsync.service.retry import in_thread, with_retries
 from opsync.service.toolkit import interleaved, retry_after, tool_time
 
@@ -81,6 +83,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
         )
         self._client: JIRA | None = None
         self._client_lock = threading.Lock()
+        self._budget = budget_for(self.jira_settings.base_url, self.jira_settings.token.get_secret_value())
         self._zone: ZoneInfo | None = None
 
     # --- pulling -------------------------------------------------------------------------
@@ -214,7 +217,8 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
 
         # an `async def`, not a lambda: tenacity awaits only what is a coroutine function
         async def attempt() -> T:
-            return await in_thread(attempt_in_thread)
+            async with self._budget.request(self.settings.id):
+                return await in_thread(attempt_in_thread)
 
         return await with_retries(attempt, connection_id=self.settings.id)
 
@@ -236,6 +240,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
 
                 def count(response: requests.Response, *args: Any, **kwargs: Any) -> None:
                     metrics.upstream_response(settings.id, "jira", response.status_code)
+                    self._budget.observe(response.status_code, response.headers)
 
                 client._session.hooks["response"].append(count)  # every later answer
                 if client.deploymentType != "Cloud":
