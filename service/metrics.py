@@ -89,7 +89,8 @@ UPSTREAM_RETRIES = Counter(
 )
 RATE_LIMIT_WAIT = Counter(
     "opsync_upstream_rate_limit_wait_seconds",
-    "Seconds spent waiting because a tool asked to (Retry-After, a spent rate-limit budget)",
+    "Seconds requests waited for the tool's rate budget (a Retry-After, a spent budget's reset, "
+    "requests spread as it runs low), summed over the requests waiting at once",
     ["connection"],
 )
 
