@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
 import requests
 from jira import JIRA, JIRAError
 from pydantic import Field, SecretStr, field_validator
@@ -110,16 +111,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
         high = since
         token: str | None = None
         while True:
-            result = await self._call(
-                lambda client, token=token: client.enhanced_search_issues(
-                    jql,
-                    nextPageToken=token,
-                    maxResults=self.jira_settings.page_size,
-                    fields="*all",
-                    expand=EXPAND,
-                    json_result=True,
-                )
-            )
+            result = await self._search(jql, token, self.jira_settings.page_size, "*all", EXPAND)
             records = [webhook.issue_record(issue) for issue in result.get("issues") or []]
             for record in records:
                 if record.version is not None and (high is None or record.version > high):
@@ -128,6 +120,28 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
             yield records, high
             if result.get("isLast", True) or not token:
                 return
+
+    async def _search(
+        self, jql: str, token: str | None, max_results: int, fields: str, expand: str | None = None
+    ) -> dict[str, Any]:
+        """One page of search/jql as a dict. The request is the library's enhanced_search_issues
+        (json_result=True) makes, through its session; the body is parsed with orjson: a page of
+        100 issues with their changelogs is ~1 MB, and the standard parser the library uses took
+        a tenth of a backfill's CPU."""
+        params: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": max_results}
+        if expand:
+            params["expand"] = expand
+        if token:
+            params["nextPageToken"] = token
+
+        def page(client: JIRA) -> dict[str, Any]:
+            answer = client._session.get(client._get_url("search/jql"), params=params)
+            result = orjson.loads(answer.content)
+            if not isinstance(result, dict):
+                raise ValueError(f"search/jql answered a {type(result).__name__}, not an object")
+            return result
+
+        return await self._call(page)
 
     async def list_ids(self) -> Listing:
         """Every issue id, a project at a time: a project Jira no longer lets us search (deleted,
@@ -150,11 +164,7 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
         ids: set[str] = set()
         token: str | None = None
         while True:
-            result = await self._call(
-                lambda client, token=token: client.enhanced_search_issues(
-                    jql, nextPageToken=token, maxResults=ID_PAGE, fields="id", json_result=True
-                )
-            )
+            result = await self._search(jql, token, ID_PAGE, "id")
             ids.update(str(issue["id"]) for issue in result.get("issues") or [] if "id" in issue)
             token = result.get("nextPageToken")
             if result.get("isLast", True) or not token:
