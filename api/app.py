@@ -1,4 +1,4 @@
-"""The FastAPI application: the API under /api/v1, webhooks, health; workers when embedded."""
+"""The FastAPI application: the API under /api/v1, webhooks, health; the worker beside it."""
 
 from __future__ import annotations
 
@@ -20,23 +20,32 @@ from opsync.service.hub import Hub
 from opsync.service.intake import Intake
 from opsync.service.settings import Settings
 from opsync.service.worker import Worker
+from opsync.service.worker_process import WorkerProcess, merged_exposition
 
 
-def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, config: HubConfig | None = None, *, worker_process: WorkerProcess | None = None
+) -> FastAPI:
+    """worker_process: the worker runs in that child process, started once the database is
+    migrated; otherwise in this process when settings.run_workers, else nowhere here."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = Hub.open(settings, config)
         app.state.hub = hub
         app.state.intake = Intake(hub)
         app.state.background = set()
-        app.state.worker = Worker(hub) if settings.run_workers else None
-        if app.state.worker:
-            app.state.worker.start()
+        worker = Worker(hub) if settings.run_workers and worker_process is None else None
+        beside = worker or worker_process
+        # routes that stored deliveries call this: the worker applies them soon
+        app.state.tell_worker = beside.deliveries_arrived if beside else lambda: None
+        if beside:
+            beside.start()
         try:
             yield
         finally:
-            if app.state.worker:
-                await app.state.worker.stop()
+            if beside:
+                await beside.stop()
             for task in list(app.state.background):
                 task.cancel()
             await hub.close()
@@ -72,7 +81,11 @@ def create_app(settings: Settings, config: HubConfig | None = None) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"], responses={500: problems.UNEXPECTED})
     def metrics(hub: Hub = Depends(get_hub)) -> Response:
-        """Prometheus text: this process's counters and the inbox as stored now (docs/operations.md)."""
-        return Response(hub_metrics.exposition(hub.engine, hub.connections), media_type=hub_metrics.CONTENT_TYPE)
+        """Prometheus text: this process's counters (and its worker process's) and the inbox as
+        stored now (docs/operations.md)."""
+        text = hub_metrics.exposition(hub.engine, hub.connections)
+        if worker_process is not None:  # what the worker counts is counted in its process
+            text = merged_exposition(text, worker_process.scrape())
+        return Response(text, media_type=hub_metrics.CONTENT_TYPE)
 
     return app

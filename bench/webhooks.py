@@ -8,15 +8,18 @@ FastAPI endpoint that reads the body and answers 202, driven with the same clien
 Each server runs in a process of its own on 127.0.0.1, and the client speaks HTTP/1.1 on
 plain sockets. opsync serves from a fresh database (a SQLite file, or a fresh schema of
 DATABASE_URL's PostgreSQL, dropped after); its one GitHub connection is recorded as pulled
-just now, so no scheduled pull runs during the measurement. It runs twice a round:
+just now, so no scheduled pull runs during the measurement. Each round measures the bare
+endpoint, then opsync in each setup (--setups):
 
-separate worker: `opsync serve --no-workers` takes the deliveries in (intake alone); then
-        `opsync worker` starts and applies them (apply alone, timed from the first
-        deliveries seen applied, so the worker's start-up is not in it).
-embedded worker: `opsync serve` as deployed by default, applying while it takes them in.
+default:   `opsync serve` as started with no option: its worker process applies the
+           deliveries while they are taken in (the bench waits for that process to run first).
+separate:  `opsync serve --no-workers` takes the deliveries in (intake alone); then
+           `opsync worker` starts and applies them (apply alone, timed from the first
+           deliveries seen applied, so the worker's start-up is not in it).
+embedded:  `opsync serve --embedded-worker`, applying in the API's own process.
 
-intake: every answer must be 202, and each is durable (committed before it is sent).
-The summary line is the median round's ratio of the bare endpoint's time to intake's.
+intake: every answer must be 202, and each is durable (committed before it is sent). The
+summary gives, per setup, the median round's ratio of the bare endpoint's time to intake's.
 """
 
 from __future__ import annotations
@@ -255,7 +258,7 @@ class Phase:
         else:
             p50 = p99 = "-"
         cpu = f"{self.cpu / self.requests * 1000:.2f}" if self.cpu is not None else "-"
-        return f"{self.name:<38}{self.requests:>9}{self.seconds:>9.2f}{rate:>9.0f}{p50:>9}{p99:>9}{cpu:>12}"
+        return f"{self.name:<48}{self.requests:>9}{self.seconds:>9.2f}{rate:>9.0f}{p50:>9}{p99:>9}{cpu:>12}"
 
 
 def request_bytes(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -379,15 +382,58 @@ def spying(pid: int, profile: Path | None) -> Iterator[None]:
         spy.wait(timeout=60)
 
 
+@dataclass(frozen=True)
+class Setup:
+    label: str
+    options: list[str]
+
+
+SETUPS = {
+    "default": Setup("`opsync serve` (worker process)", []),
+    "separate": Setup("`serve --no-workers`", ["--no-workers"]),
+    "embedded": Setup("`serve --embedded-worker`", ["--embedded-worker"]),
+}
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def family_cpu(pid: int) -> float | None:
+    """CPU seconds of a process and its children (the default setup's worker process)."""
+    own = cpu_seconds(pid)
+    return None if own is None else own + sum(cpu_seconds(child) or 0.0 for child in children(pid))
+
+
+def wait_worker_process(server: subprocess.Popen) -> None:
+    """Until the worker process `opsync serve` started answers its metrics port: it opens the
+    hub before it serves them, so by then it is applying."""
+    deadline = time.monotonic() + READY_SECONDS
+    while time.monotonic() < deadline:
+        for child in children(server.pid):
+            arguments = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if b"--metrics-port" in arguments:
+                port = int(arguments[arguments.index(b"--metrics-port") + 1])
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                    return
+                except httpx.TransportError:
+                    pass
+        time.sleep(0.1)
+    raise SystemExit(f"the worker process of `opsync serve` did not start within {READY_SECONDS} s")
+
+
 def opsync_phases(
-    bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, embedded: bool, profile: Path | None
+    bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, setup: str, profile: Path | None
 ) -> list[Phase]:
-    """Post every delivery to `opsync serve` on a fresh database and wait until all are applied.
-    embedded: the server applies them itself as they arrive (the default deployment);
-    otherwise the server only takes them in (`--no-workers`), and `opsync worker` is started
-    after the last 202, so that intake and apply are each measured alone."""
+    """Post every delivery to `opsync serve` in the setup on a fresh database and wait until
+    all are applied: as they arrive (default, embedded), or (separate) by `opsync worker`
+    started after the last 202, so that intake and apply are each measured alone."""
     count = len(bodies)
-    label = "embedded worker" if embedded else "separate worker"
+    label = SETUPS[setup].label
     with tempfile.TemporaryDirectory() as directory, empty_database() as database_url:
         prepare_database(database_url)
         config = str(write_config(Path(directory)))
@@ -401,11 +447,14 @@ def opsync_phases(
             "OPSYNC_LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "opsync.cli", "serve", "--config", config, "--port", str(port)]
-        if not embedded:
-            command.append("--no-workers")
-        with serving(command, f"http://127.0.0.1:{port}/readyz", env, Path(directory)) as server:
-            with spying(server.pid, profile and profile.with_suffix(f".{'embedded' if embedded else 'intake'}.json")):
+        with serving(
+            [*command, *SETUPS[setup].options], f"http://127.0.0.1:{port}/readyz", env, Path(directory)
+        ) as server:
+            if setup == "default":
+                wait_worker_process(server)
+            with spying(server.pid, profile and profile.with_suffix(f".{setup}.json")):
                 cpu = cpu_seconds(server.pid)
+                started_cpu = family_cpu(server.pid)
                 started = time.perf_counter()
                 seconds, latencies = asyncio.run(drive(port, bodies, concurrency))
                 intake_done = time.perf_counter()
@@ -416,24 +465,24 @@ def opsync_phases(
                         count,
                         seconds,
                         latencies,
-                        intake_cpu - cpu if cpu is not None else None,
+                        intake_cpu - cpu if cpu is not None and intake_cpu is not None else None,
                     )
                 ]
-                if embedded:
+                if setup != "separate":
                     wait_applied(database_url, count)
                     applied = time.perf_counter()
-                    applied_cpu = cpu_seconds(server.pid)
+                    applied_cpu = family_cpu(server.pid)
                     phases.append(
                         Phase(
                             "  applied (first send to last)",
                             count,
                             applied - started,
                             [],
-                            applied_cpu - cpu if cpu is not None else None,
+                            applied_cpu - started_cpu if started_cpu is not None and applied_cpu else None,
                         )
                     )
                     phases.append(Phase("  of which after the last 202", count, applied - intake_done, []))
-            if not embedded:
+            if setup == "separate":
                 worker = subprocess.Popen(
                     [sys.executable, "-m", "opsync.cli", "worker", "--config", config], env=env, cwd=directory
                 )
@@ -452,7 +501,7 @@ def opsync_phases(
                         count - done,
                         applied - first,
                         [],
-                        applied_cpu - cpu if cpu is not None else None,
+                        applied_cpu - cpu if cpu is not None and applied_cpu is not None else None,
                     )
                 )
         check_durable(database_url, count)
@@ -473,7 +522,11 @@ def bare_phase(bodies: list[tuple[bytes, dict[str, str]]], concurrency: int) -> 
     return Phase("bare FastAPI 202 (ceiling)", len(bodies), seconds, latencies, cpu)
 
 
-def run(count: int, concurrency: int, rounds: int, profile: Path | None) -> None:
+def p99(phase: Phase) -> float:
+    return statistics.quantiles(phase.latencies, n=100, method="inclusive")[98] * 1000
+
+
+def run(count: int, concurrency: int, rounds: int, setups: list[str], profile: Path | None) -> None:
     bodies = deliveries(count)
     size = sum(len(body) for body, _ in bodies) // count
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
@@ -483,27 +536,33 @@ def run(count: int, concurrency: int, rounds: int, profile: Path | None) -> None
     )
     # Each round measures the ceiling and opsync one after the other: on a shared machine
     # the speed drifts over a minute, and a ratio of neighbours drifts least.
-    results = []
+    results: dict[str, list[tuple[float, Phase, list[Phase]]]] = {setup: [] for setup in setups}
     for n in range(rounds):
         bare = bare_phase(bodies, concurrency)
-        alone = opsync_phases(bodies, concurrency, embedded=False, profile=profile if n == 0 else None)
-        embedded = opsync_phases(bodies, concurrency, embedded=True, profile=profile if n == 0 else None)
-        ratio = bare.seconds / alone[0].seconds
+        for setup in setups:
+            phases = opsync_phases(bodies, concurrency, setup, profile if n == 0 else None)
+            results[setup].append((bare.seconds / phases[0].seconds, bare, phases))
         print(
-            f"  round {n + 1}: ratio intake/bare {ratio:.2f}, "
-            f"with the embedded worker {bare.seconds / embedded[0].seconds:.2f}"
+            f"  round {n + 1}: ratio intake/bare "
+            + ", ".join(f"{SETUPS[setup].label} {results[setup][-1][0]:.2f}" for setup in setups),
+            flush=True,
         )
-        results.append((ratio, bare, alone, embedded))
-    ratio, bare, alone, embedded = sorted(results, key=lambda result: result[0])[len(results) // 2]
 
     print(
-        f"the median round:\n{'phase':<38}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU ms/req':>12}"
+        f"each setup's median round:\n{'phase':<48}{'requests':>9}{'seconds':>9}{'req/s':>9}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'CPU ms/req':>12}"
     )
-    for phase in [bare, *alone, *embedded]:
-        print(phase.row())
-    print(f"ratio intake/bare with the embedded worker applying meanwhile = {bare.seconds / embedded[0].seconds:.2f}")
-    print(f"ratio intake/bare = {ratio:.2f}")
+    medians = {
+        setup: sorted(rounds_, key=lambda result: result[0])[len(rounds_) // 2] for setup, rounds_ in results.items()
+    }
+    for setup in setups:
+        _, bare, phases = medians[setup]
+        for phase in [bare, *phases]:
+            print(phase.row())
+    for setup in setups:
+        ratio, _, phases = medians[setup]
+        every = ", ".join(f"{result[0]:.2f}" for result in results[setup])
+        print(f"ratio intake/bare, {SETUPS[setup].label} = {ratio:.2f} (rounds {every}); p99 {p99(phases[0]):.1f} ms")
 
 
 def main() -> None:
@@ -511,6 +570,11 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="ceiling and opsync measured this many times")
+    parser.add_argument(
+        "--setups",
+        default=",".join(SETUPS),
+        help=f"which of {', '.join(SETUPS)} to measure, comma-separated (default: all)",
+    )
     parser.add_argument("--profile", type=Path, help="record the opsync server with py-spy into this file")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -519,7 +583,10 @@ def main() -> None:
         return
     if not 1 <= args.concurrency <= 256 or not 1 <= args.deliveries <= 200_000 or not 1 <= args.rounds <= 9:
         parser.error("keep the load bounded: 1..256 concurrent clients, 1..200000 deliveries, 1..9 rounds")
-    run(args.deliveries, args.concurrency, args.rounds, args.profile)
+    setups = args.setups.split(",")
+    if unknown := [setup for setup in setups if setup not in SETUPS]:
+        parser.error(f"no setup {', '.join(unknown)}; there are {', '.join(SETUPS)}")
+    run(args.deliveries, args.concurrency, args.rounds, setups, args.profile)
 
 
 if __name__ == "__main__":

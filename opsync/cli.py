@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -36,20 +38,34 @@ def serve(
     config: Path | None = ConfigOption,
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: bool = typer.Option(True, help="apply webhooks and run schedules in this process"),
+    workers: bool = typer.Option(
+        True, help="apply webhooks and run schedules, in a worker process this one starts and stops"
+    ),
+    embedded_worker: bool = typer.Option(
+        False,
+        "--embedded-worker",
+        help="run the worker in this process instead: one process, but applying then competes with"
+        " webhook intake for one core",
+    ),
 ) -> None:
-    """Serve the API (and, by default, its workers and schedules)."""
+    """Serve the API (and, by default, a worker process beside it: webhooks applied, schedules run)."""
     import uvicorn
 
     from opsync.api.app import create_app
+    from opsync.service.worker_process import WorkerProcess
 
-    settings = settings_for(config).model_copy(update={"run_workers": workers})
+    settings = settings_for(config).model_copy(update={"run_workers": workers and embedded_worker})
     try:
         hub_config = load_config(settings.config) if settings.config else None
     except ConfigError as error:
         fail(str(error))
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
-    application = create_app(settings, hub_config)
+    worker_process = None
+    if workers and not embedded_worker:
+        # the same settings reach the child: it inherits the environment and is given the file
+        given = ["--config", str(settings.config)] if settings.config else []
+        worker_process = WorkerProcess([sys.executable, "-m", "opsync.cli", "worker", "--supervised", *given])
+    application = create_app(settings, hub_config, worker_process=worker_process)
     long_lived()
     # log_config=None: uvicorn's own loggers go through the handler logs.configure installed
     uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
@@ -60,27 +76,37 @@ def worker(
     config: Path | None = ConfigOption,
     metrics_port: int | None = typer.Option(None, help="serve this process's /metrics on this port"),
     metrics_host: str = typer.Option("127.0.0.1", help="the address of --metrics-port"),
+    supervised: bool = typer.Option(False, hidden=True, help="started by `opsync serve`: stdin is its pipe"),
 ) -> None:
-    """Apply webhook deliveries and run schedules, without serving the API."""
+    """Apply webhook deliveries and run schedules, without serving the API (SIGTERM stops it
+    after the batch in hand)."""
     from opsync.service.worker import Worker
+    from opsync.service.worker_process import follow_supervisor
 
     settings = settings_for(config)
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
-    if metrics_port is not None:
-        # what this process counts (deliveries applied, pulls, requests to the tools); the
-        # inbox's depth is read from the database by the API's /metrics
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, metrics_host)
 
     async def run() -> None:
         hub = open_hub(settings)
+        if metrics_port is not None:  # once the hub is open: an answer there says the worker runs
+            # what this process counts (deliveries applied, pulls, requests to the tools); the
+            # inbox's depth is read from the database by the API's /metrics
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, metrics_host)
         long_lived()
         running = Worker(hub)
         running.start()
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        ends: list[asyncio.Task] = [asyncio.create_task(stopping.wait())]
+        if supervised:
+            ends.append(asyncio.create_task(follow_supervisor(running)))
         try:
-            await asyncio.Event().wait()
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for end in ends:
+                end.cancel()
             await running.stop()
             await hub.close()
 

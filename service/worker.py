@@ -1,12 +1,19 @@
 """Background work: apply the inbox (both lanes), keep it pruned, and pull each connection on
 its schedule. Any number of processes may run this on one database: pulls take the
-connection's lease, deliveries are claimed."""
+connection's lease, deliveries are claimed.
+
+A worker beside intake (in the API's process, or its child told of each delivery through a
+pipe) yields to it: while deliveries arrive, applying takes a small share of the time in
+small batches, so that intake, which a tool's burst waits on, keeps the CPU and, on SQLite,
+the write lock. When they stop arriving it drains the backlog at full speed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -15,7 +22,7 @@ import sqlalchemy as sa
 from opsync.service.clock import now
 from opsync.service.contract import Pulls
 from opsync.service.hub import Hub
-from opsync.service.inbox import apply_batch, fetch_batch, prune
+from opsync.service.inbox import FETCH_BATCH, apply_batch, fetch_batch, prune
 from opsync.service.leases import AlreadyRunning, interrupt_orphaned_runs
 from opsync.service.models import RunMode, RunStatus, SyncRun, table_of
 from opsync.service.sync import sync_connection
@@ -27,6 +34,9 @@ IDLE_POLL_SECONDS = 0.5
 GATHER_SECONDS = 0.05
 HOUSEKEEPING_SECONDS = 60.0  # runs orphaned by a dead process; the inbox pruned every tenth time
 BUSY_RETRY_SECONDS = 30.0  # a schedule that found its connection's pull running elsewhere
+ARRIVING_SECONDS = 0.1  # a delivery stored this recently: intake is busy
+BUSY_SHARE = 0.2  # of the time spent applying while intake is busy
+BUSY_BATCH = 20  # deliveries per batch while intake is busy: a short hold of SQLite's write lock
 
 
 def _default_concurrency(hub: Hub) -> int:
@@ -37,21 +47,33 @@ def _default_concurrency(hub: Hub) -> int:
 
 
 class Worker:
-    """Runs in the API process (embedded default) or alone (`opsync worker`)."""
+    """Runs alone (`opsync worker`), in a child of the API's process (`opsync serve`), or in
+    the API's process itself (`opsync serve --embedded-worker`)."""
 
     def __init__(self, hub: Hub, *, schedules: bool = True) -> None:
         self.hub = hub
         self.schedules = schedules
-        self.wake = asyncio.Event()  # set by webhook intake in the same process
+        self.wake = asyncio.Event()
+        self._arrived = -math.inf  # when intake last told of a delivery (time.monotonic)
         self._tasks: list[asyncio.Task] = []
 
+    def deliveries_arrived(self) -> None:
+        """Intake beside this worker stored deliveries: apply them soon, and yield to intake
+        while more keep coming."""
+        self._arrived = time.monotonic()
+        self.wake.set()
+
     def start(self) -> None:
+        def apply(limit: int) -> Awaitable[int]:
+            return apply_batch(self.hub, limit)
+
+        def fetch(limit: int) -> Awaitable[int]:
+            return fetch_batch(self.hub, limit)
+
         batch = self.hub.settings.worker_batch
         for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
-            self._tasks.append(
-                asyncio.create_task(self._drain(lambda: apply_batch(self.hub, batch), batch), name=f"inbox-{n}")
-            )
-        self._tasks.append(asyncio.create_task(self._drain(lambda: fetch_batch(self.hub), None), name="inbox-fetch"))
+            self._tasks.append(asyncio.create_task(self._drain(apply, batch, gather=True), name=f"inbox-{n}"))
+        self._tasks.append(asyncio.create_task(self._drain(fetch, FETCH_BATCH, gather=False), name="inbox-fetch"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.schedules:
             for connection_id in [c for c in self.hub.connections if isinstance(self.hub.connector(c), Pulls)]:
@@ -63,10 +85,18 @@ class Worker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def _drain(self, batch: Callable[[], Awaitable[int]], full: int | None) -> None:
+    def _intake_busy(self) -> bool:
+        return time.monotonic() - self._arrived < ARRIVING_SECONDS
+
+    async def _drain(self, batch: Callable[[int], Awaitable[int]], full: int, *, gather: bool) -> None:
+        """Claim and apply batches of at most full deliveries (fewer while intake is busy).
+        gather: after a batch that was not full, wait for more before the next claim."""
         while True:
+            busy = self._intake_busy()
+            limit = min(full, BUSY_BATCH) if busy else full
+            started = time.monotonic()
             try:
-                claimed = await batch()
+                claimed = await batch(limit)
             except Exception:  # the database is away or a bug: the lease brings the batch back
                 log.exception("applying webhook deliveries failed")
                 claimed = 0
@@ -76,7 +106,9 @@ class Worker:
                     await asyncio.wait_for(self.wake.wait(), IDLE_POLL_SECONDS)
                 except TimeoutError:
                     pass
-            elif full is not None and claimed < full:
+            elif busy:  # applying took its share of the time; intake has the rest
+                await asyncio.sleep((time.monotonic() - started) * (1 - BUSY_SHARE) / BUSY_SHARE)
+            elif gather and claimed < limit:
                 await asyncio.sleep(GATHER_SECONDS)
 
     async def _housekeeping(self) -> None:

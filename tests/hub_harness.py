@@ -101,6 +101,25 @@ def github_delivery(event: str, payload: Any, secret: str, delivery: str) -> tup
     }
 
 
+def github_issue(number: int, repo: str = "acme/payments") -> dict[str, Any]:
+    """A GitHub issue as an `issues` webhook carries it: id 70,000 + number, titled "Issue N"."""
+    return {
+        "id": 70_000 + number,
+        "number": number,
+        "title": f"Issue {number}",
+        "state": "open",
+        "body": None,
+        "assignee": None,
+        "labels": [],
+        "html_url": f"https://github.com/{repo}/issues/{number}",
+        "repository_url": f"https://api.github.com/repos/{repo}",
+        "user": {"login": "adal", "id": 1000},
+        "created_at": "2024-03-01T10:00:00Z",
+        "updated_at": "2024-03-01T10:00:00Z",
+        "closed_at": None,
+    }
+
+
 def jira_delivery(payload: Any, secret: str, delivery: str) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(payload).encode()
     return body, {

@@ -125,6 +125,5 @@ def list_inbox(
 )
 def replay_inbox(body: schemas.InboxReplay, request: Request, hub: Hub = Depends(get_hub)) -> dict[str, int]:
     count = inbox.replay(hub, body.ids)
-    if request.app.state.worker:
-        request.app.state.worker.wake.set()
+    request.app.state.tell_worker()
     return {"replayed": count}

@@ -66,9 +66,7 @@ async def receive_webhook(request: Request) -> Response:
         raise Problem(400, str(error)) from None
     duplicate = await request.app.state.intake.store(row)  # committed before the 202
     metrics.delivery_received(connection_id, duplicate=duplicate)
-    worker = request.app.state.worker
-    if worker:
-        worker.wake.set()
+    request.app.state.tell_worker()
     return Response(
         orjson.dumps({"delivery_id": row["delivery_id"], "duplicate": duplicate}),
         status_code=202,

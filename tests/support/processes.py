@@ -1,5 +1,6 @@
-"""opsync as deployed: `opsync serve` and `opsync worker` as subprocesses on one database,
-configured by a connections file, stopped (or killed) by the test."""
+"""opsync as deployed: `opsync serve` (with the worker process it starts) and `opsync worker`
+as subprocesses on one database, configured by a connections file, stopped (or killed) by the
+test."""
 
 from __future__ import annotations
 
@@ -56,10 +57,26 @@ class Process:
         return self.log.read_text(errors="replace")[-tail:]
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, as when a machine dies."""
+        """SIGKILL to the process and those it started (`opsync serve`'s worker process): no
+        cleanup, as when a machine dies."""
         if self.popen.poll() is None:
+            started = children(self.popen.pid)
             self.popen.send_signal(signal.SIGKILL)
+            for pid in started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.popen.wait(timeout=10)
+
+    def worker_process(self, timeout: float = 30) -> int:
+        """The pid of the worker process `opsync serve` started, once there is one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if started := children(self.popen.pid):
+                return started[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no worker process under {self.popen.pid} after {timeout} s:\n{self.output()}")
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -89,6 +106,26 @@ def serve(directory: Path, database_url: str, config: Path, port: int, env: dict
 
 def worker(directory: Path, database_url: str, config: Path, env: dict[str, str]) -> Process:
     return Process(["worker", "--config", str(config)], directory, database_url, env)
+
+
+def children(pid: int) -> list[int]:
+    """The processes pid started that still run (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # the thread or the process ended meanwhile
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def client(port: int) -> httpx.Client:

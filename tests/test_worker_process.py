@@ -1,0 +1,107 @@
+"""`opsync serve` with no option runs its worker in a process of its own: it applies what the
+API takes in, is started again when it dies, and does not outlive the API's process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hub_harness import github_delivery, github_issue
+from support import processes
+from support.processes import alive
+
+SECRET = "worker-process-secret"
+ENV = {"WP_GH_TOKEN": "t", "WP_GH_SECRET": SECRET}
+
+
+def _config(directory: Path) -> Path:
+    return processes.write_config(
+        directory,
+        [
+            {
+                "id": "gh",
+                "kind": "github",
+                "base_url": "http://127.0.0.1:9",  # nothing listens: the start-up pull fails, webhooks flow
+                "token": "${WP_GH_TOKEN}",
+                "webhook_secret": "${WP_GH_SECRET}",
+                "repos": ["acme/payments"],
+                "pull_every_minutes": 600,
+            }
+        ],
+    )
+
+
+def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.fixture
+def serve(tmp_path, database_url) -> Iterator[tuple[processes.Process, int]]:
+    port = processes.free_port()
+    process = processes.serve(tmp_path, database_url, _config(tmp_path), port, ENV)
+    try:
+        yield process, port
+    finally:
+        process.kill()
+
+
+def _deliver_and_wait_applied(port: int, n: int) -> None:
+    body, headers = github_delivery("issues", {"action": "opened", "issue": github_issue(n)}, SECRET, f"wp-{n}")
+    with processes.client(port) as client:
+        assert client.post("/api/v1/webhooks/gh", content=body, headers=headers).status_code == 202
+
+        def applied() -> bool:
+            titles = [item["title"] for item in client.get("/api/v1/work-items").json()["items"]]
+            return f"Issue {n}" in titles
+
+        assert _until(applied, 30), "the delivery was not applied"
+
+
+def test_serve_with_no_option_applies_webhooks_in_a_worker_process_of_its_own(serve):
+    process, port = serve
+    worker = process.worker_process()
+    _deliver_and_wait_applied(port, 1)
+    assert processes.children(process.popen.pid) == [worker]
+
+
+def test_serves_metrics_count_the_deliveries_its_worker_process_applied(serve):
+    process, port = serve
+    process.worker_process()
+    _deliver_and_wait_applied(port, 1)
+    applied = 'opsync_webhook_deliveries_processed_total{connection="gh",outcome="applied"} 1.0'
+    with processes.client(port) as client:
+        assert _until(lambda: applied in client.get("/metrics").text.splitlines(), 10), client.get("/metrics").text
+
+
+def test_a_killed_worker_process_is_started_again_and_applies_what_arrives(serve):
+    process, port = serve
+    first = process.worker_process()
+    os.kill(first, signal.SIGKILL)
+    assert _until(lambda: processes.children(process.popen.pid) not in ([], [first]), 30), process.output()
+    _deliver_and_wait_applied(port, 2)
+    assert process.popen.poll() is None
+
+
+def test_the_worker_process_stops_when_serve_is_stopped(serve):
+    process, _ = serve
+    worker = process.worker_process()
+    process.popen.terminate()  # serve stops its worker process before it exits
+    process.popen.wait(timeout=30)
+    assert not alive(worker), f"worker process {worker} still runs after serve stopped"
+
+
+def test_the_worker_process_does_not_outlive_a_killed_serve(serve):
+    process, _ = serve
+    worker = process.worker_process()
+    process.popen.send_signal(signal.SIGKILL)  # serve alone: nothing stops the worker but its pipe's end
+    process.popen.wait(timeout=10)
+    assert _until(lambda: not alive(worker), 30), f"worker process {worker} still runs after serve was killed"
