@@ -25,6 +25,7 @@ __all__ = ["header", "interleaved", "retry_after", "tool_time", "verify_hmac_sha
 
 _COMPACT_OFFSET = re.compile(r"[+-]\d{4}$")
 T = TypeVar("T")
+K = TypeVar("K")  # a partition's name
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -106,18 +107,18 @@ def tool_time(value: Any) -> datetime | None:
 
 
 async def interleaved(
-    partitions: dict[str, AsyncIterator[T]], concurrency: int, ahead: int = 2
-) -> AsyncIterator[tuple[str, T]]:
+    partitions: Mapping[K, AsyncIterator[T]], concurrency: int, ahead: int = 2
+) -> AsyncIterator[tuple[K, T]]:
     """The items of every partition, each with its partition's name, as they come: at most
     `concurrency` partitions fetch at once, each at most `ahead` items before they are taken.
     The order within a partition is kept, so a connector that moves a partition's checkpoint
     as its items are taken never gets past what the engine has stored. The first error of any
     partition stops them all and is raised here."""
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=max(1, concurrency) * ahead)
+    queue: asyncio.Queue[tuple[K, Any]] = asyncio.Queue(maxsize=max(1, concurrency) * ahead)
     gate = asyncio.Semaphore(max(1, concurrency))
     done = object()
 
-    async def run(name: str, items: AsyncIterator[T]) -> None:
+    async def run(name: K, items: AsyncIterator[T]) -> None:
         try:
             async with gate:
                 async for item in items:

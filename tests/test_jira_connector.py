@@ -22,7 +22,11 @@ NOW = datetime(2026, 3, 4, 15, 30, 12, 345000, tzinfo=UTC)  # a pinned "now" for
 
 
 def connector(
-    url: str, token: str = TOKEN, projects: tuple[str, ...] = ("PAY", "CHK", "GRO"), page_size: int = 50
+    url: str,
+    token: str = TOKEN,
+    projects: tuple[str, ...] = ("PAY", "CHK", "GRO"),
+    page_size: int = 50,
+    slice_issues: int = 5000,
 ) -> JiraConnector:
     return JiraConnector(
         JiraSettings(
@@ -33,6 +37,7 @@ def connector(
             token=token,
             projects=list(projects),
             page_size=page_size,
+            slice_issues=slice_issues,
         )
     )
 
@@ -285,3 +290,49 @@ def test_settings_require_projects_and_uppercase_them() -> None:
 def test_default_mapping_is_the_shipped_jira_yaml() -> None:
     path = JiraConnector.default_mapping()
     assert path.name == "jira.yaml" and path.is_file()
+
+
+def sliced(url: str, slice_issues: int = 100) -> JiraConnector:
+    """A connector that reads a project of more than slice_issues issues in slices of creation time."""
+    return connector(url, projects=("PAY", "CHK"), slice_issues=slice_issues)
+
+
+def test_a_large_project_read_for_the_first_time_is_read_in_slices_of_creation_time() -> None:
+    sim = JiraSim(issues=600, projects=("PAY", "CHK"))
+    with serving(sim.app) as url:
+        pages = asyncio.run(pull(sliced(url), None))
+    ids = [r.external_id for page in pages for r in page.records]
+    assert set(ids) == sim.ids()
+    assert len(ids) - len(set(ids)) < 20  # at most a minute at a slice's resumed start is read twice
+    slicing = [json.loads(page.cursor).get("slices", {}) for page in pages]
+    assert {"PAY", "CHK"} <= {project for state in slicing for project in state}
+    assert max(len(state.get("PAY", {}).get("left", {})) for state in slicing) >= 3  # ~300 issues, 100 a slice
+    final = json.loads(pages[-1].cursor)
+    assert "slices" not in final  # every slice read: each project is back to one checkpoint
+    for project in ("PAY", "CHK"):
+        latest = max(i.updated for i in sim.issues() if i.project == project)
+        assert datetime.fromisoformat(final["projects"][project]) == latest
+
+
+def test_a_stopped_sliced_backfill_resumes_every_slice_where_it_was() -> None:
+    sim = JiraSim(issues=600, projects=("PAY", "CHK"))
+    with serving(sim.app) as url:
+        first = asyncio.run(pull(sliced(url), None, pages=5))
+        assert "slices" in json.loads(first[-1].cursor)
+        rest = asyncio.run(pull(sliced(url), first[-1].cursor))
+        # an issue edited during the backfill is read by the next pull, whichever slice had it
+        edited = sim.update_issue(sorted(sim.issues(), key=lambda i: i.created)[0].key, summary="edited meanwhile")
+        later = asyncio.run(pull(sliced(url), rest[-1].cursor))
+    before = {r.external_id for page in first for r in page.records}
+    after = {r.external_id for page in rest for r in page.records}
+    assert before | after == sim.ids()
+    assert len(before & after) < 30  # the slices went on where they were, not from their starts
+    assert str(edited["id"]) in {r.external_id for page in later for r in page.records}
+
+
+def test_a_small_project_is_not_sliced() -> None:
+    sim = JiraSim(issues=150, projects=("PAY", "CHK"))
+    with serving(sim.app) as url:
+        pages = asyncio.run(pull(sliced(url, slice_issues=200), None))
+    assert all("slices" not in json.loads(page.cursor) for page in pages)
+    assert {r.external_id for page in pages for r in page.records} == sim.ids()

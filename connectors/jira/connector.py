@@ -7,10 +7,10 @@ the token's rate budget (service.ratebudget) paces every project's requests toge
 
 from __future__ import annotations
 
-import json
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,7 +21,7 @@ from jira import JIRA, JIRAError
 from pydantic import Field, SecretStr, field_validator
 
 from opsync import mappings
-from opsync.connectors.jira import webhook
+from opsync.connectors.jira import partitions, webhook
 from opsync.service import metrics
 from opsync.service.contract import (
     ConnectionSettings,
@@ -60,7 +60,10 @@ class JiraSettings(ConnectionSettings):
     projects: list[str] = Field(min_length=1)
     page_size: int = Field(default=100, ge=1, le=100)  # Jira returns at most 100 full issues
     overlap_minutes: int = Field(default=2, ge=0)
-    max_concurrency: int = Field(default=4, ge=1, le=16)  # projects searched at once
+    max_concurrency: int = Field(default=4, ge=1, le=16)  # partitions (projects, slices) searched at once
+    # a project read for the first time with more issues than this is read in slices of
+    # creation time, searched at once
+    slice_issues: int = Field(default=5000, ge=100)
 
     @field_validator("projects")
     @classmethod
@@ -91,17 +94,74 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
 
     async def pull(self, cursor: str | None) -> AsyncIterator[PullPage]:
         """Issues updated since the cursor, each project a partition searched at once with the
-        others (max_concurrency), oldest change first within it. The cursor holds each project's
-        latest `updated` taken so far ({"projects": {KEY: ISO 8601}}), so a pull that stops
-        resumes every project where it was; it re-reads from there minus overlap_minutes,
-        because JQL dates have minute precision and clocks are coarse."""
-        state = self._parse_cursor(cursor)
-        projects = self.jira_settings.projects
-        partitions = {project: self._project_pages(project, state.get(project)) for project in projects}
-        async for project, (records, high) in interleaved(partitions, self.jira_settings.max_concurrency):
-            if high is not None:
-                state[project] = high
-            yield PullPage(records, json.dumps({"projects": {k: v.isoformat() for k, v in sorted(state.items())}}))
+        others (max_concurrency), oldest change first within it; a large project read for the
+        first time is read in slices of creation time, each a partition (see partitions). The
+        cursor holds each partition's checkpoint, so a pull that stops resumes every partition
+        where it was; a project re-reads from its checkpoint minus overlap_minutes, because
+        JQL dates have minute precision and clocks are coarse."""
+        state = partitions.parse(cursor, self.jira_settings.projects)
+        fresh = [p for p in self.jira_settings.projects if p not in state.projects and p not in state.slices]
+        for project, sliced in zip(fresh, await asyncio.gather(*(self._plan(p) for p in fresh)), strict=True):
+            if sliced is not None:
+                state.slices[project] = sliced
+        parts: dict[tuple[str, str | None], AsyncIterator[tuple[list[RawRecord], datetime | None]]] = {}
+        for project in self.jira_settings.projects:
+            if project in state.slices:
+                for slice_end, start in state.slices[project].left.items():
+                    parts[(project, slice_end)] = self._slice_pages(project, start, slice_end)
+            else:
+                parts[(project, None)] = self._project_pages(project, state.projects.get(project))
+        async for (key, end), (records, mark) in interleaved(parts, self.jira_settings.max_concurrency):
+            if end is not None:
+                state.advance(key, end, mark)
+            elif mark is not None:
+                state.projects[key] = mark
+            yield PullPage(records, state.dump())
+
+    async def _plan(self, project: str) -> partitions.Slices | None:
+        """Slices for a project read for the first time, if it holds more than slice_issues."""
+        newest = await self._first(project, "created DESC", "created")
+        if partitions.issue_number(newest) <= self.jira_settings.slice_issues:
+            return None
+        oldest, latest = await asyncio.gather(
+            self._first(project, "created ASC", "created"), self._first(project, "updated DESC", "updated")
+        )
+        first_created, latest_updated = (
+            partitions.issue_time(oldest, "created"),
+            partitions.issue_time(latest, "updated"),
+        )
+        if first_created is None or latest_updated is None:
+            return None
+        return partitions.plan(
+            partitions.issue_number(newest), first_created, latest_updated, self.jira_settings.slice_issues
+        )
+
+    async def _first(self, project: str, order: str, fields: str) -> dict[str, Any] | None:
+        result = await self._search(f'project = "{project}" ORDER BY {order}', None, 1, fields)
+        return next(iter(result.get("issues") or []), None)
+
+    async def _slice_pages(
+        self, project: str, start: datetime, end: str
+    ) -> AsyncIterator[tuple[list[RawRecord], datetime | None]]:
+        """One slice of a project's issues, by creation time, a page at a time, each with the
+        creation minute from which the slice is still to be read (None once it is read)."""
+        zone = await self._user_zone()
+        jql = f'project = "{project}" AND created >= "{start.astimezone(zone):%Y-%m-%d %H:%M}"'
+        if end != partitions.OPEN:
+            jql += f' AND created < "{datetime.fromisoformat(end).astimezone(zone):%Y-%m-%d %H:%M}"'
+        token: str | None = None
+        while True:
+            result = await self._search(
+                jql + " ORDER BY created ASC", token, self.jira_settings.page_size, "*all", EXPAND
+            )
+            issues = result.get("issues") or []
+            token = result.get("nextPageToken")
+            if result.get("isLast", True) or not token:
+                yield [webhook.issue_record(issue) for issue in issues], None
+                return
+            last = partitions.issue_time(issues[-1] if issues else None, "created")
+            start = partitions.minute_of(last) if last is not None else start
+            yield [webhook.issue_record(issue) for issue in issues], start
 
     async def _project_pages(
         self, project: str, since: datetime | None
@@ -318,24 +378,3 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
             except (ZoneInfoNotFoundError, ValueError):
                 self._zone = ZoneInfo("UTC")
         return self._zone
-
-    def _parse_cursor(self, cursor: str | None) -> dict[str, datetime]:
-        """Each project's checkpoint. A cursor of one time (before projects were pulled apart)
-        stands for every project."""
-        if not cursor:
-            return {}
-        try:
-            if cursor.startswith("{"):
-                found = json.loads(cursor)["projects"]
-                return {key: _aware(datetime.fromisoformat(value)) for key, value in found.items()}
-            moment = _aware(datetime.fromisoformat(cursor))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise FatalError(
-                f"Jira cursor {cursor[:200]!r} is not one this connector wrote; reset the connection's cursor"
-                " to run a full pull"
-            ) from None
-        return dict.fromkeys(self.jira_settings.projects, moment)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
