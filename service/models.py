@@ -31,6 +31,19 @@ class UTCDateTime(sa.types.TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        """On SQLite, the text SQLAlchemy's DATETIME writes ('YYYY-MM-DD HH:MM:SS.ffffff'), made
+        in one step: a backfill binds several times per record, and two processors in a row
+        cost a tenth of its writing."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            utc = self.process_bind_param(value, dialect)
+            return None if utc is None else utc.isoformat(" ", "microseconds")
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None

@@ -107,7 +107,7 @@ def tool_time(value: Any) -> datetime | None:
 
 
 async def interleaved(
-    partitions: Mapping[K, AsyncIterator[T]], concurrency: int, ahead: int = 2
+    partitions: Mapping[K, AsyncIterator[T]], concurrency: int, ahead: int = 1
 ) -> AsyncIterator[tuple[K, T]]:
     """The items of every partition, each with its partition's name, as they come: at most
     `concurrency` partitions fetch at once, each at most `ahead` items before they are taken.
