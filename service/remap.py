@@ -16,9 +16,10 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -38,6 +39,7 @@ from opsync.service.yamlfile import Problem
 
 __all__ = ["Preview", "preview", "remap_connection", "start_remap", "stored_warnings"]
 
+T = TypeVar("T")
 log = logging.getLogger("opsync.remap")
 BATCH = 2000  # raw records read, mapped and written at a time
 SAMPLE = 20  # field-level diffs shown by a preview
@@ -69,6 +71,16 @@ def _batches(
             (RawRecord(r.record_type, r.external_id, r.payload, r.version), Origin(r.origin or Origin.FETCH))
             for r in rows
         ]
+
+
+def _read_ahead(batches: Iterator[T]) -> Iterator[T]:
+    """The batches, the next one read (a query and its JSON decoded) in another thread while
+    the caller maps and writes this one: on PostgreSQL the read is mostly waiting on the server."""
+    with ThreadPoolExecutor(1, thread_name_prefix="remap-read") as reader:
+        coming = reader.submit(next, batches, None)
+        while (batch := coming.result()) is not None:
+            coming = reader.submit(next, batches, None)
+            yield batch
 
 
 @contextmanager
@@ -292,7 +304,7 @@ def _remap_all(
         ordered = sorted(external_ids or ())
         chunks = [None] if external_ids is None else [set(ordered[i : i + 500]) for i in range(0, len(ordered), 500)]
         batches = (batch for chunk in chunks for batch in _batches(hub, connection_id, external_ids=chunk))
-        for batch in batches:
+        for batch in _read_ahead(batches):
             hub.refresh_mappings()
             if hub.mappings[kind].version_id != version_id:
                 raise _Superseded(f"version {hub.mappings[kind].version_id} was applied meanwhile; its run goes on")
