@@ -192,17 +192,24 @@ def serve_bare(port: int) -> None:
 
 
 def prepare_database(database_url: str) -> None:
-    """Schema, and the connection recorded as pulled just now: no pull runs during the bench."""
+    """Schema, and the connection recorded as pulled just now (a finished full pull: the
+    schedules read the runs): no pull runs during the bench."""
     from sqlmodel import Session
 
     from opsync.service.clock import now
     from opsync.service.db import create_db_engine, upgrade
-    from opsync.service.models import Connection
+    from opsync.service.models import Connection, RunMode, RunStatus, SyncRun
 
     upgrade(database_url)
     engine = create_db_engine(database_url)
     with Session(engine) as session:
-        session.add(Connection(id=CONNECTION, kind="github", status="ok", last_sync_at=now()))
+        at = now()
+        session.add(Connection(id=CONNECTION, kind="github", status="ok", last_sync_at=at))
+        session.add(
+            SyncRun(
+                connection_id=CONNECTION, mode=RunMode.FULL, status=RunStatus.SUCCEEDED, started_at=at, finished_at=at
+            )
+        )
         session.commit()
     engine.dispose()
 

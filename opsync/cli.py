@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
 import signal
 import sys
 from importlib.metadata import entry_points
@@ -81,7 +83,7 @@ def worker(
     """Apply webhook deliveries and run schedules, without serving the API (SIGTERM stops it
     after the batch in hand)."""
     from opsync.service.worker import Worker
-    from opsync.service.worker_process import follow_supervisor
+    from opsync.service.worker_process import STOP_SECONDS, follow_supervisor
 
     settings = settings_for(config)
     logs.configure(settings.log_level, json_lines=settings.log_format == "json")
@@ -107,8 +109,14 @@ def worker(
         finally:
             for end in ends:
                 end.cancel()
-            await running.stop()
-            await hub.close()
+            try:
+                async with asyncio.timeout(STOP_SECONDS):
+                    await running.stop()
+                    await hub.close()
+            except TimeoutError:  # whatever holds it up, the process ends: its leases expire
+                logging.getLogger("opsync.worker").error("the worker did not stop within %g s: exiting", STOP_SECONDS)
+                logging.shutdown()
+                os._exit(1)
 
     asyncio.run(run())
 

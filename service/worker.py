@@ -80,9 +80,11 @@ class Worker:
                 self._tasks.append(asyncio.create_task(self._schedule(connection_id), name=f"pull:{connection_id}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = set(self._tasks)
+        while running:  # again for a task that let a cancellation pass (it came as its wait ended)
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=1.0)
         self._tasks.clear()
 
     def _intake_busy(self) -> bool:
@@ -95,15 +97,16 @@ class Worker:
             busy = self._intake_busy()
             limit = min(full, BUSY_BATCH) if busy else full
             started = time.monotonic()
+            self.wake.clear()  # deliveries told of from now on end the idle wait below
             try:
                 claimed = await batch(limit)
             except Exception:  # the database is away or a bug: the lease brings the batch back
                 log.exception("applying webhook deliveries failed")
                 claimed = 0
             if not claimed:
-                self.wake.clear()
                 try:
-                    await asyncio.wait_for(self.wake.wait(), IDLE_POLL_SECONDS)
+                    async with asyncio.timeout(IDLE_POLL_SECONDS):
+                        await self.wake.wait()
                 except TimeoutError:
                     pass
             elif busy:  # applying took its share of the time; intake has the rest

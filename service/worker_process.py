@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import sys
 import time
@@ -26,15 +27,16 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from opsync.service.worker import Worker
+from opsync.service.worker import ARRIVING_SECONDS, Worker
 
 log = logging.getLogger("opsync.worker")
-STOP_SECONDS = 10.0  # after SIGTERM, before SIGKILL
+STOP_SECONDS = 10.0  # a worker stops within this after SIGTERM (`opsync worker` exits then), else it is killed
 FIRST_BACKOFF_SECONDS = 1.0
 LONGEST_BACKOFF_SECONDS = 60.0
 HEALTHY_SECONDS = 60.0  # a child that ran this long before it died is started again at once
 SCRAPE_SECONDS = 2.0
 PIPE_LIMIT = 4096  # bytes not yet read by the child: it knows deliveries are waiting
+TELL_SECONDS = ARRIVING_SECONDS / 5
 
 
 def _free_port() -> int:
@@ -52,7 +54,7 @@ class WorkerProcess:
         self.metrics_port: int | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task | None = None
-        self._telling = False
+        self._told_at = -math.inf
 
     @property
     def pid(self) -> int | None:
@@ -73,20 +75,20 @@ class WorkerProcess:
             return
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), STOP_SECONDS)
+            async with asyncio.timeout(STOP_SECONDS + 1):
+                await process.wait()
         except TimeoutError:
             log.warning("the worker process %d did not stop within %g s: killed", process.pid, STOP_SECONDS)
             process.kill()
             await process.wait()
 
     def deliveries_arrived(self) -> None:
-        """Tell the child, once per turn of the event loop however many were stored in it."""
-        if not self._telling:
-            self._telling = True
-            asyncio.get_running_loop().call_soon(self._tell)
-
-    def _tell(self) -> None:
-        self._telling = False
+        """Tell the child at once, but not more often than every TELL_SECONDS: during a burst
+        it only needs to know that deliveries keep arriving, not each one."""
+        at = time.monotonic()
+        if at - self._told_at < TELL_SECONDS:
+            return
+        self._told_at = at
         process = self._process
         pipe = process.stdin if process is not None and process.returncode is None else None
         if pipe is not None and not pipe.is_closing() and pipe.transport.get_write_buffer_size() < PIPE_LIMIT:

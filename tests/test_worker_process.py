@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from hub_harness import github_delivery, github_issue
 from support import processes
@@ -54,10 +55,14 @@ def serve(tmp_path, database_url) -> Iterator[tuple[processes.Process, int]]:
         process.kill()
 
 
-def _deliver_and_wait_applied(port: int, n: int) -> None:
+def _deliver(client: httpx.Client, n: int) -> None:
     body, headers = github_delivery("issues", {"action": "opened", "issue": github_issue(n)}, SECRET, f"wp-{n}")
+    assert client.post("/api/v1/webhooks/gh", content=body, headers=headers).status_code == 202
+
+
+def _deliver_and_wait_applied(port: int, n: int) -> None:
     with processes.client(port) as client:
-        assert client.post("/api/v1/webhooks/gh", content=body, headers=headers).status_code == 202
+        _deliver(client, n)
 
         def applied() -> bool:
             titles = [item["title"] for item in client.get("/api/v1/work-items").json()["items"]]
@@ -99,9 +104,12 @@ def test_the_worker_process_stops_when_serve_is_stopped(serve):
     assert not alive(worker), f"worker process {worker} still runs after serve stopped"
 
 
-def test_the_worker_process_does_not_outlive_a_killed_serve(serve):
-    process, _ = serve
+def test_the_worker_process_does_not_outlive_serve_killed_amid_deliveries(serve):
+    process, port = serve
     worker = process.worker_process()
+    with processes.client(port) as client:
+        for n in range(30):
+            _deliver(client, n)
     process.popen.send_signal(signal.SIGKILL)  # serve alone: nothing stops the worker but its pipe's end
     process.popen.wait(timeout=10)
     assert _until(lambda: not alive(worker), 30), f"worker process {worker} still runs after serve was killed"

@@ -123,7 +123,7 @@ def list_inbox(
     dependencies=[Depends(require("admin"))],
     responses={**refused("admin"), 400: declared("The body cannot be read as JSON text"), 422: INVALID},
 )
-def replay_inbox(body: schemas.InboxReplay, request: Request, hub: Hub = Depends(get_hub)) -> dict[str, int]:
-    count = inbox.replay(hub, body.ids)
-    request.app.state.tell_worker()
+async def replay_inbox(body: schemas.InboxReplay, request: Request, hub: Hub = Depends(get_hub)) -> dict[str, int]:
+    count = await asyncio.to_thread(inbox.replay, hub, body.ids)
+    request.app.state.tell_worker()  # on the event loop: the worker's wake is not thread-safe
     return {"replayed": count}
