@@ -79,7 +79,8 @@ def simulator(source: str, records: int, latency_ms: float) -> Iterator[str]:
 
 def partitions(source: str) -> list[Partition]:
     if source == "jira":
-        query = {"maxResults": PAGE_SIZE, "fields": "*all"}
+        # the pages opsync asks for: every field, and the changelog its mapping reads
+        query = {"maxResults": PAGE_SIZE, "fields": "*all", "expand": "changelog"}
         return [
             ("/rest/api/3/search/jql", {"jql": f"project = {key} ORDER BY updated ASC", **query}) for key in PROJECTS
         ]
