@@ -52,15 +52,12 @@ class Claim:
 
 def claim(hub: Hub, lane: Lane, limit: int, lease: timedelta = LEASE) -> Claim:
     """Lease a batch of pending deliveries of a lane, in one statement; another worker skips
-    them (SKIP LOCKED on PostgreSQL) until the lease ends. Each claim counts as an attempt."""
+    them (SKIP LOCKED on PostgreSQL) until the lease ends. Each claim counts as an attempt.
+    An empty lane is seen by a read first: an UPDATE, even of no row, takes SQLite's write
+    lock, which intake's commits wait for."""
     at, token = now(), uuid.uuid4().hex
-    pending = (
-        sa.select(_TABLE.c.id)
-        .where(_TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lane == lane, _TABLE.c.available_at <= at)
-        .order_by(_TABLE.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
+    due = sa.and_(_TABLE.c.status == DeliveryStatus.PENDING, _TABLE.c.lane == lane, _TABLE.c.available_at <= at)
+    pending = sa.select(_TABLE.c.id).where(due).order_by(_TABLE.c.id).limit(limit).with_for_update(skip_locked=True)
     lease_them = (
         sa.update(_TABLE)
         .where(_TABLE.c.id.in_(pending))
@@ -77,6 +74,8 @@ def claim(hub: Hub, lane: Lane, limit: int, lease: timedelta = LEASE) -> Claim:
         )
     )
     with hub.engine.begin() as connection:
+        if connection.execute(sa.select(_TABLE.c.id).where(due).limit(1)).first() is None:
+            return Claim(token, [])
         return Claim(token, sorted(connection.execute(lease_them).all(), key=lambda event: event.id))
 
 

@@ -46,6 +46,18 @@ def _default_concurrency(hub: Hub) -> int:
     return 2 if hub.engine.dialect.name == "postgresql" else 1
 
 
+async def _idle(wake: asyncio.Event | None) -> None:
+    """Until wake is set, or IDLE_POLL_SECONDS."""
+    if wake is None:
+        await asyncio.sleep(IDLE_POLL_SECONDS)
+        return
+    try:
+        async with asyncio.timeout(IDLE_POLL_SECONDS):
+            await wake.wait()
+    except TimeoutError:
+        pass
+
+
 class Worker:
     """Runs alone (`opsync worker`), in a child of the API's process (`opsync serve`), or in
     the API's process itself (`opsync serve --embedded-worker`)."""
@@ -72,8 +84,9 @@ class Worker:
 
         batch = self.hub.settings.worker_batch
         for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
-            self._tasks.append(asyncio.create_task(self._drain(apply, batch, gather=True), name=f"inbox-{n}"))
-        self._tasks.append(asyncio.create_task(self._drain(fetch, FETCH_BATCH, gather=False), name="inbox-fetch"))
+            self._tasks.append(asyncio.create_task(self._drain(apply, batch, self.wake), name=f"inbox-{n}"))
+        # intake fills the apply lane only: the fetch lane, filled by applying, is not woken by it
+        self._tasks.append(asyncio.create_task(self._drain(fetch, FETCH_BATCH, None), name="inbox-fetch"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.schedules:
             for connection_id in [c for c in self.hub.connections if isinstance(self.hub.connector(c), Pulls)]:
@@ -90,28 +103,27 @@ class Worker:
     def _intake_busy(self) -> bool:
         return time.monotonic() - self._arrived < ARRIVING_SECONDS
 
-    async def _drain(self, batch: Callable[[int], Awaitable[int]], full: int, *, gather: bool) -> None:
+    async def _drain(self, batch: Callable[[int], Awaitable[int]], full: int, wake: asyncio.Event | None) -> None:
         """Claim and apply batches of at most full deliveries (fewer while intake is busy).
-        gather: after a batch that was not full, wait for more before the next claim."""
+        wake: set when deliveries arrive in the lane; after a batch that was not full, more
+        gather before the next claim. Without it, an empty lane is looked at every
+        IDLE_POLL_SECONDS."""
         while True:
             busy = self._intake_busy()
             limit = min(full, BUSY_BATCH) if busy else full
             started = time.monotonic()
-            self.wake.clear()  # deliveries told of from now on end the idle wait below
+            if wake:
+                wake.clear()  # deliveries told of from now on end the idle wait below
             try:
                 claimed = await batch(limit)
             except Exception:  # the database is away or a bug: the lease brings the batch back
                 log.exception("applying webhook deliveries failed")
                 claimed = 0
             if not claimed:
-                try:
-                    async with asyncio.timeout(IDLE_POLL_SECONDS):
-                        await self.wake.wait()
-                except TimeoutError:
-                    pass
+                await _idle(wake)
             elif busy:  # applying took its share of the time; intake has the rest
                 await asyncio.sleep((time.monotonic() - started) * (1 - BUSY_SHARE) / BUSY_SHARE)
-            elif gather and claimed < limit:
+            elif wake and claimed < limit:
                 await asyncio.sleep(GATHER_SECONDS)
 
     async def _housekeeping(self) -> None:
