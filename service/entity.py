@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Table
@@ -116,21 +117,22 @@ class Entity:
     def table(self) -> Table:
         return table_of(self.table_model)
 
-    @property
+    # the derived views below are read per record while writing: computed once
+    @cached_property
     def mappable(self) -> dict[str, FieldSpec]:
         """Every field a mapping may set."""
         return COMMON_FIELDS | self.fields
 
-    @property
+    @cached_property
     def people(self) -> dict[str, str]:
         """Person fields -> their id columns."""
         return {n: f.column_of(n) for n, f in self.fields.items() if f.type is FieldType.PERSON}
 
-    @property
+    @cached_property
     def required(self) -> tuple[str, ...]:
         return tuple(n for n, f in self.fields.items() if f.required)
 
-    @property
+    @cached_property
     def stamps(self) -> dict[str, tuple[str, str]]:
         """TIME fields the hub stamps from the history it keeps (FieldSpec.stamped_when)."""
         return {n: f.stamped_when for n, f in self.fields.items() if f.stamped_when is not None}
