@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -175,7 +176,7 @@ class Transaction:
             self._write(name, table, rows.values())
 
     def _new_row(self, table: sa.Table, external_id: str) -> _Row:
-        values: dict[str, Any] = {c.name: None for c in table.columns if c.name != "id"}
+        values = dict.fromkeys(_columns_of(table))
         values.update(connection_id=self.connection_id, external_id=external_id, updated_at=self._at)
         return _Row(values, new=True)
 
@@ -194,9 +195,7 @@ class Transaction:
                 **columns,
             )
             row.links = record.links
-            row.events.append(
-                ("create", {k: [None, jsonable(v)] for k, v in columns.items() if v not in (None, [], {})})
-            )
+            row.events.append(("create", {k: [None, jsonable(v)] for k, v in columns.items() if _shown(v)}))
             self.counts.created += 1
             return row
         values = row.values
@@ -364,6 +363,18 @@ class Transaction:
         """Keep the payloads as received, so a new mapping re-normalises without refetching;
         by the same versioning rules as the records."""
         save_payloads(self.db, self.connection_id, self._at, raws, origin)
+
+
+@cache
+def _columns_of(table: sa.Table) -> tuple[str, ...]:
+    """A record table's columns but its id (read per new row)."""
+    return tuple(c.name for c in table.columns if c.name != "id")
+
+
+def _shown(value: Any) -> bool:
+    """Whether a created record's Change row shows the field: not None, [] or {} (a test that,
+    unlike `value not in (None, [], {})`, costs no comparisons for a non-empty value)."""
+    return value is not None and bool(value or not isinstance(value, (list, dict)))
 
 
 class _Row:
