@@ -2,7 +2,7 @@
 its schedule. Any number of processes may run this on one database: pulls take the
 connection's lease, deliveries are claimed.
 
-A worker beside intake (in the API's process, or its child told of each delivery through a
+A worker beside intake (in the API's process, or its child told of deliveries through a
 pipe) yields to it: while deliveries arrive, applying takes a small share of the time in
 small batches, so that intake, which a tool's burst waits on, keeps the CPU and, on SQLite,
 the write lock. When they stop arriving it drains the backlog at full speed."""
@@ -65,7 +65,7 @@ class Worker:
     def __init__(self, hub: Hub, *, schedules: bool = True) -> None:
         self.hub = hub
         self.schedules = schedules
-        self.wake = asyncio.Event()
+        self._wake = asyncio.Event()
         self._arrived = -math.inf  # when intake last told of a delivery (time.monotonic)
         self._tasks: list[asyncio.Task] = []
 
@@ -73,7 +73,7 @@ class Worker:
         """Intake beside this worker stored deliveries: apply them soon, and yield to intake
         while more keep coming."""
         self._arrived = time.monotonic()
-        self.wake.set()
+        self._wake.set()
 
     def start(self) -> None:
         def apply(limit: int) -> Awaitable[int]:
@@ -84,7 +84,7 @@ class Worker:
 
         batch = self.hub.settings.worker_batch
         for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
-            self._tasks.append(asyncio.create_task(self._drain(apply, batch, self.wake), name=f"inbox-{n}"))
+            self._tasks.append(asyncio.create_task(self._drain(apply, batch, self._wake), name=f"inbox-{n}"))
         # intake fills the apply lane only: the fetch lane, filled by applying, is not woken by it
         self._tasks.append(asyncio.create_task(self._drain(fetch, FETCH_BATCH, None), name="inbox-fetch"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
