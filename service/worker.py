@@ -84,7 +84,9 @@ class Worker:
 
         batch = self.hub.settings.worker_batch
         for n in range(self.hub.settings.inbox_concurrency or _default_concurrency(self.hub)):
-            self._tasks.append(asyncio.create_task(self._drain(apply, batch, self._wake), name=f"inbox-{n}"))
+            self._tasks.append(
+                asyncio.create_task(self._drain(apply, batch, self._wake, yields=n > 0), name=f"inbox-{n}")
+            )
         # intake fills the apply lane only: the fetch lane, filled by applying, is not woken by it
         self._tasks.append(asyncio.create_task(self._drain(fetch, FETCH_BATCH, None), name="inbox-fetch"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -103,13 +105,19 @@ class Worker:
     def _intake_busy(self) -> bool:
         return time.monotonic() - self._arrived < ARRIVING_SECONDS
 
-    async def _drain(self, batch: Callable[[int], Awaitable[int]], full: int, wake: asyncio.Event | None) -> None:
+    async def _drain(
+        self, batch: Callable[[int], Awaitable[int]], full: int, wake: asyncio.Event | None, *, yields: bool = False
+    ) -> None:
         """Claim and apply batches of at most full deliveries (fewer while intake is busy).
         wake: set when deliveries arrive in the lane; after a batch that was not full, more
         gather before the next claim. Without it, an empty lane is looked at every
-        IDLE_POLL_SECONDS."""
+        IDLE_POLL_SECONDS. yields: a second drain of the lane, which waits while intake is
+        busy (the first one alone takes the share of the time then)."""
         while True:
             busy = self._intake_busy()
+            if busy and yields:
+                await asyncio.sleep(ARRIVING_SECONDS)
+                continue
             limit = min(full, BUSY_BATCH) if busy else full
             started = time.monotonic()
             if wake:
