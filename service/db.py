@@ -83,5 +83,14 @@ def scratch_database(directory: Path, prefix: str = "scratch") -> Iterator[str]:
         yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as connection:
+            # a process that used the schema may still be ending (killed by a test): its
+            # sessions are ended first, so that dropping neither waits on them nor deadlocks
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " WHERE c.relnamespace = CAST(:schema AS regnamespace) AND l.pid <> pg_backend_pid()"
+                ),
+                {"schema": f'"{schema}"'},
+            )
             connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()

@@ -3,73 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
-import yaml
 from hub_harness import github_delivery
+from support import processes
 
 from opsync.service.inbox import LEASE
 
 SECRET = "crash-secret"
-TOKEN = "crash-admin-token"
 DELIVERIES = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(tmp_path: Path, database_url: str, port: int) -> subprocess.Popen:
-    config = tmp_path / "connections.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "connections": [
-                    {
-                        "id": "gh",
-                        "kind": "github",
-                        "base_url": "http://127.0.0.1:9",
-                        "token": "${CRASH_GH_TOKEN}",
-                        "webhook_secret": "${CRASH_GH_SECRET}",
-                        "repos": ["acme/payments"],
-                        # no scheduled pull during the test: the tool is unreachable on purpose
-                        "pull_every_minutes": 600,
-                    }
-                ]
-            }
-        )
-    )
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "OPSYNC_BOOTSTRAP_TOKEN": TOKEN,
-        "CRASH_GH_TOKEN": "t",
-        "CRASH_GH_SECRET": SECRET,
-        "OPSYNC_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "opsync.cli", "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("opsync serve did not become ready in 30 s")
+CONNECTION = {
+    "id": "gh",
+    "kind": "github",
+    "base_url": "http://127.0.0.1:9",
+    "token": "${CRASH_GH_TOKEN}",
+    "webhook_secret": "${CRASH_GH_SECRET}",
+    "repos": ["acme/payments"],
+    # no scheduled pull during the test: the tool is unreachable on purpose
+    "pull_every_minutes": 600,
+}
+ENV = {"CRASH_GH_TOKEN": "t", "CRASH_GH_SECRET": SECRET}
 
 
 def _payload(n: int) -> dict:
@@ -94,32 +48,30 @@ def _payload(n: int) -> dict:
 
 
 def test_deliveries_acknowledged_before_a_sigkill_are_all_applied_after_restart(tmp_path, database_url):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = _start(tmp_path, database_url, port)
+    port = processes.free_port()
+    config = processes.write_config(tmp_path, [CONNECTION])
+    process = processes.serve(tmp_path, database_url, config, port, ENV)
     try:
-        with httpx.Client(base_url=url, timeout=10) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for n in range(DELIVERIES):
                 body, headers = github_delivery("issues", _payload(n), SECRET, f"crash-{n}")
                 assert client.post("/api/v1/webhooks/gh", content=body, headers=headers).status_code == 202
-        process.send_signal(signal.SIGKILL)  # right after the last 202
-        process.wait(timeout=10)
+        process.kill()  # serve and its worker process, right after the last 202
 
-        process = _start(tmp_path, database_url, port)
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        # deliveries the killed worker had claimed come back when their lease ends
-        deadline = time.monotonic() + LEASE.total_seconds() + 30
-        titles: set[str] = set()
-        while time.monotonic() < deadline:
-            page = httpx.get(f"{url}/api/v1/work-items", params={"limit": 500}, headers=headers).json()
-            titles = {item["title"] for item in page["items"]}
-            if len(titles) == DELIVERIES:
-                break
-            time.sleep(0.2)
-        assert titles == {f"Issue {n}" for n in range(DELIVERIES)}
-        feed = httpx.get(f"{url}/api/v1/changes", params={"after": 0, "limit": 1000}, headers=headers).json()
+        process = processes.serve(tmp_path, database_url, config, port, ENV)
+        with processes.client(port) as client:
+            # deliveries the killed worker had claimed come back when their lease ends
+            deadline = time.monotonic() + LEASE.total_seconds() + 30
+            titles: set[str] = set()
+            while time.monotonic() < deadline:
+                page = client.get("/api/v1/work-items", params={"limit": 500}).json()
+                titles = {item["title"] for item in page["items"]}
+                if len(titles) == DELIVERIES:
+                    break
+                time.sleep(0.2)
+            assert titles == {f"Issue {n}" for n in range(DELIVERIES)}
+            feed = client.get("/api/v1/changes", params={"after": 0, "limit": 1000}).json()
         assert [c["seq"] for c in feed["items"]] == list(range(1, DELIVERIES + 1))
         assert json.dumps(feed).count('"create"') == DELIVERIES
     finally:
         process.kill()
-        process.wait(timeout=10)
