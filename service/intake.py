@@ -85,26 +85,8 @@ def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
     """Insert accepted deliveries in one transaction; for each, whether it is a duplicate: a
     redelivery (same delivery id) or a replay (same body), also one within rows, keeps the
     first one's row."""
-    ids = {(row["connection_id"], row["delivery_id"]) for row in rows}
-    hashes = {(row["connection_id"], row["body_hash"]) for row in rows}
     with hub.engine.begin() as connection:
-        # Rows as plain tuples: the keys built below from each delivery are tuples too.
-        seen_ids: set[tuple[Any, ...]] = {
-            tuple(found)
-            for found in connection.execute(
-                sa.select(_TABLE.c.connection_id, _TABLE.c.delivery_id).where(
-                    sa.tuple_(_TABLE.c.connection_id, _TABLE.c.delivery_id).in_(ids)
-                )
-            )
-        }
-        seen_hashes: set[tuple[Any, ...]] = {
-            tuple(found)
-            for found in connection.execute(
-                sa.select(_TABLE.c.connection_id, _TABLE.c.body_hash).where(
-                    sa.tuple_(_TABLE.c.connection_id, _TABLE.c.body_hash).in_(hashes)
-                )
-            )
-        }
+        seen_ids, seen_hashes = _stored(connection, rows)
         duplicates, fresh = [], []
         for row in rows:
             key, body = (row["connection_id"], row["delivery_id"]), (row["connection_id"], row["body_hash"])
@@ -117,6 +99,44 @@ def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
         if fresh:  # a row another process stored meanwhile stays as it is
             connection.execute(_insert(hub).on_conflict_do_nothing(), fresh)
     return duplicates
+
+
+def _lookup() -> sa.CompoundSelect:
+    """The stored rows among a connection's delivery ids and body hashes, by each unique index:
+    connection_id = :id lets SQLite search the index (a (connection_id, delivery_id) IN (...)
+    scans it whole). Built once; each use only binds its values."""
+    columns = (_TABLE.c.connection_id, _TABLE.c.delivery_id, _TABLE.c.body_hash)
+    connection_id = sa.bindparam("connection_id")
+    return sa.union_all(
+        sa.select(*columns).where(
+            _TABLE.c.connection_id == connection_id, _TABLE.c.delivery_id.in_(sa.bindparam("ids", expanding=True))
+        ),
+        sa.select(*columns).where(
+            _TABLE.c.connection_id == connection_id, _TABLE.c.body_hash.in_(sa.bindparam("hashes", expanding=True))
+        ),
+    )
+
+
+_LOOKUP = _lookup()
+
+
+def _stored(connection: sa.Connection, rows: list[dict[str, Any]]) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The (connection_id, delivery_id) and (connection_id, body_hash) pairs of rows that the
+    inbox holds already."""
+    by_connection: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_connection.setdefault(row["connection_id"], []).append(row)
+    ids, hashes = set(), set()
+    for connection_id, mine in by_connection.items():
+        wanted = {
+            "connection_id": connection_id,
+            "ids": [row["delivery_id"] for row in mine],
+            "hashes": [row["body_hash"] for row in mine],
+        }
+        for _, delivery_id, body_hash in connection.execute(_LOOKUP, wanted):
+            ids.add((connection_id, delivery_id))
+            hashes.add((connection_id, body_hash))
+    return ids, hashes
 
 
 def _insert(hub: Hub):
