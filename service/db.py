@@ -55,6 +55,31 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+def execute_many(db: sa.Connection, statement: sa.Insert | sa.Update, rows: list[dict[str, Any]]) -> None:
+    """Run statement once per row (an executemany), every row with the first row's keys; the
+    parameters are bound here, each through its type's processor. SQLAlchemy's own per-row
+    work for rows of some 30 columns costs several times the database's (a tenth of a
+    backfill). A statement that would also need values SQLAlchemy computes (a column's Python
+    default or onupdate) goes through SQLAlchemy."""
+    if not rows:
+        return
+    keys = list(rows[0])
+    compiled = statement.compile(dialect=db.dialect, column_keys=keys)
+    names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+    if not set(names) <= set(keys):
+        db.execute(statement, rows)
+        return
+    processors = compiled._bind_processors  # what SQLAlchemy itself applies, name -> processor
+    bound = [(name, processors.get(name)) for name in names]
+    if compiled.positional:
+        parameters: list[Any] = [
+            tuple([process(row[name]) if process else row[name] for name, process in bound]) for row in rows
+        ]
+    else:
+        parameters = [{name: process(row[name]) if process else row[name] for name, process in bound} for row in rows]
+    db.exec_driver_sql(compiled.string, parameters)
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

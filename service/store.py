@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from opsync.service.clock import now
 from opsync.service.contract import RawRecord
+from opsync.service.db import execute_many
 from opsync.service.entities import entity
 from opsync.service.mapping import LinkRef, PersonRef, Unified
 from opsync.service.models import (
@@ -37,6 +38,7 @@ from opsync.service.models import (
     Person,
     PersonIdentity,
     StoredPayload,
+    UTCDateTime,
     id_of,
     table_of,
 )
@@ -195,7 +197,12 @@ class Transaction:
                 **columns,
             )
             row.links = record.links
-            row.events.append(("create", {k: [None, jsonable(v)] for k, v in columns.items() if _shown(v)}))
+            shown = {
+                k: [None, v] for k, v in columns.items() if v is not None and (v or not isinstance(v, (list, dict)))
+            }
+            for name in _times_of(table).intersection(shown):
+                shown[name][1] = jsonable(shown[name][1])
+            row.events.append(("create", shown))
             self.counts.created += 1
             return row
         values = row.values
@@ -290,7 +297,7 @@ class Transaction:
             # a plain executemany, then the new ids by external_id (unique per connection):
             # cheaper on both databases than INSERT .. RETURNING for many rows
             by_external_id = {r.values["external_id"]: r for r in new}
-            self.db.execute(sa.insert(table), [r.values for r in new])
+            execute_many(self.db, sa.insert(table), [r.values for r in new])
             for external_id, row_id in self.db.execute(
                 sa.select(table.c.external_id, table.c.id).where(
                     table.c.connection_id == self.connection_id, table.c.external_id.in_(by_external_id)
@@ -310,7 +317,9 @@ class Transaction:
                 .where(table.c.id == sa.bindparam("_id"))
                 .values({name: sa.bindparam(name) for name in names})
             )
-            self.db.execute(statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
+            execute_many(
+                self.db, statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty]
+            )
         relinked = [r for r in rows if r.links is not None]
         if relinked:
             link_table = table_of(Link)
@@ -333,12 +342,13 @@ class Transaction:
                 for link in {(x.type, x.to_entity, x.to_key): x for x in r.links or ()}.values()
             ]
             if links:
-                self.db.execute(sa.insert(link_table), links)
+                execute_many(self.db, sa.insert(link_table), links)
         if self.remapping:
             self.changes += [(entity, r.values["external_id"], op, fields) for r in rows for op, fields in r.events]
         events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
         if events:
-            self.db.execute(
+            execute_many(
+                self.db,
                 sa.insert(table_of(Change)),
                 [
                     {
@@ -371,10 +381,10 @@ def _columns_of(table: sa.Table) -> tuple[str, ...]:
     return tuple(c.name for c in table.columns if c.name != "id")
 
 
-def _shown(value: Any) -> bool:
-    """Whether a created record's Change row shows the field: not None, [] or {} (a test that,
-    unlike `value not in (None, [], {})`, costs no comparisons for a non-empty value)."""
-    return value is not None and bool(value or not isinstance(value, (list, dict)))
+@cache
+def _times_of(table: sa.Table) -> frozenset[str]:
+    """A record table's columns of times, shown in Change rows as ISO 8601 text."""
+    return frozenset(c.name for c in table.columns if isinstance(c.type, (UTCDateTime, sa.DateTime, sa.Date)))
 
 
 class _Row:

@@ -15,6 +15,7 @@ import orjson
 import sqlalchemy as sa
 
 from opsync.service.contract import RawRecord
+from opsync.service.db import execute_many
 from opsync.service.mapping import without_nul
 from opsync.service.models import Origin, StoredPayload, table_of
 
@@ -133,9 +134,10 @@ def save_payloads(db: sa.Connection, connection_id: str, at: datetime, raws: lis
                 }
             )
     if inserts:
-        db.execute(sa.insert(table), inserts)
+        execute_many(db, sa.insert(table), inserts)
     if updates:
-        db.execute(
+        execute_many(
+            db,
             sa.update(table)
             .where(table.c.id == sa.bindparam("_id"))
             .values(
