@@ -9,6 +9,10 @@ and a Retry-After on a refusal pauses every request until then. Before each requ
 than a fifth is left (or the tool says it is near the limit), long enough that what remains
 lasts until the reset. So every partition slows evenly, and none draws a refusal.
 
+GitHub keeps budgets apart by resource (X-RateLimit-Resource: core, search, graphql, ...);
+the connectors spend core alone, so an answer that names another resource moves nothing here
+but its Retry-After.
+
 Budgets are found by base URL and a keyed hash of the token; the token itself is never kept.
 """
 
@@ -26,6 +30,7 @@ from typing import Any
 from opsync.service import metrics
 from opsync.service.toolkit import header, retry_after, tool_time
 
+COUNTED_RESOURCE = "core"  # GitHub's budget of REST requests; Jira names none
 LOW_SHARE = 0.2  # less than this share of the limit left: requests are spread until the reset
 RESET_MARGIN = 0.05  # seconds past a reset before its window is over here too
 SAME_WINDOW = 1.0  # resets closer than this (seconds) belong to one window: tools round them
@@ -97,6 +102,8 @@ class RateBudget:
         with self._lock:
             if status is not None and status >= 400 and header(headers, "Retry-After") is not None:
                 self.paused_until = max(self.paused_until, now + (retry_after(headers, now) or 0.0))
+            if header(headers, "X-RateLimit-Resource") not in (None, COUNTED_RESOURCE):
+                return  # another of the token's budgets (GitHub's search, graphql, ...)
             remaining = _whole(header(headers, "X-RateLimit-Remaining"))
             reset = _moment(header(headers, "X-RateLimit-Reset"))
             if remaining is None or reset is None or reset <= now:

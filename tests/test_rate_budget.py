@@ -143,6 +143,29 @@ def test_an_answer_from_an_earlier_window_does_not_undo_a_later_one() -> None:
     assert budget.remaining == 40 and budget.delay() == 0.0
 
 
+def test_an_answer_about_another_github_resource_leaves_the_core_budget_alone() -> None:
+    clock = FakeClock()
+    reset = str(int(START + 60))
+    budget = budget_with(
+        clock,
+        **{"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4000", "X-RateLimit-Reset": reset},
+        **{"X-RateLimit-Resource": "core"},
+    )
+    # the search budget (30 a minute) nearly spent says nothing about core's
+    budget.observe(
+        200,
+        {"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+        | {"X-RateLimit-Resource": "search"},
+    )
+    assert [budget.delay() for _ in range(5)] == [0.0] * 5
+    budget.observe(
+        200,
+        {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+        | {"X-RateLimit-Resource": "core"},
+    )
+    assert budget.delay() == pytest.approx(60 + RESET_MARGIN)
+
+
 def test_budgets_are_one_per_base_url_and_token_and_keep_no_token() -> None:
     token = "ghp_budget_identity_secret"
     budget = budget_for("https://api.github.example/", token)
