@@ -16,7 +16,9 @@ on 127.0.0.1 nothing else would show what pulling pages one at a time costs.
 The simulator runs in a process of its own, and each measured phase in a fresh process,
 so no phase's figures (time, peak RSS) include another's or the simulator's work. The
 phases are measured in turn, three rounds by default; the summary lines are the median
-round's ratios (the round is the median by sync/raw).
+round's ratios (the round is the median by sync/raw). Each phase's CPU time per record is
+printed beside the simulator's in the same while: on a machine of few cores, what the
+simulator spends is taken from the phase measured.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +57,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@dataclass
+class Simulator:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the simulator's process has used so far (Linux /proc; 0.0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 @contextmanager
-def simulator(source: str, records: int, latency_ms: float) -> Iterator[str]:
+def simulator(source: str, records: int, latency_ms: float) -> Iterator[Simulator]:
     options = ["--records", str(records), "--token", TOKEN, "--latency-ms", str(latency_ms)]
     options += ["--projects", ",".join(PROJECTS)] if source == "jira" else []
     process = subprocess.Popen(
@@ -68,7 +85,7 @@ def simulator(source: str, records: int, latency_ms: float) -> Iterator[str]:
         url = process.stdout.readline().strip()
         if not url.startswith("http"):
             raise SystemExit(f"the {source} simulator did not start")
-        yield url
+        yield Simulator(url, process.pid)
     finally:
         process.kill()
         process.wait()
@@ -143,8 +160,9 @@ def pulls_at_once(source: str) -> bool:
     return "max_concurrency" in connector_class(source).settings_model.model_fields
 
 
-def sync(source: str, url: str, concurrency: int) -> tuple[int, float]:
-    """Records written and seconds taken by the pull alone (not start-up or migrations)."""
+def sync(source: str, url: str, concurrency: int) -> tuple[int, float, float]:
+    """Records written, and seconds and CPU seconds taken by the pull alone (not start-up or
+    migrations)."""
     from opsync.service.config import HubConfig
     from opsync.service.hub import Hub
     from opsync.service.plugins import connector_class
@@ -158,20 +176,21 @@ def sync(source: str, url: str, concurrency: int) -> tuple[int, float]:
     with empty_database() as database_url:
         hub = Hub.open(Settings(database_url=database_url), config)
         try:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             run = asyncio.run(sync_connection(hub, "bench"))
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             asyncio.run(hub.close())
     if run.status != "succeeded":
         raise SystemExit(f"sync failed: {run.errors}")
-    return run.created, seconds
+    return run.created, seconds, cpu
 
 
-def measure(phase: str, source: str, url: str, concurrency: int, profile: Path | None = None) -> dict[str, float]:
-    """Run one phase in a fresh process; its own time and peak RSS come back as JSON.
-    With profile, the process runs under py-spy, which writes a speedscope file there."""
-    command = [sys.executable, __file__, "--phase", phase, "--source", source, "--url", url]
+def measure(phase: str, source: str, sim: Simulator, concurrency: int, profile: Path | None = None) -> dict[str, float]:
+    """Run one phase in a fresh process; its own time, CPU time and peak RSS come back as JSON,
+    with the simulator's CPU time while it ran. With profile, the process runs under py-spy,
+    which writes a speedscope file there."""
+    command = [sys.executable, __file__, "--phase", phase, "--source", source, "--url", sim.url]
     command += ["--concurrency", str(concurrency)]
     if profile:
         command = [
@@ -187,18 +206,20 @@ def measure(phase: str, source: str, url: str, concurrency: int, profile: Path |
             "--",
             *command,
         ]
+    before = sim.cpu_seconds()
     output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    figures = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    return figures | {"simulator_cpu_seconds": sim.cpu_seconds() - before}
 
 
 def run_phase(phase: str, source: str, url: str, concurrency: int) -> None:
     if phase == "raw":
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         records = raw(source, url, concurrency)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     else:
-        records, seconds = sync(source, url, concurrency)
-    print(json.dumps({"records": records, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+        records, seconds, cpu = sync(source, url, concurrency)
+    print(json.dumps({"records": records, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}))
 
 
 def rate(figures: dict[str, float]) -> float:
@@ -238,28 +259,33 @@ def main() -> None:
         f"{len(partitions(args.source))} partitions; the plain client 1 and {at_once} in flight; opsync {opsync_pace}"
     )
     rounds = []
-    with simulator(args.source, args.records, args.latency_ms) as url:
+    with simulator(args.source, args.records, args.latency_ms) as sim:
         for n in range(args.rounds):
-            concurrent = measure("raw", args.source, url, at_once)
+            concurrent = measure("raw", args.source, sim, at_once)
             # raw and sync one after the other: the machine's speed drifts less between neighbours
-            one_by_one = measure("raw", args.source, url, 1)
-            synced = measure("sync", args.source, url, at_once, args.profile if n == 0 else None)
+            one_by_one = measure("raw", args.source, sim, 1)
+            synced = measure("sync", args.source, sim, at_once, args.profile if n == 0 else None)
             ratio, ratio_at_once = rate(synced) / rate(one_by_one), rate(synced) / rate(concurrent)
             print(
                 f"  round {n + 1}: ratio sync/raw {ratio:.2f}, with {at_once} in flight {ratio_at_once:.2f}", flush=True
             )
             rounds.append((ratio, ratio_at_once, one_by_one, concurrent, synced))
     ratio, ratio_at_once, one_by_one, concurrent, synced = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
-    print(f"the median round:\n{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}")
+    print(
+        f"the median round:\n{'phase':<28}{'records':>9}{'seconds':>10}{'records/s':>11}{'peak RSS MB':>13}"
+        f"{'CPU ms/rec':>12}{'simulator CPU ms/rec':>22}"
+    )
     phases = (
         ("raw fetch + parse (httpx)", one_by_one),
         (f"raw, {at_once} requests in flight", concurrent),
         ("opsync sync", synced),
     )
     for name, figures in phases:
+        per_record = 1000 / figures["records"]
         print(
             f"{name:<28}{figures['records']:>9}{figures['seconds']:>10.2f}{rate(figures):>11.0f}"
-            f"{figures['peak_rss_mb']:>13.0f}"
+            f"{figures['peak_rss_mb']:>13.0f}{figures['cpu_seconds'] * per_record:>12.3f}"
+            f"{figures['simulator_cpu_seconds'] * per_record:>22.3f}"
         )
     print(f"peak RSS of sync over all rounds: {max(r[4]['peak_rss_mb'] for r in rounds):.0f} MB")
     print(f"ratio sync/raw = {ratio:.2f}")

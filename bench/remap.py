@@ -266,7 +266,7 @@ def main() -> None:
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgresql") else "SQLite"
     with empty_database() as url:
         with simulator("jira", args.records, latency_ms=0.0) as sim:
-            filled = measure("fill", url, sim=sim)
+            filled = measure("fill", url, sim=sim.url)
         print(
             f"remap of {args.records} Jira issues stored on {database}, {args.rounds} rounds; filled by a full "
             f"sync from the Jira simulator ({filled['records']} issues in {filled['seconds']:.0f} s, not measured)",
