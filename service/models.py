@@ -39,6 +39,8 @@ class UTCDateTime(sa.types.TypeDecorator):
             return super().bind_processor(dialect)
 
         def process(value: datetime | None) -> str | None:
+            if value is not None and value.tzinfo is UTC:  # most are: the text less its offset
+                return value.isoformat(" ", "microseconds")[:-6]
             utc = self.process_bind_param(value, dialect)
             return None if utc is None else utc.isoformat(" ", "microseconds")
 

@@ -27,7 +27,7 @@ from sqlmodel import Session, select
 
 from opsync.service.clock import now
 from opsync.service.contract import RawRecord
-from opsync.service.db import execute_many
+from opsync.service.db import insert_many, update_many
 from opsync.service.entities import entity
 from opsync.service.mapping import LinkRef, PersonRef, Unified
 from opsync.service.models import (
@@ -297,7 +297,7 @@ class Transaction:
             # a plain executemany, then the new ids by external_id (unique per connection):
             # cheaper on both databases than INSERT .. RETURNING for many rows
             by_external_id = {r.values["external_id"]: r for r in new}
-            execute_many(self.db, sa.insert(table), [r.values for r in new])
+            insert_many(self.db, table, [r.values for r in new])
             for external_id, row_id in self.db.execute(
                 sa.select(table.c.external_id, table.c.id).where(
                     table.c.connection_id == self.connection_id, table.c.external_id.in_(by_external_id)
@@ -312,14 +312,7 @@ class Transaction:
             if r.dirty:
                 by_columns.setdefault(tuple(sorted(r.dirty)), []).append(r)
         for names, dirty in by_columns.items():
-            statement = (
-                sa.update(table)
-                .where(table.c.id == sa.bindparam("_id"))
-                .values({name: sa.bindparam(name) for name in names})
-            )
-            execute_many(
-                self.db, statement, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty]
-            )
+            update_many(self.db, table, [{"_id": r.values["id"], **{n: r.values[n] for n in names}} for r in dirty])
         relinked = [r for r in rows if r.links is not None]
         if relinked:
             link_table = table_of(Link)
@@ -342,14 +335,14 @@ class Transaction:
                 for link in {(x.type, x.to_entity, x.to_key): x for x in r.links or ()}.values()
             ]
             if links:
-                execute_many(self.db, sa.insert(link_table), links)
+                insert_many(self.db, link_table, links)
         if self.remapping:
             self.changes += [(entity, r.values["external_id"], op, fields) for r in rows for op, fields in r.events]
         events = [(r.values["id"], op, fields) for r in rows for op, fields in r.events]
         if events:
-            execute_many(
+            insert_many(
                 self.db,
-                sa.insert(table_of(Change)),
+                table_of(Change),
                 [
                     {
                         "seq": self._next_seq(),

@@ -15,7 +15,7 @@ import orjson
 import sqlalchemy as sa
 
 from opsync.service.contract import RawRecord
-from opsync.service.db import execute_many
+from opsync.service.db import insert_many, update_many
 from opsync.service.mapping import without_nul
 from opsync.service.models import Origin, StoredPayload, table_of
 
@@ -133,19 +133,5 @@ def save_payloads(db: sa.Connection, connection_id: str, at: datetime, raws: lis
                     "origin": origin,
                 }
             )
-    if inserts:
-        execute_many(db, sa.insert(table), inserts)
-    if updates:
-        execute_many(
-            db,
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("_id"))
-            .values(
-                payload=sa.bindparam("payload"),
-                hash=sa.bindparam("hash"),
-                fetched_at=sa.bindparam("fetched_at"),
-                version=sa.bindparam("version"),
-                origin=sa.bindparam("origin"),
-            ),
-            updates,
-        )
+    insert_many(db, table, inserts)
+    update_many(db, table, updates)
