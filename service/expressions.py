@@ -221,7 +221,9 @@ def check_calls(source: str, node: dict[str, Any], library: functions.Functions 
 
 def is_false(value: Any) -> bool:
     """JMESPath falsiness: null, false, and empty strings, lists and objects (not 0)."""
-    return value is None or value is False or value == "" or value == [] or value == {}
+    if value is None or value is False:
+        return True
+    return not value if isinstance(value, (str, list, dict)) else False
 
 
 def _is_number(value: Any) -> bool:
@@ -266,6 +268,17 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
     if kind == "literal":
         constant = node["value"]
         return lambda v: constant
+    if kind == "subexpression" and all(child["type"] == "field" for child in node["children"]):
+        names = [child["value"] for child in node["children"]]
+
+        def path(v: Any) -> Any:  # a.b.c: the commonest expression, in one closure
+            for name in names:
+                if not isinstance(v, dict):
+                    return None
+                v = v.get(name)
+            return v
+
+        return path
     if kind == "subexpression":
 
         def subexpression(v: Any) -> Any:
@@ -326,6 +339,13 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
     if kind == "comparator":
         left, right = kids
         operator = node["value"]
+        texts = [child.get("value") if child["type"] == "literal" else None for child in node["children"]]
+        if operator in ("eq", "ne") and any(isinstance(text, str) for text in texts):
+            # a text literal on one side: equal only to that text, whatever the other side is
+            text, other = (texts[1], left) if isinstance(texts[1], str) else (texts[0], right)
+            if operator == "eq":
+                return lambda v: other(v) == text
+            return lambda v: other(v) != text
         if operator == "eq":
             return lambda v: _equals(left(v), right(v))
         if operator == "ne":
