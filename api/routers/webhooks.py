@@ -1,8 +1,10 @@
 """POST /api/v1/webhooks/{connection_id}: verified, stored durably, then acknowledged.
 
-The route every tool's burst lands on is a plain Starlette route, matched before all
-others: FastAPI's per-request work (dependencies, validation, route context) would be a
-third of its CPU. Its OpenAPI entry is written here by hand.
+The route every tool's burst lands on is a plain Starlette route whose endpoint is an ASGI
+app, matched before all others: FastAPI's per-request work (dependencies, validation, route
+context) would be a third of its CPU, and a function endpoint adds a second exception layer
+to the app's own (ExceptionMiddleware answers a Problem raised here just the same). Its
+OpenAPI entry is written here by hand.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from opsync.api import schemas
 from opsync.api.problems import UNEXPECTED, Problem, declared
@@ -74,9 +77,18 @@ async def receive_webhook(request: Request) -> Response:
     )
 
 
+class _Endpoint:
+    """receive_webhook as an ASGI app: Starlette wraps a function endpoint, not this."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await receive_webhook(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
-    app.router.routes.insert(0, Route(PATH, receive_webhook, methods=["POST"], name="receive_webhook"))
-    app.router.routes.insert(1, Route(EVENT_PATH, receive_webhook, methods=["POST"], name="receive_webhook_event"))
+    endpoint = _Endpoint()
+    app.router.routes.insert(0, Route(PATH, endpoint, methods=["POST"], name="receive_webhook"))
+    app.router.routes.insert(1, Route(EVENT_PATH, endpoint, methods=["POST"], name="receive_webhook_event"))
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
