@@ -9,8 +9,11 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -33,6 +36,19 @@ def long_lived() -> None:
     of the garbage collector's full passes, which otherwise pause requests for tens of ms."""
     gc.collect()
     gc.freeze()
+
+
+def long_lived_after_startup(lifespan: Callable[[Any], AbstractAsyncContextManager[Any]]) -> Callable[..., Any]:
+    """The app's lifespan, then long_lived(): what the app's start-up makes (the hub, its
+    engine, connectors and mappings) lives as long as the process too."""
+
+    @asynccontextmanager
+    async def started(app: Any) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            long_lived()
+            yield state
+
+    return started
 
 
 @app.command()
@@ -68,7 +84,7 @@ def serve(
         given = ["--config", str(settings.config)] if settings.config else []
         worker_process = WorkerProcess([sys.executable, "-m", "opsync.cli", "worker", "--supervised", *given])
     application = create_app(settings, hub_config, worker_process=worker_process)
-    long_lived()
+    application.router.lifespan_context = long_lived_after_startup(application.router.lifespan_context)
     # log_config=None: uvicorn's own loggers go through the handler logs.configure installed
     uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
 
