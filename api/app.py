@@ -39,6 +39,8 @@ def create_app(
         beside = worker or worker_process
         # routes that stored deliveries call this: the worker applies them soon
         app.state.tell_worker = beside.deliveries_arrived if beside else lambda: None
+        # a pull asked for through the API runs in the worker's process when it has one
+        app.state.hand_pull = worker_process.request_pull if worker_process else lambda run_id, holder: False
         if beside:
             beside.start()
         try:

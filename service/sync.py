@@ -20,7 +20,7 @@ from opsync.service.hub import Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Unified
-from opsync.service.models import Connection, RunMode, RunStatus, SyncRun, id_of, table_of
+from opsync.service.models import Connection, PullLease, RunMode, RunStatus, SyncRun, id_of, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
 
@@ -133,6 +133,22 @@ def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
         lease.release()
         raise
     return Pull(connection_id, full, lease, id_of(run), cursor)
+
+
+def adopt_pull(hub: Hub, run_id: int, holder: str) -> Pull | None:
+    """The pull another process began (run_id, its lease's holder), to be run here: the API's
+    process hands a pull it was asked for to its worker process. None when the lease is no
+    longer that run's (it expired first, and the run is or will be marked interrupted)."""
+    with Session(hub.engine) as session:
+        run = session.get(SyncRun, run_id)
+        if run is None or run.connection_id not in hub.connections:
+            return None
+        lease = session.get(PullLease, run.connection_id)
+        if lease is None or lease.holder != holder or lease.run_id != run_id:
+            return None
+        full = run.mode == RunMode.FULL
+        cursor = None if full else session.get_one(Connection, run.connection_id).cursor
+        return Pull(run.connection_id, full, Lease(hub.engine, run.connection_id, holder), run_id, cursor)
 
 
 async def sync_connection(

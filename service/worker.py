@@ -25,7 +25,7 @@ from opsync.service.hub import Hub
 from opsync.service.inbox import FETCH_BATCH, apply_batch, fetch_batch, prune
 from opsync.service.leases import AlreadyRunning, interrupt_orphaned_runs
 from opsync.service.models import RunMode, RunStatus, SyncRun, table_of
-from opsync.service.sync import sync_connection
+from opsync.service.sync import adopt_pull, sync_connection
 
 log = logging.getLogger("opsync.worker")
 IDLE_POLL_SECONDS = 0.5
@@ -68,12 +68,30 @@ class Worker:
         self._wake = asyncio.Event()
         self._arrived = -math.inf  # when intake last told of a delivery (time.monotonic)
         self._tasks: list[asyncio.Task] = []
+        self._requested: set[asyncio.Task] = set()  # pulls the API's process handed over
 
     def deliveries_arrived(self) -> None:
         """Intake beside this worker stored deliveries: apply them soon, and yield to intake
         while more keep coming."""
         self._arrived = time.monotonic()
         self._wake.set()
+
+    def pull_requested(self, run_id: int, holder: str) -> None:
+        """Run the pull the API's process began (its run and lease) and handed to this worker,
+        so that it runs beside intake's process, not in it."""
+        task = asyncio.create_task(self._run_requested(run_id, holder), name=f"pull-run:{run_id}")
+        self._requested.add(task)
+        task.add_done_callback(self._requested.discard)
+
+    async def _run_requested(self, run_id: int, holder: str) -> None:
+        try:
+            pull = await asyncio.to_thread(adopt_pull, self.hub, run_id, holder)
+            if pull is None:
+                log.warning("run %d was handed over after its lease ended: it is marked interrupted", run_id)
+                return
+            await sync_connection(self.hub, pull.connection_id, full=pull.full, pull=pull)
+        except Exception:
+            log.exception("the pull of run %d failed", run_id)
 
     def start(self) -> None:
         def apply(limit: int) -> Awaitable[int]:
@@ -95,7 +113,7 @@ class Worker:
                 self._tasks.append(asyncio.create_task(self._schedule(connection_id), name=f"pull:{connection_id}"))
 
     async def stop(self) -> None:
-        running = set(self._tasks)
+        running = {*self._tasks, *self._requested}
         while running:  # again for a task that let a cancellation pass (it came as its wait ended)
             for task in running:
                 task.cancel()

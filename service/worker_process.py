@@ -37,6 +37,7 @@ HEALTHY_SECONDS = 60.0  # a child that ran this long before it died is started a
 SCRAPE_SECONDS = 2.0
 PIPE_LIMIT = 4096  # bytes not yet read by the child: it knows deliveries are waiting
 TELL_SECONDS = ARRIVING_SECONDS / 5
+PULL = "P"  # on the pipe: a line "P<run id> <lease holder>" hands the child a pull
 
 
 def _free_port() -> int:
@@ -81,6 +82,17 @@ class WorkerProcess:
             log.warning("the worker process %d did not stop within %g s: killed", process.pid, STOP_SECONDS)
             process.kill()
             await process.wait()
+
+    def request_pull(self, run_id: int, holder: str) -> bool:
+        """Hand the child a pull this process began (its run and the lease's holder): it runs
+        there, not beside intake. False when there is no child to take it (starting or
+        restarting): the caller runs it itself."""
+        process = self._process
+        pipe = process.stdin if process is not None and process.returncode is None else None
+        if pipe is None or pipe.is_closing():
+            return False
+        pipe.write(f"{PULL}{run_id} {holder}\n".encode())
+        return True
 
     def deliveries_arrived(self) -> None:
         """Tell the child at once, but not more often than every TELL_SECONDS: during a burst
@@ -135,14 +147,27 @@ class WorkerProcess:
 
 
 async def follow_supervisor(worker: Worker) -> None:
-    """Return when the pipe from the API's process ends (it stopped or died); until then each
-    byte on stdin tells the worker that deliveries were stored."""
+    """Return when the pipe from the API's process ends (it stopped or died); until then a "."
+    on stdin tells the worker that deliveries were stored, and a line "P<run id> <holder>"
+    hands it a pull."""
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
 
     class Pipe(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.line = b""
+
         def data_received(self, data: bytes) -> None:
-            worker.deliveries_arrived()
+            if b"." in data:
+                worker.deliveries_arrived()
+                data = data.replace(b".", b"")
+            *lines, self.line = (self.line + data).split(b"\n")
+            for line in lines:
+                run_id, _, holder = line.decode().removeprefix(PULL).partition(" ")
+                if line.startswith(PULL.encode()) and run_id.isdigit() and holder:
+                    worker.pull_requested(int(run_id), holder)
+                else:
+                    log.error("the worker process was told %r, which it does not understand", line[:80])
 
         def connection_lost(self, exc: Exception | None) -> None:
             if not gone.done():

@@ -113,3 +113,32 @@ def test_the_worker_process_does_not_outlive_serve_killed_amid_deliveries(serve)
     process.popen.send_signal(signal.SIGKILL)  # serve alone: nothing stops the worker but its pipe's end
     process.popen.wait(timeout=10)
     assert _until(lambda: not alive(worker), 30), f"worker process {worker} still runs after serve was killed"
+
+
+def _own_metrics(worker: int) -> str:
+    """The worker process's own /metrics (serve's adds its own counters to them)."""
+    command = Path(f"/proc/{worker}/cmdline").read_text().split("\0")
+    port = command[command.index("--metrics-port") + 1]
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+
+def test_a_pull_asked_for_through_the_api_runs_in_the_worker_process(serve):
+    process, port = serve
+    worker = process.worker_process()
+    with processes.client(port) as client:
+
+        def runs() -> list[dict]:
+            return client.get("/api/v1/sync-runs", params={"connection_id": "gh"}).json()
+
+        # the start-up pull (the tool is unreachable on purpose) ends first
+        assert _until(lambda: bool(runs()) and all(run["status"] != "running" for run in runs()), 30), runs()
+        answer = client.post("/api/v1/connections/gh/sync", params={"full": "true"})
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+        assert _until(lambda: any(r["id"] == run_id and r["status"] == "failed" for r in runs()), 60), (
+            runs(),
+            process.output(),
+        )
+    # counted by the worker process, which ran it; serve's own process ran no pull
+    counted = [line for line in _own_metrics(worker).splitlines() if line.startswith("opsync_sync_runs_total")]
+    assert 'opsync_sync_runs_total{connection="gh",mode="full",status="failed"} 1.0' in counted, counted

@@ -88,9 +88,10 @@ async def trigger_sync(
         pull = await asyncio.to_thread(begin_pull, hub, connection_id, full=full)
     except AlreadyRunning as busy:
         raise Problem(409, str(busy), run_id=busy.run_id) from None
-    task = asyncio.create_task(sync_connection(hub, connection_id, full=full, pull=pull))
-    request.app.state.background.add(task)
-    task.add_done_callback(request.app.state.background.discard)
+    if not request.app.state.hand_pull(pull.run_id, pull.lease.holder):  # else it runs in this process
+        task = asyncio.create_task(sync_connection(hub, connection_id, full=full, pull=pull))
+        request.app.state.background.add(task)
+        task.add_done_callback(request.app.state.background.discard)
     return {
         "connection_id": connection_id,
         "mode": "full" if full else "incremental",
