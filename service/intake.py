@@ -106,7 +106,7 @@ def _lookup() -> sa.CompoundSelect:
     connection_id = :id lets SQLite search the index (a (connection_id, delivery_id) IN (...)
     scans it whole). Built once; each use only binds its values."""
     columns = (_TABLE.c.connection_id, _TABLE.c.delivery_id, _TABLE.c.body_hash)
-    connection_id = sa.bindparam("connection_id")
+    connection_id: sa.BindParameter[str] = sa.bindparam("connection_id")
     return sa.union_all(
         sa.select(*columns).where(
             _TABLE.c.connection_id == connection_id, _TABLE.c.delivery_id.in_(sa.bindparam("ids", expanding=True))
