@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class _Compiled:
     statement: sa.Insert | sa.Update
 
 
-@cache
+@lru_cache(maxsize=256)  # keyed by the engine's dialect: one per engine (tests open many)
 def _compiled(dialect: sa.Dialect, table: sa.Table, keys: tuple[str, ...], where: tuple[str, ...]) -> _Compiled:
     """The statement for rows of these keys, compiled once per dialect, with the processors
     SQLAlchemy would apply to each parameter. Binding them here, in one pass, costs a fraction
