@@ -12,9 +12,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from opsync.service.clock import now
-from opsync.service.models import PullLease, RunStatus, SyncRun, table_of
+from opsync.service.models import PullLease, RunStatus, SyncRun, id_of, table_of
 
 log = logging.getLogger("opsync.leases")
 TTL = timedelta(seconds=30)
@@ -42,32 +43,36 @@ class Lease:
         self.lost = False
 
     @classmethod
-    def acquire(cls, engine: Engine, connection_id: str) -> Lease:
-        """Take the connection's lease if it is free or expired; else raise AlreadyRunning."""
+    def acquire(cls, engine: Engine, key: str, run: SyncRun) -> tuple[Lease, int]:
+        """Take the lease named key if it is free or expired, and record the run it covers, in
+        one transaction: nobody ever sees the lease without its run. Answers the lease and the
+        run's id; raises AlreadyRunning, recording nothing, when another holder has it."""
         holder, at = uuid.uuid4().hex, now()
         insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(_LEASES)
-        take = insert.values(connection_id=connection_id, holder=holder, run_id=None, expires_at=at + TTL)
+        take = insert.values(connection_id=key, holder=holder, run_id=None, expires_at=at + TTL)
         take = take.on_conflict_do_update(
             index_elements=[_LEASES.c.connection_id],
             set_={"holder": holder, "run_id": None, "expires_at": at + TTL},
             where=_LEASES.c.expires_at < at,
         )
-        with engine.begin() as db:
+        with Session(engine) as session:
+            db = session.connection()
             db.execute(take)
             current = db.execute(
-                sa.select(_LEASES.c.holder, _LEASES.c.run_id).where(_LEASES.c.connection_id == connection_id)
+                sa.select(_LEASES.c.holder, _LEASES.c.run_id).where(_LEASES.c.connection_id == key)
             ).one()
-        if current.holder != holder:
-            raise AlreadyRunning(connection_id, current.run_id)
+            if current.holder != holder:
+                raise AlreadyRunning(run.connection_id, current.run_id)
+            session.add(run)
+            session.flush()
+            run_id = id_of(run)
+            db.execute(sa.update(_LEASES).where(_LEASES.c.connection_id == key).values(run_id=run_id))
+            session.commit()
         interrupt_orphaned_runs(engine)  # the run of a holder whose lease this took over, if any
-        return cls(engine, connection_id, holder)
+        return cls(engine, key, holder), run_id
 
     def _mine(self) -> sa.ColumnElement[bool]:
         return sa.and_(_LEASES.c.connection_id == self.connection_id, _LEASES.c.holder == self.holder)
-
-    def attach(self, db: sa.Connection, run_id: int) -> None:
-        """Name the run this lease covers, in the transaction that creates the run."""
-        db.execute(sa.update(_LEASES).where(self._mine()).values(run_id=run_id))
 
     def renew(self) -> bool:
         with self.engine.begin() as db:

@@ -32,7 +32,7 @@ from opsync.service.leases import AlreadyRunning, Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Mapping, unmatched_map_keys
 from opsync.service.mapping_schema import map_key
-from opsync.service.models import Origin, RunMode, RunStatus, StoredPayload, SyncRun, id_of, table_of
+from opsync.service.models import Origin, RunMode, RunStatus, StoredPayload, SyncRun, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts
 from opsync.service.yamlfile import Problem
@@ -233,28 +233,13 @@ async def start_remap(hub: Hub, connection_id: str, wait_seconds: float = 30.0) 
     newer version was applied) and record the run."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
+        run = SyncRun(connection_id=connection_id, mode=RunMode.REMAP, started_at=now())
         try:
-            lease = await asyncio.to_thread(Lease.acquire, hub.engine, _lease_key(connection_id))
-            break
+            return await asyncio.to_thread(Lease.acquire, hub.engine, _lease_key(connection_id), run)
         except AlreadyRunning:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.2)
-
-    def record() -> int:
-        with Session(hub.engine) as session:
-            run = SyncRun(connection_id=connection_id, mode=RunMode.REMAP, started_at=now())
-            session.add(run)
-            session.flush()
-            lease.attach(session.connection(), id_of(run))
-            session.commit()
-            return id_of(run)
-
-    try:
-        return lease, await asyncio.to_thread(record)
-    except BaseException:
-        await asyncio.to_thread(lease.release)
-        raise
 
 
 async def remap_connection(

@@ -20,7 +20,7 @@ from opsync.service.hub import Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
 from opsync.service.mapping import Unified
-from opsync.service.models import Connection, PullLease, RunMode, RunStatus, SyncRun, id_of, table_of
+from opsync.service.models import Connection, PullLease, RunMode, RunStatus, SyncRun, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
 
@@ -118,21 +118,17 @@ def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
     """Take the connection's lease and record the run; AlreadyRunning if another pull holds it."""
     if connection_id not in hub.connections:
         raise KeyError(f"no connection {connection_id!r}; configured: {', '.join(hub.connections) or 'none'}")
-    lease = Lease.acquire(hub.engine, connection_id)
+    mode = RunMode.FULL if full else RunMode.INCREMENTAL
+    lease, run_id = Lease.acquire(
+        hub.engine, connection_id, SyncRun(connection_id=connection_id, mode=mode, started_at=now())
+    )
     try:
-        with Session(hub.engine, expire_on_commit=False) as session:
+        with Session(hub.engine) as session:  # read under the lease: the last pull's cursor is stored
             cursor = None if full else session.get_one(Connection, connection_id).cursor
-            run = SyncRun(
-                connection_id=connection_id, mode=RunMode.FULL if full else RunMode.INCREMENTAL, started_at=now()
-            )
-            session.add(run)
-            session.flush()
-            lease.attach(session.connection(), id_of(run))  # with the run: never a running run without its lease
-            session.commit()
     except BaseException:
-        lease.release()
+        lease.release()  # its run is then marked interrupted
         raise
-    return Pull(connection_id, full, lease, id_of(run), cursor)
+    return Pull(connection_id, full, lease, run_id, cursor)
 
 
 def adopt_pull(hub: Hub, run_id: int, holder: str) -> Pull | None:

@@ -4,13 +4,15 @@ that deletes only what it is sure of."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from opsync.connectors.github.connector import GitHubSettings
 from opsync.connectors.jira.connector import JiraSettings
@@ -68,6 +70,29 @@ def test_a_second_pull_is_told_which_run_holds_the_connection(database_url):
         assert run.status == "succeeded"
         again = asyncio.run(sync_connection(hub, "jira"))  # the lease was released
         assert again.status == "succeeded" and again.id != run.id
+
+
+def test_pulls_begun_at_once_record_one_run_and_every_refusal_names_it(database_url):
+    with jira_hub(database_url, JiraSim(issues=5, seed=2)) as hub:
+        for _ in range(5):
+            start = threading.Barrier(6)
+
+            def begin(start: threading.Barrier = start) -> int | None:
+                start.wait()
+                try:
+                    return begin_pull(hub, "jira").run_id
+                except AlreadyRunning as busy:
+                    return -busy.run_id if busy.run_id is not None else None
+
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(lambda _: begin(), range(6)))
+            [won] = [a for a in answers if a is not None and a > 0]
+            assert sorted(answers) == sorted([won] + [-won] * 5)  # never a refusal without its run
+            with Session(hub.engine) as session:
+                session.get_one(PullLease, "jira").expires_at = now() - timedelta(seconds=1)
+                session.commit()
+        with Session(hub.engine) as session:
+            assert len(session.exec(select(SyncRun).where(SyncRun.connection_id == "jira")).all()) == 5
 
 
 def test_a_run_whose_process_died_is_interrupted_at_start_and_its_lease_taken_over(database_url):
