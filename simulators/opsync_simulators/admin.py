@@ -15,11 +15,12 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Body, Depends
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from opsync_simulators.faults import Fault, Faults
 from opsync_simulators.latency import checked_latency
 from opsync_simulators.outbox import Outbox, WebhookFaults
+from opsync_simulators.responses import JSONResponse
 
 ErrorAnswer = Callable[[int, str], Response]  # the tool's error body: error(400, "bad fault: ...")
 

@@ -10,11 +10,12 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from opsync_simulators.admin import admin_routes
 from opsync_simulators.faults import Fault
 from opsync_simulators.latency import Latency
+from opsync_simulators.responses import JSONResponse
 
 if TYPE_CHECKING:
     from opsync_simulators.analytics import AnalyticsSim

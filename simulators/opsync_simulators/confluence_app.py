@@ -15,13 +15,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Body, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from opsync_simulators import confluence_data as data
 from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.confluence import STATUSES, BadRequest, ConfluenceSim, NotFound
 from opsync_simulators.faults import Fault
 from opsync_simulators.latency import Latency
+from opsync_simulators.responses import JSONResponse
 
 API = "/wiki/api/v2"
 MAX_LIMIT = 250

@@ -11,13 +11,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.faults import Fault
 from opsync_simulators.github_admin import delivery_json, github_admin_routes
 from opsync_simulators.github_rest import GHES_PREFIX, error, rest_routes
 from opsync_simulators.latency import Latency
+from opsync_simulators.responses import JSONResponse
 
 if TYPE_CHECKING:
     from opsync_simulators.github import GitHubSim

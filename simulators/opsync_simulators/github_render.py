@@ -20,7 +20,7 @@ from opsync_simulators.world import SimPerson
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return moment.isoformat(timespec="seconds")[:19] + "Z" if moment else None  # less any offset: UTC
 
 
 def node_id(kind: str, number: int) -> str:

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from opsync_simulators import github_render as render
 from opsync_simulators.github_data import ORG, SimItem
 from opsync_simulators.github_render import Bases
+from opsync_simulators.responses import JSONResponse
 
 if TYPE_CHECKING:
     from opsync_simulators.github import GitHubSim

@@ -73,6 +73,10 @@ class JiraSim:
         self._next_history_id = self._next_id * 10
         self._clock = Clock(max((issue.updated for issue in generated), default=seeded_until))
         self._deleted: dict[int, SimIssue] = {}
+        # search/jql's sorted matches per query, kept until an issue changes: a backfill asks
+        # for page after page of one query, and sorting every issue for each page would make
+        # the simulator's cost, not the client's, what a benchmark measures
+        self._listings: dict[tuple[Any, ...], list[tuple[tuple[int, ...], int]]] = {}
         self.faults = Faults()
         self.latency_ms = checked_latency(latency_ms)
         self.budget = RequestBudget(rate_limit, rate_window_seconds) if rate_limit is not None else None
@@ -158,11 +162,15 @@ class JiraSim:
         query = parse(jql, set(self.projects), self.now())
         after = decode_token(token) if token else None
         with self._lock:
-            matched = sorted(
-                (sort_key(query, issue, self._rank), issue.id)
-                for issue in self._issues.values()
-                if query.matches(issue)
-            )
+            matched = self._listings.get(listing := (jql, tuple(query.dates)))
+            if matched is None:
+                if len(self._listings) >= 64:
+                    self._listings.clear()
+                matched = self._listings[listing] = sorted(
+                    (sort_key(query, issue, self._rank), issue.id)
+                    for issue in self._issues.values()
+                    if query.matches(issue)
+                )
             start = bisect.bisect_right(matched, (after, float("inf"))) if after else 0
             page = matched[start : start + limit]
             body: dict[str, Any] = {
@@ -225,6 +233,7 @@ class JiraSim:
             apply_changes(issue, {"issuetype": issuetype, **changes}, self.people, at)
             issue.histories.clear()  # a new issue has no history yet
             self._issues[issue.id] = issue
+            self._listings.clear()
             body = webhook_body(self, "jira:issue_created", "issue_created", issue, at)
         self.webhooks.send(self.webhook_url, "jira:issue_created", body, issue.id)
         return self.render(issue)
@@ -238,6 +247,7 @@ class JiraSim:
             at = self.now()
             items = apply_changes(issue, changes, self.people, at)
             issue.updated = at
+            self._listings.clear()
             history_id = str(self._next_history_id)
             self._next_history_id += 1
             issue.histories.append({"id": history_id, "author": 0, "created": at, "items": items})
@@ -256,6 +266,7 @@ class JiraSim:
             issue = self.find(id_or_key)
             del self._issues[issue.id]
             self._deleted[issue.id] = issue
+            self._listings.clear()
             body = webhook_body(self, "jira:issue_deleted", "issue_deleted", issue, self.now())
         if not silent:
             self.webhooks.send(self.webhook_url, "jira:issue_deleted", body, issue.id)

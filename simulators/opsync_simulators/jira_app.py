@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from opsync_simulators.admin import admin_routes, webhook_routes
 from opsync_simulators.jira import JiraSim, NotFound
@@ -21,6 +21,7 @@ from opsync_simulators.jira_jql import JqlError
 from opsync_simulators.jira_render import FIELD_LIST, jira_time, render_project, render_user
 from opsync_simulators.latency import Latency
 from opsync_simulators.ratelimit import RequestBudget
+from opsync_simulators.responses import JSONResponse
 
 VERSIONS = ("2", "3", "latest")
 ID_ONLY = {"id", "key", "issuekey"}
@@ -226,19 +227,20 @@ def create_app(sim: JiraSim) -> FastAPI:
         api(sim, request, version)
         return FIELD_LIST
 
-    def search(version: str, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    def search(version: str, request: Request, params: dict[str, Any]) -> JSONResponse:
         rest_version, base = api(sim, request, version)
         wanted = field_names(params.get("fields"), set())  # search/jql's default is ids only
         cap = 5000 if wanted == set() else 100
         limit = min(int(params.get("maxResults") or 50), cap)
         expand = params.get("expand") or ""
         expand_set = set(expand if isinstance(expand, list) else expand.split(","))
-        return sim.search(
+        page = sim.search(
             params.get("jql") or "", params.get("nextPageToken"), max(limit, 1), wanted, expand_set, rest_version, base
         )
+        return JSONResponse(page)  # not validated by FastAPI: a page is built as JSON
 
     @app.get("/rest/api/{version}/search/jql")
-    def search_get(version: str, request: Request) -> dict[str, Any]:
+    def search_get(version: str, request: Request) -> JSONResponse:
         query = request.query_params
         params = {
             "jql": query.get("jql"),
@@ -255,9 +257,7 @@ def create_app(sim: JiraSim) -> FastAPI:
             raise JiraError(400, f"Invalid request: {error}") from None
 
     @app.post("/rest/api/{version}/search/jql")
-    def search_post(
-        version: str, request: Request, body: dict[str, Any] = Body(default_factory=dict)
-    ) -> dict[str, Any]:
+    def search_post(version: str, request: Request, body: dict[str, Any] = Body(default_factory=dict)) -> JSONResponse:
         return search(version, request, body)
 
     @app.api_route("/rest/api/{version}/search", methods=["GET", "POST"])

@@ -29,8 +29,9 @@ RESOLUTIONS = {"Done": "10000", "Won't Do": "10001"}
 
 def jira_time(moment: datetime) -> str:
     """Jira's timestamp format: milliseconds and an offset without a colon."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="milliseconds")[:-6] + "+0000"  # less "+00:00"
 
 
 def render_user(person: SimPerson, base: str) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from opsync_simulators.analytics import AnalyticsSim
+from opsync_simulators.responses import JSONResponse
 
 TYPES = {"general": "totals", "unique": "uniques"}
 

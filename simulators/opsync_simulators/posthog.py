@@ -13,9 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
-from fastapi.responses import JSONResponse
 
 from opsync_simulators.analytics import AnalyticsSim
+from opsync_simulators.responses import JSONResponse
 
 ERROR_KINDS = {
     400: ("validation_error", "invalid_input"),
