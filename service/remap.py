@@ -11,13 +11,10 @@ an older one during the run is made again at its end.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,6 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from opsync.service.clock import now
+from opsync.service.collector import fewer_full_collections
 from opsync.service.contract import RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
@@ -81,30 +79,6 @@ def _read_ahead(batches: Iterator[T]) -> Iterator[T]:
         while (batch := coming.result()) is not None:
             coming = reader.submit(next, batches, None)
             yield batch
-
-
-@contextmanager
-def _fewer_full_collections() -> Iterator[None]:
-    """Each batch keeps thousands of decoded payloads alive for a moment, enough to set off
-    the collector's full passes, which then walk all of them: a third of a remap's time.
-    Decoded JSON holds no cycles, so its memory comes back by reference counts anyway.
-    Process-wide, so counted: the thresholds come back when the last remap or preview ends."""
-    global _remaps
-    with _collector:
-        if _remaps == 0:
-            _thresholds[:] = gc.get_threshold()
-            gc.set_threshold(_thresholds[0], _thresholds[1], max(_thresholds[2], 1000))
-        _remaps += 1
-    try:
-        yield
-    finally:
-        with _collector:
-            _remaps -= 1
-            if _remaps == 0:
-                gc.set_threshold(*_thresholds)
-
-
-_collector, _remaps, _thresholds = threading.Lock(), 0, list(gc.get_threshold())
 
 
 @dataclass
@@ -205,7 +179,7 @@ def preview(
     one record type): every write is made in a transaction that is rolled back."""
     outcome, defaults = Outcome(), dict[str, Counter[str]]()
     connections = [c for c, s in hub.connections.items() if s.kind == mapping.kind]
-    with _fewer_full_collections():
+    with fewer_full_collections():
         for connection in [connection_id] if connection_id else connections:
             for batch in _batches(hub, connection, record_type):
                 _remap_batch(hub, connection, batch, mapping, None, outcome, commit=False, keep=sample)
@@ -302,7 +276,7 @@ def _remap_all(
             if progress:
                 progress(outcome.read)
 
-    with _fewer_full_collections():
+    with fewer_full_collections():
         remap(None)
     for _ in range(3):  # records a pull or webhook wrote with the version before, meanwhile
         stragglers = _written_by_other_versions(hub, connection_id, version_id)

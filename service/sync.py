@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from opsync.service import metrics
 from opsync.service.clock import now
+from opsync.service.collector import fewer_full_collections
 from opsync.service.contract import ConnectorError, FetchesOne, PullPage, RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
@@ -173,19 +174,20 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
     status, error = RunStatus.FAILED, None
     started = now()
     try:
-        async for ready in _prepared(hub, connection_id, hub.puller(connection_id).pull(pull.cursor)):
-            if pull.lease.lost:
-                raise ConnectorError(
-                    "another process took this connection's pull lease over (this one had"
-                    " stalled); the pages before were stored"
-                )
-            counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, ready))
-            for mapped in ready:
-                fetched += len(mapped.page.records)
-                failed += len(mapped.errors)
-                errors.extend(mapped.errors[: max(0, 20 - len(errors))])
-            if progress:
-                progress(fetched)
+        with fewer_full_collections():  # pages of decoded payloads, alive for a moment
+            async for ready in _prepared(hub, connection_id, hub.puller(connection_id).pull(pull.cursor)):
+                if pull.lease.lost:
+                    raise ConnectorError(
+                        "another process took this connection's pull lease over (this one had"
+                        " stalled); the pages before were stored"
+                    )
+                counts.add(await asyncio.to_thread(_store_pages, hub, connection_id, ready))
+                for mapped in ready:
+                    fetched += len(mapped.page.records)
+                    failed += len(mapped.errors)
+                    errors.extend(mapped.errors[: max(0, 20 - len(errors))])
+                if progress:
+                    progress(fetched)
         if pull.full:
             report = await reconcile(hub, connection_id, allow_mass_delete=allow_mass_delete)
             counts.deleted += report.deleted

@@ -111,17 +111,25 @@ async def interleaved(
 ) -> AsyncIterator[tuple[K, T]]:
     """The items of every partition, each with its partition's name, as they come: at most
     `concurrency` partitions fetch at once, each at most `ahead` items before they are taken.
-    The order within a partition is kept, so a connector that moves a partition's checkpoint
-    as its items are taken never gets past what the engine has stored. The first error of any
-    partition stops them all and is raised here."""
+    A partition holds its turn for one item (one page: its request) and gives it up once the
+    item is queued, so a partition between requests, or one that has ended, leaves its turn to
+    the next rather than idling it, and short partitions do not leave a long one alone at the
+    end. The order within a partition is kept, so a connector that moves a partition's
+    checkpoint as its items are taken never gets past what the engine has stored. The first
+    error of any partition stops them all and is raised here."""
     queue: asyncio.Queue[tuple[K, Any]] = asyncio.Queue(maxsize=max(1, concurrency) * ahead)
     gate = asyncio.Semaphore(max(1, concurrency))
     done = object()
 
     async def run(name: K, items: AsyncIterator[T]) -> None:
         try:
-            async with gate:
-                async for item in items:
+            pages = aiter(items)
+            while True:
+                async with gate:
+                    try:
+                        item = await anext(pages)
+                    except StopAsyncIteration:
+                        break
                     await queue.put((name, item))
             await queue.put((name, done))
         except Exception as error:  # handed to the consumer, which raises it

@@ -92,20 +92,32 @@ def test_interleaved_keeps_each_partitions_order_and_yields_every_item():
         assert [item for n, item in got if n == name] == sorted(item for n, item in got if n == name)
 
 
-def test_interleaved_runs_at_most_concurrency_partitions_at_once():
-    running, most = 0, 0
+def test_interleaved_fetches_at_most_concurrency_items_at_once():
+    fetching, most = 0, 0
 
     async def pages():
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
+        nonlocal fetching, most
         for i in range(3):
-            await asyncio.sleep(0.002)
+            fetching += 1
+            most = max(most, fetching)
+            await asyncio.sleep(0.002)  # the request
+            fetching -= 1
             yield i
-        running -= 1
 
     got = _collect({str(n): pages() for n in range(6)}, 2)
     assert len(got) == 18 and most == 2
+
+
+def test_a_partition_between_pages_leaves_its_turn_to_the_others():
+    async def pages(name, n):
+        for i in range(n):
+            await asyncio.sleep(0.002)
+            yield f"{name}{i}"
+
+    got = [item for _, item in _collect({"long": pages("long", 6), "a": pages("a", 2), "b": pages("b", 2)}, 1)]
+    # one turn, taken in rotation: the short partitions are read while the long one is, and
+    # the long one is not read alone after them
+    assert got.index("b0") < got.index("long2") and got.index("b1") < got.index("long3")
 
 
 def test_an_error_in_one_partition_stops_them_all_and_is_raised():
