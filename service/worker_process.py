@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import socket
 import sys
 import time
@@ -37,6 +38,7 @@ HEALTHY_SECONDS = 60.0  # a child that ran this long before it died is started a
 SCRAPE_SECONDS = 2.0
 PIPE_LIMIT = 4096  # bytes not yet read by the child: it knows deliveries are waiting
 TELL_SECONDS = ARRIVING_SECONDS / 5
+WORKER_NICENESS = 10  # the child runs at a lower CPU priority than intake, which a burst of deliveries waits on
 PULL = "P"  # on the pipe: a line "P<run id> <lease holder>" hands the child a pull
 
 
@@ -123,6 +125,7 @@ class WorkerProcess:
                 exit_status = "could not start"
             else:
                 log.info("worker process %d started", self._process.pid)
+                _lower_priority(self._process.pid)
                 exit_status = f"exited with {await self._process.wait()}"
             if time.monotonic() - started >= HEALTHY_SECONDS:
                 backoff = FIRST_BACKOFF_SECONDS
@@ -222,3 +225,10 @@ class _Families:
 
     def collect(self) -> list[Metric]:
         return self.families
+
+
+def _lower_priority(pid: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS, 19))
+    except OSError as error:
+        log.warning("could not lower the worker process's CPU priority: %s", error)

@@ -76,6 +76,8 @@ def test_serve_with_no_option_applies_webhooks_in_a_worker_process_of_its_own(se
     worker = process.worker_process()
     _deliver_and_wait_applied(port, 1)
     assert processes.children(process.popen.pid) == [worker]
+    # it yields the CPU to intake, which a burst of deliveries waits on
+    assert os.getpriority(os.PRIO_PROCESS, worker) > os.getpriority(os.PRIO_PROCESS, process.popen.pid)
 
 
 def test_serves_metrics_count_the_deliveries_its_worker_process_applied(serve):
