@@ -96,6 +96,12 @@ def tool_time(value: Any) -> datetime | None:
             return None
     if not isinstance(value, str) or not value:
         return None
+    try:  # most are ISO 8601 as they come (Python 3.11 reads "Z" and "+0000")
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is UTC:
+            return parsed
+    except ValueError:
+        pass
     text = value.strip().replace("Z", "+00:00")
     if _COMPACT_OFFSET.search(text):
         text = text[:-2] + ":" + text[-2:]
