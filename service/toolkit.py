@@ -137,6 +137,7 @@ async def interleaved(
                     except StopAsyncIteration:
                         break
                     await queue.put((name, item))
+                    del item  # not kept while this partition waits for its next turn
             await queue.put((name, done))
         except Exception as error:  # handed to the consumer, which raises it
             await queue.put((name, error))

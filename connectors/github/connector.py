@@ -16,7 +16,8 @@ pull requests changed meanwhile moved to the front.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -102,96 +103,108 @@ class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
         partitions: dict[str, AsyncIterator[tuple[list[RawRecord], dict[str, Any]]]] = {}
         for repo in await self.repositories():
             streams = state["repos"].setdefault(repo, {})
-            # (id, updated_at) already yielded in this run: re-queries at a page boundary repeat a few
-            seen: set[tuple[str, str]] = set()
-            partitions[f"{repo} issues"] = self._issue_pages(repo, dict(streams.get("issues") or {}), seen)
-            partitions[f"{repo} pulls"] = self._pull_pages(repo, dict(streams.get("pulls") or {}), seen)
+            partitions[f"{repo} issues"] = self._issue_pages(repo, dict(streams.get("issues") or {}))
+            partitions[f"{repo} pulls"] = self._pull_pages(repo, dict(streams.get("pulls") or {}))
         async for name, (records, stream) in interleaved(partitions, self.config.max_concurrency):
             repo, _, kind = name.rpartition(" ")
             state["repos"][repo][kind] = stream
             yield PullPage(records, _dump_cursor(state))
 
     async def _issue_pages(
-        self, repo: str, stream: dict[str, Any], seen: set[tuple[str, str]]
+        self, repo: str, stream: dict[str, Any]
     ) -> AsyncIterator[tuple[list[RawRecord], dict[str, Any]]]:
         """A page at a time, with the stream's checkpoint after it (stream is this partition's own)."""
         stream.setdefault("since", None)
         stream.setdefault("page", 1)
-        first = True
-        while True:
-            since, page = tool_time(stream["since"]), stream["page"]
-            params: dict[str, Any] = {
-                "state": "all",
-                "sort": "updated",
-                "direction": "asc",
-                "per_page": self.config.page_size,
-                "page": page,
-            }
-            if since is not None:
-                # Overlap once per run: GitHub's timestamps are coarse and writes race the read.
-                params["since"] = format_time(since - self.overlap if first and page == 1 else since)
-            first = False
-            rows, has_next = await self.client.get_list(f"/repos/{repo}/issues", params, what=f"issues of {repo}")
-            newest = since
-            records = []
-            for row in rows:
-                updated = tool_time(row.get("updated_at"))
-                if updated is not None and (newest is None or updated > newest):
-                    newest = updated
-                if "pull_request" in row:  # a PR's issue side; PRs come from /pulls
-                    continue
-                if _first_sight(seen, row):
-                    records.append(issue_record(row))
-            if not has_next:
-                stream.update(since=format_time(newest) if newest else None, page=1)
-            elif newest is not None and (since is None or newest > since):
-                stream.update(since=format_time(newest), page=1)
-            else:
-                stream["page"] = page + 1  # a whole page shares one second: read on
-            yield records, dict(stream)
-            if not has_next:
-                return
+        listing = _Listing()
+        while not listing.done:
+            yield await self._issue_page(repo, stream, listing)
+
+    async def _issue_page(
+        self, repo: str, stream: dict[str, Any], listing: _Listing
+    ) -> tuple[list[RawRecord], dict[str, Any]]:
+        since, page = tool_time(stream["since"]), stream["page"]
+        params: dict[str, Any] = {
+            "state": "all",
+            "sort": "updated",
+            "direction": "asc",
+            "per_page": self.config.page_size,
+            "page": page,
+        }
+        if since is not None:
+            # Overlap once per run: GitHub's timestamps are coarse and writes race the read.
+            params["since"] = format_time(since - self.overlap if listing.first and page == 1 else since)
+        listing.first = False
+        rows, has_next = await self.client.get_list(f"/repos/{repo}/issues", params, what=f"issues of {repo}")
+        newest = since
+        records = []
+        for row in rows:
+            updated = tool_time(row.get("updated_at"))
+            if updated is not None and (newest is None or updated > newest):
+                newest = updated
+            if "pull_request" in row:  # a PR's issue side; PRs come from /pulls
+                continue
+            if listing.first_sight(row):
+                records.append(issue_record(row))
+        if not has_next:
+            stream.update(since=format_time(newest) if newest else None, page=1)
+        elif newest is not None and (since is None or newest > since):
+            stream.update(since=format_time(newest), page=1)
+            start: datetime = newest  # where the next request starts: only what changed since can come again
+            listing.forget(lambda at: (moment := tool_time(at)) is None or moment >= start)
+        else:
+            stream["page"] = page + 1  # a whole page shares one second: read on
+        listing.done = not has_next
+        return records, dict(stream)
 
     async def _pull_pages(
-        self, repo: str, stream: dict[str, Any], seen: set[tuple[str, str]]
+        self, repo: str, stream: dict[str, Any]
     ) -> AsyncIterator[tuple[list[RawRecord], dict[str, Any]]]:
         """A page at a time, with the stream's checkpoint after it (stream is this partition's own)."""
         for key, value in (("since", None), ("high", None), ("page", 1)):
             stream.setdefault(key, value)
-        since = tool_time(stream["since"])
-        threshold = since - self.overlap if since else None
         # A listing that stopped half way starts again from the front: pull requests changed
         # meanwhile moved there, ahead of the page it had reached. (high, the newest seen, stays.)
         stream["page"] = 1
-        while True:
-            page, high = stream["page"], tool_time(stream["high"])
-            params = {
-                "state": "all",
-                "sort": "updated",
-                "direction": "desc",
-                "per_page": self.config.page_size,
-                "page": page,
-            }
-            rows, has_next = await self.client.get_list(f"/repos/{repo}/pulls", params, what=f"pull requests of {repo}")
-            done = not has_next
-            records = []
-            for row in rows:
-                updated = tool_time(row.get("updated_at"))
-                if threshold is not None and updated is not None and updated < threshold:
-                    done = True  # newest first: everything after this is already stored
-                    break
-                if updated is not None and (high is None or updated > high):
-                    high = updated
-                if _first_sight(seen, row):
-                    records.append(pull_record(row))
-            if done:
-                newest = high or since
-                stream.update(since=format_time(newest) if newest else None, high=None, page=1)
-            else:
-                stream.update(high=format_time(high) if high else None, page=page + 1)
-            yield records, dict(stream)
-            if done:
-                return
+        since = tool_time(stream["since"])
+        listing = _Listing(since=since, threshold=since - self.overlap if since else None)
+        while not listing.done:
+            yield await self._pull_page(repo, stream, listing)
+
+    async def _pull_page(
+        self, repo: str, stream: dict[str, Any], listing: _Listing
+    ) -> tuple[list[RawRecord], dict[str, Any]]:
+        page, high = stream["page"], tool_time(stream["high"])
+        params = {
+            "state": "all",
+            "sort": "updated",
+            "direction": "desc",
+            "per_page": self.config.page_size,
+            "page": page,
+        }
+        rows, has_next = await self.client.get_list(f"/repos/{repo}/pulls", params, what=f"pull requests of {repo}")
+        done = not has_next
+        records = []
+        top = tool_time(rows[0].get("updated_at")) if rows else None  # newest first
+        for row in rows:
+            updated = tool_time(row.get("updated_at"))
+            if listing.threshold is not None and updated is not None and updated < listing.threshold:
+                done = True  # newest first: everything after this is already stored
+                break
+            if updated is not None and (high is None or updated > high):
+                high = updated
+            if listing.first_sight(row):
+                records.append(pull_record(row))
+        if done:
+            newest = high or listing.since
+            stream.update(since=format_time(newest) if newest else None, high=None, page=1)
+        else:
+            stream.update(high=format_time(high) if high else None, page=page + 1)
+            if top is not None:  # the pages before are newer: changes meanwhile can shift only this one's onto the next
+                newer: datetime = top
+                listing.forget(lambda at: (moment := tool_time(at)) is None or moment <= newer)
+        listing.done = done
+        return records, dict(stream)
 
     async def repositories(self) -> list[str]:
         """The configured repositories, or every repository of the configured org."""
@@ -284,12 +297,31 @@ class GitHubConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks):
         await in_thread(self.client.close)
 
 
-def _first_sight(seen: set[tuple[str, str]], row: dict[str, Any]) -> bool:
-    key = (str(row["id"]), str(row.get("updated_at")))
-    if key in seen:
-        return False
-    seen.add(key)
-    return True
+@dataclass
+class _Listing:
+    """Where one partition's paging stands, kept out of its generator, which yields each page
+    as it is fetched: so a partition holds no page while it waits for its next turn (with
+    every partition of a pull begun at once, each would keep its last page alive)."""
+
+    done: bool = False
+    first: bool = True  # issues: the first request overlaps the checkpoint
+    since: datetime | None = None  # pulls: the checkpoint the listing began from
+    threshold: datetime | None = None  # pulls: the time it reads back to (since less the overlap)
+    # what this run has yielded, ids by updated_at as GitHub writes it: a re-query at a page
+    # boundary, or a page shifted by changes meanwhile, repeats a few
+    seen: dict[str, set[str]] = field(default_factory=dict)
+
+    def first_sight(self, row: dict[str, Any]) -> bool:
+        ids = self.seen.setdefault(str(row.get("updated_at")), set())
+        if (key := str(row["id"])) in ids:
+            return False
+        ids.add(key)
+        return True
+
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Keep the sightings at the times a later page can repeat (a pull of 100,000 records
+        kept them all)."""
+        self.seen = {at: ids for at, ids in self.seen.items() if keep(at)}
 
 
 def _address(record_type: str, external_id: str, known: dict[str, Any] | None) -> tuple[str, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,6 +49,16 @@ ID_PAGE = 5000  # search/jql's cap when only ids are asked for
 # changelog.total > maxResults. A cut one is stored as it came: a long-lived issue may then lose
 # its earliest moves, and fetching each one's full /changelog would cost a request an issue.
 EXPAND = "changelog"
+
+
+@dataclass
+class _Listing:
+    """Where one partition's paging stands, kept out of its generator, which yields each page
+    as it is fetched: so a partition holds no page while it waits for its next turn."""
+
+    mark: datetime | None  # a project: its newest `updated` so far; a slice: where it is still to be read
+    token: str | None = None
+    done: bool = False
 
 
 class SearchRefused(FatalError):
@@ -149,37 +160,39 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
         jql = f'project = "{project}" AND created >= "{start.astimezone(zone):%Y-%m-%d %H:%M}"'
         if end != partitions.OPEN:
             jql += f' AND created < "{datetime.fromisoformat(end).astimezone(zone):%Y-%m-%d %H:%M}"'
-        token: str | None = None
-        while True:
-            result = await self._search(
-                jql + " ORDER BY created ASC", token, self.jira_settings.page_size, "*all", EXPAND
-            )
-            issues = result.get("issues") or []
-            token = result.get("nextPageToken")
-            if result.get("isLast", True) or not token:
-                yield [webhook.issue_record(issue) for issue in issues], None
-                return
-            last = partitions.issue_time(issues[-1] if issues else None, "created")
-            start = partitions.minute_of(last) if last is not None else start
-            yield [webhook.issue_record(issue) for issue in issues], start
+        listing = _Listing(mark=start)
+        while not listing.done:
+            yield await self._slice_page(jql + " ORDER BY created ASC", listing)
+
+    async def _slice_page(self, jql: str, listing: _Listing) -> tuple[list[RawRecord], datetime | None]:
+        result = await self._search(jql, listing.token, self.jira_settings.page_size, "*all", EXPAND)
+        issues = result.get("issues") or []
+        listing.token = result.get("nextPageToken")
+        if result.get("isLast", True) or not listing.token:
+            listing.done = True
+            return [webhook.issue_record(issue) for issue in issues], None
+        last = partitions.issue_time(issues[-1] if issues else None, "created")
+        listing.mark = partitions.minute_of(last) if last is not None else listing.mark
+        return [webhook.issue_record(issue) for issue in issues], listing.mark
 
     async def _project_pages(
         self, project: str, since: datetime | None
     ) -> AsyncIterator[tuple[list[RawRecord], datetime | None]]:
         """One project's changed issues, a page at a time, with the latest `updated` so far."""
         jql = await self._jql(project, since)
-        high = since
-        token: str | None = None
-        while True:
-            result = await self._search(jql, token, self.jira_settings.page_size, "*all", EXPAND)
-            records = [webhook.issue_record(issue) for issue in result.get("issues") or []]
-            for record in records:
-                if record.version is not None and (high is None or record.version > high):
-                    high = record.version
-            token = result.get("nextPageToken")
-            yield records, high
-            if result.get("isLast", True) or not token:
-                return
+        listing = _Listing(mark=since)
+        while not listing.done:
+            yield await self._project_page(jql, listing)
+
+    async def _project_page(self, jql: str, listing: _Listing) -> tuple[list[RawRecord], datetime | None]:
+        result = await self._search(jql, listing.token, self.jira_settings.page_size, "*all", EXPAND)
+        records = [webhook.issue_record(issue) for issue in result.get("issues") or []]
+        for record in records:
+            if record.version is not None and (listing.mark is None or record.version > listing.mark):
+                listing.mark = record.version
+        listing.token = result.get("nextPageToken")
+        listing.done = bool(result.get("isLast", True)) or not listing.token
+        return records, listing.mark
 
     async def _search(
         self, jql: str, token: str | None, max_results: int, fields: str, expand: str | None = None
