@@ -358,8 +358,36 @@ def compile_node(node: dict[str, Any], library: functions.Functions) -> Evaluate
 
         return compare
     if kind == "function_expression":
-        return _function(node["value"], kids, library)
+        general = _function(node["value"], kids, library)
+        if node["value"] == "contains" and (members := _literal_members(node["children"][0])) is not None:
+            listed, search = list(members), kids[1]
+
+            def contains_listed(v: Any) -> Any:  # contains(['Done', 'Closed'], x): one set lookup
+                if v is None:  # a multi-select of nothing is null, not a list: as jmespath has it
+                    return general(v)
+                value = search(v)
+                try:
+                    return value in members
+                except TypeError:  # an object or an array: not hashable, compared one by one
+                    return value in listed
+
+            return contains_listed
+        return general
     return None
+
+
+def _literal_members(node: dict[str, Any]) -> frozenset[Any] | None:
+    """The texts and numbers of a literal array (`["a", 1]`, or the list ['a', 'b'] of raw
+    texts) as a set; None for anything else."""
+    if node["type"] == "literal":
+        values = node["value"]
+    elif node["type"] == "multi_select_list" and all(c["type"] == "literal" for c in node["children"]):
+        values = [c["value"] for c in node["children"]]
+    else:
+        return None
+    if not isinstance(values, list) or not all(isinstance(x, (str, int, float)) for x in values):
+        return None
+    return frozenset(values)
 
 
 def _function(name: str, kids: list[Evaluate], library: functions.Functions) -> Evaluate:
