@@ -129,7 +129,7 @@ EXPRESSIONS = [
     "regex(name, '(b+)')",
     "contains(a, 'x')",
     "contains(['closed', 'a', `1`], name)",
-    "contains(`[\"a\", 0, 2.5]`, a)",
+    'contains(`["a", 0, 2.5]`, a)',
     "a[?!contains(['a', 'b'], name)].state",
     "starts_with(name, 'a')",
     "length(a)",
