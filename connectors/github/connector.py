@@ -55,7 +55,7 @@ class GitHubSettings(ConnectionSettings):
     org: str | None = None
     page_size: int = Field(default=100, ge=1, le=100)
     overlap_seconds: int = Field(default=60, ge=0)
-    max_concurrency: int = Field(default=4, ge=1, le=16)  # issue and pull request listings read at once
+    max_concurrency: int = Field(default=4, ge=1, le=16)  # pages fetched at once, in turn by the listings
 
     @field_validator("repos")
     @classmethod

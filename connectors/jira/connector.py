@@ -71,7 +71,7 @@ class JiraSettings(ConnectionSettings):
     projects: list[str] = Field(min_length=1)
     page_size: int = Field(default=100, ge=1, le=100)  # Jira returns at most 100 full issues
     overlap_minutes: int = Field(default=2, ge=0)
-    max_concurrency: int = Field(default=4, ge=1, le=16)  # partitions (projects, slices) searched at once
+    max_concurrency: int = Field(default=4, ge=1, le=16)  # pages fetched at once, in turn by the partitions
     # a project read for the first time with more issues than this is read in slices of
     # creation time, searched at once
     slice_issues: int = Field(default=5000, ge=100)
