@@ -134,14 +134,15 @@ def begin_pull(hub: Hub, connection_id: str, *, full: bool = False) -> Pull:
 
 def adopt_pull(hub: Hub, run_id: int, holder: str) -> Pull | None:
     """The pull another process began (run_id, its lease's holder), to be run here: the API's
-    process hands a pull it was asked for to its worker process. None when the lease is no
-    longer that run's (it expired first, and the run is or will be marked interrupted)."""
+    process hands a pull it was asked for to its worker process, and hands it again to the
+    next one if that process dies. None when the lease is no longer that run's, or expired
+    (the run is or will be marked interrupted), or the run is over."""
     with Session(hub.engine) as session:
         run = session.get(SyncRun, run_id)
-        if run is None or run.connection_id not in hub.connections:
+        if run is None or run.status != RunStatus.RUNNING or run.connection_id not in hub.connections:
             return None
         lease = session.get(PullLease, run.connection_id)
-        if lease is None or lease.holder != holder or lease.run_id != run_id:
+        if lease is None or lease.holder != holder or lease.run_id != run_id or lease.expires_at <= now():
             return None
         full = run.mode == RunMode.FULL
         cursor = None if full else session.get_one(Connection, run.connection_id).cursor

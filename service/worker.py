@@ -86,8 +86,8 @@ class Worker:
     async def _run_requested(self, run_id: int, holder: str) -> None:
         try:
             pull = await asyncio.to_thread(adopt_pull, self.hub, run_id, holder)
-            if pull is None:
-                log.warning("run %d was handed over after its lease ended: it is marked interrupted", run_id)
+            if pull is None:  # over, or its lease ended first (then the run is marked interrupted)
+                log.info("run %d, handed to this process, is over or no longer holds its lease: not run", run_id)
                 return
             await sync_connection(self.hub, pull.connection_id, full=pull.full, pull=pull)
         except Exception:

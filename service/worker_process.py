@@ -39,6 +39,7 @@ SCRAPE_SECONDS = 2.0
 PIPE_LIMIT = 4096  # bytes not yet read by the child: it knows deliveries are waiting
 TELL_SECONDS = ARRIVING_SECONDS / 5
 WORKER_NICENESS = 10  # the child runs at a lower CPU priority than intake, which a burst of deliveries waits on
+HANDED_KEPT = 32  # the latest pulls handed to a child, handed again to the next one if it dies
 PULL = "P"  # on the pipe: a line "P<run id> <lease holder>" hands the child a pull
 
 
@@ -58,6 +59,9 @@ class WorkerProcess:
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task | None = None
         self._told_at = -math.inf
+        # the latest pulls handed to a child (run id: the lease's holder): a child that dies
+        # before it reads one, or while it runs one, leaves it to the next child
+        self._handed: dict[int, str] = {}
 
     @property
     def pid(self) -> int | None:
@@ -94,7 +98,18 @@ class WorkerProcess:
         if pipe is None or pipe.is_closing():
             return False
         pipe.write(f"{PULL}{run_id} {holder}\n".encode())
+        self._handed[run_id] = holder
+        for older in list(self._handed)[:-HANDED_KEPT]:
+            del self._handed[older]
         return True
+
+    def _hand_again(self, pipe: asyncio.StreamWriter) -> None:
+        """Hand a new child the pulls handed lately: the child before may have died before it
+        read them, or while it ran them. A child takes one only while its lease is still the
+        one it was begun with and unexpired (sync.adopt_pull), so a pull that ended, or that
+        another process took over, is not run again; one cut short resumes from its cursor."""
+        for run_id, holder in self._handed.items():
+            pipe.write(f"{PULL}{run_id} {holder}\n".encode())
 
     def deliveries_arrived(self) -> None:
         """Tell the child at once, but not more often than every TELL_SECONDS: during a burst
@@ -126,6 +141,8 @@ class WorkerProcess:
             else:
                 log.info("worker process %d started", self._process.pid)
                 _lower_priority(self._process.pid)
+                if self._process.stdin is not None:
+                    self._hand_again(self._process.stdin)
                 exit_status = f"exited with {await self._process.wait()}"
             if time.monotonic() - started >= HEALTHY_SECONDS:
                 backoff = FIRST_BACKOFF_SECONDS

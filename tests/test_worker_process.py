@@ -144,3 +144,31 @@ def test_a_pull_asked_for_through_the_api_runs_in_the_worker_process(serve):
     # counted by the worker process, which ran it; serve's own process ran no pull
     counted = [line for line in _own_metrics(worker).splitlines() if line.startswith("opsync_sync_runs_total")]
     assert 'opsync_sync_runs_total{connection="gh",mode="full",status="failed"} 1.0' in counted, counted
+
+
+def test_a_pull_handed_to_a_worker_process_that_dies_unread_runs_in_the_next_one(serve):
+    process, port = serve
+    first = process.worker_process()
+    with processes.client(port) as client:
+
+        def runs() -> list[dict]:
+            return client.get("/api/v1/sync-runs", params={"connection_id": "gh"}).json()
+
+        assert _until(lambda: bool(runs()) and all(run["status"] != "running" for run in runs()), 30), runs()
+        os.kill(first, signal.SIGSTOP)  # it never reads the pull handed to it
+        try:
+            answer = client.post("/api/v1/connections/gh/sync", params={"full": "true"})
+            assert answer.status_code == 202, answer.text
+            run_id = answer.json()["run_id"]
+        finally:
+            os.kill(first, signal.SIGKILL)
+        # the next worker process runs it (it fails: the tool is unreachable on purpose), well
+        # before the lease would have expired and the run been marked interrupted
+        assert _until(lambda: any(r["id"] == run_id and r["status"] == "failed" for r in runs()), 60), (
+            runs(),
+            process.output(),
+        )
+    second = process.worker_process()
+    assert second != first
+    counted = [line for line in _own_metrics(second).splitlines() if line.startswith("opsync_sync_runs_total")]
+    assert 'opsync_sync_runs_total{connection="gh",mode="full",status="failed"} 1.0' in counted, counted
