@@ -124,16 +124,22 @@ def _own_metrics(worker: int) -> str:
     return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
 
+def _runs_after_start_up(client: httpx.Client) -> Callable[[], list[dict]]:
+    """The connection's runs, read anew at each call, once the start-up pull (the tool is
+    unreachable on purpose) has ended."""
+
+    def runs() -> list[dict]:
+        return client.get("/api/v1/sync-runs", params={"connection_id": "gh"}).json()
+
+    assert _until(lambda: bool(runs()) and all(run["status"] != "running" for run in runs()), 30), runs()
+    return runs
+
+
 def test_a_pull_asked_for_through_the_api_runs_in_the_worker_process(serve):
     process, port = serve
     worker = process.worker_process()
     with processes.client(port) as client:
-
-        def runs() -> list[dict]:
-            return client.get("/api/v1/sync-runs", params={"connection_id": "gh"}).json()
-
-        # the start-up pull (the tool is unreachable on purpose) ends first
-        assert _until(lambda: bool(runs()) and all(run["status"] != "running" for run in runs()), 30), runs()
+        runs = _runs_after_start_up(client)
         answer = client.post("/api/v1/connections/gh/sync", params={"full": "true"})
         assert answer.status_code == 202, answer.text
         run_id = answer.json()["run_id"]
@@ -150,11 +156,7 @@ def test_a_pull_handed_to_a_worker_process_that_dies_unread_runs_in_the_next_one
     process, port = serve
     first = process.worker_process()
     with processes.client(port) as client:
-
-        def runs() -> list[dict]:
-            return client.get("/api/v1/sync-runs", params={"connection_id": "gh"}).json()
-
-        assert _until(lambda: bool(runs()) and all(run["status"] != "running" for run in runs()), 30), runs()
+        runs = _runs_after_start_up(client)
         os.kill(first, signal.SIGSTOP)  # it never reads the pull handed to it
         try:
             answer = client.post("/api/v1/connections/gh/sync", params={"full": "true"})
