@@ -1,4 +1,4 @@
-"""Fewer full garbage collections while bulk work runs in this process.
+"""Fewer garbage collections, full ones above all, while bulk work runs in this process.
 
 A pull or a remap keeps thousands of decoded payloads alive for a moment: each page parsed,
 mapped and written adds tens of thousands of objects to the collector's oldest generation,
@@ -28,7 +28,7 @@ _saved = list(gc.get_threshold())
 
 
 @contextmanager
-def fewer_full_collections() -> Iterator[None]:
+def fewer_collections() -> Iterator[None]:
     global _running
     with _lock:
         if _running == 0:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from opsync.service.clock import now
-from opsync.service.collector import fewer_full_collections
+from opsync.service.collector import fewer_collections
 from opsync.service.contract import RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
@@ -179,7 +179,7 @@ def preview(
     one record type): every write is made in a transaction that is rolled back."""
     outcome, defaults = Outcome(), dict[str, Counter[str]]()
     connections = [c for c, s in hub.connections.items() if s.kind == mapping.kind]
-    with fewer_full_collections():
+    with fewer_collections():
         for connection in [connection_id] if connection_id else connections:
             for batch in _batches(hub, connection, record_type):
                 _remap_batch(hub, connection, batch, mapping, None, outcome, commit=False, keep=sample)
@@ -276,7 +276,7 @@ def _remap_all(
             if progress:
                 progress(outcome.read)
 
-    with fewer_full_collections():
+    with fewer_collections():
         remap(None)
     for _ in range(3):  # records a pull or webhook wrote with the version before, meanwhile
         stragglers = _written_by_other_versions(hub, connection_id, version_id)

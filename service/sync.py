@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from opsync.service import metrics
 from opsync.service.clock import now
-from opsync.service.collector import fewer_full_collections
+from opsync.service.collector import fewer_collections
 from opsync.service.contract import ConnectorError, FetchesOne, PullPage, RawRecord
 from opsync.service.entities import ENTITIES
 from opsync.service.hub import Hub
@@ -175,7 +175,7 @@ async def _run(hub: Hub, pull: Pull, allow_mass_delete: bool, progress: Progress
     status, error = RunStatus.FAILED, None
     started = now()
     try:
-        with fewer_full_collections():  # pages of decoded payloads, alive for a moment
+        with fewer_collections():  # pages of decoded payloads, alive for a moment
             async for ready in _prepared(hub, connection_id, hub.puller(connection_id).pull(pull.cursor)):
                 if pull.lease.lost:
                     raise ConnectorError(
