@@ -167,13 +167,14 @@ class JiraConnector(Connector, Pulls, FetchesOne, ReceivesWebhooks, NamesFields)
     async def _slice_page(self, jql: str, listing: _Listing) -> tuple[list[RawRecord], datetime | None]:
         result = await self._search(jql, listing.token, self.jira_settings.page_size, "*all", EXPAND)
         issues = result.get("issues") or []
+        records = [webhook.issue_record(issue) for issue in issues]
         listing.token = result.get("nextPageToken")
         if result.get("isLast", True) or not listing.token:
             listing.done = True
-            return [webhook.issue_record(issue) for issue in issues], None
+            return records, None
         last = partitions.issue_time(issues[-1] if issues else None, "created")
         listing.mark = partitions.minute_of(last) if last is not None else listing.mark
-        return [webhook.issue_record(issue) for issue in issues], listing.mark
+        return records, listing.mark
 
     async def _project_pages(
         self, project: str, since: datetime | None
