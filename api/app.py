@@ -59,7 +59,7 @@ def create_app(
         description="One product-work model over every tool a product team uses.",
     )
     problems.install(app)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestMetrics, access_log=settings.access_log)
     for router in (records.router, admin.router, mappings.router):
         app.include_router(router, prefix="/api/v1")
     webhooks.install(app)

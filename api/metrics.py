@@ -1,25 +1,34 @@
-"""API latency for /metrics: a plain ASGI middleware, cheap enough for the webhook route.
+"""API latency for /metrics, and the access log: a plain ASGI middleware, cheap enough for
+the webhook route.
 
 Requests are labelled by their route's path template (/api/v1/{collection}/{record_id}), never
-by the raw path, so that ids in paths do not make a series each.
+by the raw path, so that ids in paths do not make a series each. The access log (logger
+opsync.access, at INFO) has a line per request answered with an error by default: a burst of
+accepted deliveries writes no line each, a refused one (401: a wrong secret) says so. The
+query string is left out of it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsync.service import metrics
 
 UNMATCHED = "unmatched"  # no route: a 404 for a path the API does not have
+LOGGED_FROM = {"errors": 400, "all": 0, "off": None}  # the least status the access log has a line for
+
+access = logging.getLogger("opsync.access")
 
 
 class RequestMetrics:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access_log: Literal["errors", "all", "off"] = "errors") -> None:
         self.app = app
         self._templates: dict[int, str] = {}  # id of the matched route (or endpoint) -> its template
+        self._logged_from = LOGGED_FROM[access_log]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -37,7 +46,18 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            metrics.http_request(self._template(scope), scope["method"], status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            metrics.http_request(self._template(scope), scope["method"], status, seconds)
+            if self._logged_from is not None and status >= self._logged_from:
+                client = scope.get("client")
+                access.info(
+                    '%s "%s %s" %d %.1f ms',
+                    f"{client[0]}:{client[1]}" if client else "-",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    seconds * 1000,
+                )
 
     def _template(self, scope: Scope) -> str:
         """The matched route's full path template. The router leaves the route (FastAPI's) or

@@ -451,7 +451,6 @@ def opsync_phases(
             "OPSYNC_DATABASE_URL": database_url,
             "BENCH_GH_TOKEN": "t",
             "BENCH_GH_SECRET": SECRET,
-            "OPSYNC_LOG_LEVEL": "WARNING",
         }
         command = [sys.executable, "-m", "opsync.cli", "serve", "--config", config, "--port", str(port)]
         with serving(

@@ -85,8 +85,11 @@ def serve(
         worker_process = WorkerProcess([sys.executable, "-m", "opsync.cli", "worker", "--supervised", *given])
     application = create_app(settings, hub_config, worker_process=worker_process)
     application.router.lifespan_context = long_lived_after_startup(application.router.lifespan_context)
-    # log_config=None: uvicorn's own loggers go through the handler logs.configure installed
-    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None)
+    # log_config=None: uvicorn's own loggers go through the handler logs.configure installed;
+    # the access log is the app's own (OPSYNC_ACCESS_LOG), by default only for errors
+    uvicorn.run(
+        application, host=host, port=port, log_level=settings.log_level.lower(), log_config=None, access_log=False
+    )
 
 
 @app.command()

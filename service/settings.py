@@ -28,3 +28,5 @@ class Settings(BaseSettings):
     run_workers: bool = True  # the API process applies the inbox and runs schedules itself
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (service.logs)
+    # a line per API request answered: only those answered 4xx or 5xx (errors), every one, or none
+    access_log: Literal["errors", "all", "off"] = "errors"

@@ -440,3 +440,38 @@ def test_a_worker_alone_serves_its_own_metrics_on_the_port_it_is_given(tmp_path,
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+# --- the access log -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("access_log", ["errors", "all"])
+def test_the_access_log_has_a_line_per_refused_request_and_per_accepted_one_only_when_asked(
+    database_url, caplog, access_log
+):
+    config = HubConfig(connections={"obs-access": github("obs-access")})
+    caplog.set_level(logging.INFO, logger="opsync.access")
+    with running_hub(database_url, config, run_workers=False, access_log=access_log) as hub:
+        body, headers = github_delivery("issues", issue_event(7), SECRET, "delivery-7")
+        url = hub.webhook_url("obs-access") + "?note=kept-out-of-logs"
+        accepted = hub.client.post(url, content=body, headers=headers)
+        refused = hub.client.post(url, content=body, headers=headers | {"X-Hub-Signature-256": "sha256=" + "0" * 64})
+    assert (accepted.status_code, refused.status_code) == (202, 401)
+    lines = [r.getMessage() for r in caplog.records if r.name == "opsync.access"]
+    path = "/api/v1/webhooks/obs-access"
+    assert [line for line in lines if f'"POST {path}" 401' in line]
+    assert bool([line for line in lines if f'"POST {path}" 202' in line]) is (access_log == "all")
+    assert not [line for line in lines if "kept-out-of-logs" in line]
+
+
+def test_the_access_log_can_be_turned_off(database_url, caplog):
+    config = HubConfig(connections={"obs-quiet": github("obs-quiet")})
+    caplog.set_level(logging.INFO, logger="opsync.access")
+    with running_hub(database_url, config, run_workers=False, access_log="off") as hub:
+        assert hub.client.get("/api/v1/work-items/900004").status_code == 404
+    assert not [r for r in caplog.records if r.name == "opsync.access"]
+
+
+def test_the_access_log_setting_names_what_it_takes():
+    with pytest.raises(ValidationError, match="access_log"):
+        Settings(access_log="some")
