@@ -25,7 +25,9 @@ def json_dumps(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, checkpoint_pages: int | None = None) -> Engine:
+    """checkpoint_pages (SQLite): the WAL's size at which a commit of this engine copies it
+    into the database (SQLite's own default is 1,000 pages)."""
     codecs = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **codecs)
@@ -38,6 +40,8 @@ def create_db_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if checkpoint_pages is not None:
+                cursor.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
             cursor.close()
 
         return engine
