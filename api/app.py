@@ -22,12 +22,6 @@ from opsync.service.settings import Settings
 from opsync.service.worker import Worker
 from opsync.service.worker_process import WorkerProcess, merged_exposition
 
-# SQLite: the worker process commits each batch it applies, and so copies the WAL into the
-# database at SQLite's default size (1,000 pages). Beside it this process, whose intake
-# commits every burst of deliveries, leaves that work to it, and does it only once the WAL
-# is ten times that (the worker down or idle while the API writes).
-CHECKPOINT_PAGES_BESIDE_WORKER = 10_000
-
 
 def create_app(
     settings: Settings, config: HubConfig | None = None, *, worker_process: WorkerProcess | None = None
@@ -37,7 +31,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hub = Hub.open(settings, config, checkpoint_pages=CHECKPOINT_PAGES_BESIDE_WORKER if worker_process else None)
+        # SQLite: the worker process copies the WAL into the database after the batches it
+        # commits; this process, whose intake commits every burst, leaves that work to it
+        hub = Hub.open(settings, config, copy_wal=worker_process is None)
         app.state.hub = hub
         app.state.intake = Intake(hub)
         app.state.background = set()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
@@ -18,6 +23,11 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WAL_PAGES_AT_MOST = 10_000  # SQLite: a commit copies the WAL into the database itself past this
+CHECKPOINT_EVERY = 0.1  # seconds: the checkpointer's pace while commits keep coming
+CHECKPOINTER_IDLE = 1.0  # seconds with no commit, and its thread ends (the next commit starts one)
+
+log = logging.getLogger("opsync.db")
 
 
 def json_dumps(value: object) -> str:
@@ -25,9 +35,10 @@ def json_dumps(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def create_db_engine(url: str, *, checkpoint_pages: int | None = None) -> Engine:
-    """checkpoint_pages (SQLite): the WAL's size at which a commit of this engine copies it
-    into the database (SQLite's own default is 1,000 pages)."""
+def create_db_engine(url: str, *, copy_wal: bool = True) -> Engine:
+    """copy_wal (SQLite): this process copies the WAL into the database after commits, in a
+    thread of its own (_Checkpointer). False when another process beside it does (serve's
+    worker process): its commits then copy it only once it reaches WAL_PAGES_AT_MOST."""
     codecs = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **codecs)
@@ -40,10 +51,13 @@ def create_db_engine(url: str, *, checkpoint_pages: int | None = None) -> Engine
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            if checkpoint_pages is not None:
-                cursor.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES_AT_MOST}")
             cursor.close()
 
+        path = sa.engine.make_url(url).database
+        if copy_wal and path and path != ":memory:" and not path.startswith("file:"):
+            checkpointer = _Checkpointer(path)
+            sa.event.listen(engine, "commit", lambda _connection: checkpointer.committed())
         return engine
     # executemany as psycopg does it (pipelined, one short statement prepared once), not
     # SQLAlchemy's multi-row INSERTs: psycopg re-parses every long statement it is given.
@@ -59,6 +73,49 @@ def create_db_engine(url: str, *, checkpoint_pages: int | None = None) -> Engine
         dbapi_connection.commit()
 
     return engine
+
+
+class _Checkpointer:
+    """Copies a SQLite database's WAL into it after commits, from a thread of its own. By
+    SQLite's default the commit that finds the WAL past 1,000 pages does it, and its writer (a
+    pull, the inbox) waits meanwhile; here the copy, SQLite's own code run without the GIL,
+    goes on beside the Python that maps and writes the next page. A checkpoint that finds
+    the database busy (a checkpoint of another process) leaves it for the next commit."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._due = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def committed(self) -> None:
+        with self._lock:
+            self._due.set()
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        try:
+            while True:
+                if not self._due.wait(CHECKPOINTER_IDLE):
+                    with self._lock:  # a commit now finds no thread, and starts one
+                        if not self._due.is_set():
+                            self._running = False
+                            return
+                self._due.clear()
+                if connection is None:  # mode=rw: a database that went away is not made again
+                    connection = sqlite3.connect(f"file:{quote(self.path)}?mode=rw", uri=True, timeout=1)
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                time.sleep(CHECKPOINT_EVERY)
+        except sqlite3.Error as error:  # the commits' own checkpoints remain
+            log.debug("WAL checkpoint of %s stopped: %s", self.path, error)
+            with self._lock:
+                self._running = False
+        finally:
+            if connection is not None:
+                connection.close()
 
 
 def insert_many(db: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

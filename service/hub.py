@@ -54,13 +54,13 @@ class Hub:
     _connectors: dict[str, Connector] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, settings: Settings, config: HubConfig | None = None, *, checkpoint_pages: int | None = None) -> Hub:
+    def open(cls, settings: Settings, config: HubConfig | None = None, *, copy_wal: bool = True) -> Hub:
         """Migrate the database, load config, mappings and portfolio; fail early and clearly.
-        checkpoint_pages: see db.create_db_engine."""
+        copy_wal: see db.create_db_engine."""
         if config is None:
             config = load_config(settings.config) if settings.config else HubConfig(connections={})
         upgrade(settings.database_url)
-        engine = create_db_engine(settings.database_url, checkpoint_pages=checkpoint_pages)
+        engine = create_db_engine(settings.database_url, copy_wal=copy_wal)
         hub = cls(
             settings=settings,
             engine=engine,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,12 +14,6 @@ import pytest
 from hub_harness import github_delivery, github_issue
 from support import processes
 from support.processes import alive
-
-from opsync.api.app import create_app
-from opsync.service.config import load_config
-from opsync.service.settings import Settings
-from opsync.service.worker_process import WorkerProcess
-from opsync_simulators.server import serving
 
 SECRET = "worker-process-secret"
 ENV = {"WP_GH_TOKEN": "t", "WP_GH_SECRET": SECRET}
@@ -181,21 +174,3 @@ def test_a_pull_handed_to_a_worker_process_that_dies_unread_runs_in_the_next_one
     assert second != first
     counted = [line for line in _own_metrics(second).splitlines() if line.startswith("opsync_sync_runs_total")]
     assert 'opsync_sync_runs_total{connection="gh",mode="full",status="failed"} 1.0' in counted, counted
-
-
-def test_beside_its_worker_process_the_api_leaves_copying_the_wal_to_it(tmp_path, database_url, monkeypatch):
-    """SQLite: the worker process commits each batch it applies and copies the WAL into the
-    database at SQLite's default size; the API's connections do it only at ten times that,
-    and at the default when no worker process runs beside them."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the WAL is SQLite's")
-    for name, value in {**ENV, "OPSYNC_DATABASE_URL": database_url}.items():
-        monkeypatch.setenv(name, value)
-    file = _config(tmp_path)
-    settings = Settings(database_url=database_url, run_workers=False)
-    command = [sys.executable, "-m", "opsync.cli", "worker", "--supervised", "--config", str(file)]
-    beside = create_app(settings, load_config(file), worker_process=WorkerProcess(command))
-    alone = create_app(settings, load_config(file))
-    for app, pages in ((beside, 10_000), (alone, 1_000)):
-        with serving(app, lifespan="on"), app.state.hub.engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == pages
