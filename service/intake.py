@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from opsync.service.clock import now
+from opsync.service.db import insert_many
 from opsync.service.hub import Hub
 from opsync.service.models import Connection, DeliveryStatus, InboxEvent, Lane, table_of
 
@@ -96,8 +96,8 @@ def store(hub: Hub, rows: list[dict[str, Any]]) -> list[bool]:
                 seen_ids.add(key)
                 seen_hashes.add(body)
                 fresh.append(row)
-        if fresh:  # a row another process stored meanwhile stays as it is
-            connection.execute(_insert(hub).on_conflict_do_nothing(), fresh)
+        # a row another process stored meanwhile stays as it is
+        insert_many(connection, _TABLE, fresh, skip_conflicts=True)
     return duplicates
 
 
@@ -137,10 +137,6 @@ def _stored(connection: sa.Connection, rows: list[dict[str, Any]]) -> tuple[set[
             ids.add((connection_id, delivery_id))
             hashes.add((connection_id, body_hash))
     return ids, hashes
-
-
-def _insert(hub: Hub):
-    return (postgresql.insert if hub.engine.dialect.name == "postgresql" else sqlite.insert)(_TABLE)
 
 
 class Intake:
