@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsync.service import metrics
+from opsync.service.settings import AccessLog
 
 UNMATCHED = "unmatched"  # no route: a 404 for a path the API does not have
 LOGGED_FROM = {"errors": 400, "all": 0, "off": None}  # the least status the access log has a line for
@@ -25,7 +26,7 @@ access = logging.getLogger("opsync.access")
 
 
 class RequestMetrics:
-    def __init__(self, app: ASGIApp, access_log: Literal["errors", "all", "off"] = "errors") -> None:
+    def __init__(self, app: ASGIApp, access_log: AccessLog = "errors") -> None:
         self.app = app
         self._templates: dict[int, str] = {}  # id of the matched route (or endpoint) -> its template
         self._logged_from = LOGGED_FROM[access_log]

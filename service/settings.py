@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+AccessLog = Literal["errors", "all", "off"]  # which API requests get an access-log line
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPSYNC_", extra="ignore", populate_by_name=True)
@@ -29,4 +31,4 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line (service.logs)
     # a line per API request answered: only those answered 4xx or 5xx (errors), every one, or none
-    access_log: Literal["errors", "all", "off"] = "errors"
+    access_log: AccessLog = "errors"
