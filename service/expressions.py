@@ -62,11 +62,13 @@ class Expression:
             raise
         self._compiled = ParsedResult(source, tree)
         self._options = jmespath.Options(custom_functions=library)
-        self._fast = compile_node(tree, library)
+        # the compiled closure when the expression is in the subset, else jmespath itself
+        self.evaluate: Evaluate = compile_node(tree, library) or self._search
 
     def __call__(self, record: Any) -> Any:
-        if self._fast is not None:
-            return self._fast(record)
+        return self.evaluate(record)
+
+    def _search(self, record: Any) -> Any:
         return self._compiled.search(record, options=self._options)
 
     def __repr__(self) -> str:
@@ -407,6 +409,19 @@ def _function(name: str, kids: list[Evaluate], library: functions.Functions) -> 
         if len(kids) < len(signature):
             return checked
         return lambda v: variadic(library, *[k(v) for k in kids])
+    if len(signature) == 1 == len(kids) and set(signature[0]["types"]) == {"array-number", "array-string"}:
+        # min, max, sort: straight to the function for an array of texts only or numbers only
+        [argument], direct = kids, spec["function"]
+
+        def uniform(v: Any) -> Any:
+            value = argument(v)
+            if type(value) is list and (
+                all(type(x) is str for x in value) or all(type(x) in (int, float) for x in value)
+            ):
+                return direct(library, value)
+            return library.call_function(name, [value])
+
+        return uniform
     if any(a.get("variadic") or any("-" in t for t in a["types"]) for a in signature):
         return checked
     allowed = [

@@ -80,28 +80,37 @@ def without_nul(value: Any) -> Any:
     return value
 
 
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return without_nul(text)
+
+
+def _date(value: Any) -> Any:
+    moment = tool_time(value)
+    return moment.date() if moment is not None else None
+
+
+def _list(value: Any) -> list[str]:
+    return sorted({without_nul(str(v)) for v in (value if isinstance(value, list) else [value]) if v is not None})
+
+
+_CONVERT = {  # a mapping converts tens of values per record: one lookup, not a chain of tests
+    FieldType.TEXT: _text,
+    FieldType.NUMBER: lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None,
+    FieldType.INTEGER: lambda v: int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None,
+    FieldType.TIME: tool_time,
+    FieldType.DATE: _date,
+    FieldType.LIST: _list,
+    FieldType.OBJECT: lambda v: without_nul(v) if isinstance(v, dict) else None,
+}
+
+
 def as_field_type(kind: FieldType, value: Any) -> Any:
     """A mapped value as the type of the field it sets (None where it is not one)."""
     if value is None:
         return None
-    if kind == FieldType.TEXT:
-        text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-        return without_nul(text)
-    if kind == FieldType.NUMBER:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if kind == FieldType.INTEGER:
-        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if kind == FieldType.TIME:
-        return tool_time(value)
-    if kind == FieldType.DATE:
-        moment = tool_time(value)
-        return moment.date() if moment is not None else None
-    if kind == FieldType.LIST:
-        items = value if isinstance(value, list) else [value]
-        return sorted({without_nul(str(v)) for v in items if v is not None})
-    if kind == FieldType.OBJECT:
-        return without_nul(value) if isinstance(value, dict) else None
-    return value
+    convert = _CONVERT.get(kind)
+    return convert(value) if convert is not None else value
 
 
 @lru_cache(maxsize=256)

@@ -98,7 +98,7 @@ class FieldRule:
             if values.get("id") in (None, ""):
                 return None
             return PersonRef(str(values["id"]), values.get("name"), values.get("email"), values.get("login"))
-        value = self.expression(record) if self.expression else None
+        value = self.expression.evaluate(record) if self.expression else None
         if self.value_map is not None:
             value = self.value_map.get(map_key(value), self.default) if value is not None else self.default
         elif value is None:

@@ -145,6 +145,9 @@ EXPRESSIONS = [
     "to_datetime(a)",
     "to_datetime(`1767225600`)",
     "to_datetime('2026-11-02T10:00:00.000+0100')",
+    "min(a)",
+    "max(a[].name)",
+    "sort(a)",
 ]
 
 
