@@ -218,6 +218,9 @@ def run_phase(phase: str, source: str, url: str, concurrency: int) -> None:
         records = raw(source, url, concurrency)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     else:
+        from opsync.service import malloc
+
+        malloc.fewer_arenas()  # as the opsync command does
         records, seconds, cpu = sync(source, url, concurrency)
     print(json.dumps({"records": records, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_rss_mb()}))
 

@@ -19,9 +19,11 @@ import typer
 
 from opsync.cli_support import ConfigOption, console, fail, open_hub, progress_bar, settings_for
 from opsync.mappings_cli import mappings_app
-from opsync.service import logs
+from opsync.service import logs, malloc
 from opsync.service.config import ConfigError, load_config
 from opsync.service.settings import Settings
+
+malloc.fewer_arenas()  # before any thread starts: every opsync process comes through here
 
 app = typer.Typer(help="opsync: one product-work model over every tool a product team uses.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
