@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Table
 from sqlmodel import Session
 
+from opsync.service.functions import FieldType
 from opsync.service.models import SyncedRecord, table_of
 
 __all__ = [
@@ -29,19 +29,6 @@ __all__ = [
     "SummaryPart",
     "series_id",
 ]
-
-
-class FieldType(StrEnum):
-    """What a mapped value becomes (service/mapping.py converts to it)."""
-
-    TEXT = "text"
-    NUMBER = "number"
-    INTEGER = "integer"
-    TIME = "time"  # an aware UTC moment
-    DATE = "date"  # a calendar day
-    LIST = "list"  # of texts, sorted, without repeats
-    OBJECT = "object"  # a JSON object
-    PERSON = "person"  # a tool account, resolved to a hub person
 
 
 @dataclass(frozen=True)

@@ -51,19 +51,29 @@ class Expression:
         fields_by_name: Mapping[str, str] | None = None,
         library: functions.Functions = FUNCTIONS,
     ) -> None:
-        self.source = source
         try:
             tree = _parse(source)
-            tree, self.unresolved = resolve_field_names(source, tree, fields_by_name)
+            tree, unresolved = resolve_field_names(source, tree, fields_by_name)
             check_calls(source, tree, library)
         except ExpressionError as error:
             if where:
                 error.args = (f"{where}: {error.message}",)
             raise
+        self._compile(source, tree, unresolved, library)
+
+    def _compile(self, source: str, tree: dict[str, Any], unresolved: list[str], library: functions.Functions) -> None:
+        self.source, self.unresolved, self._library = source, unresolved, library
         self._compiled = ParsedResult(source, tree)
         self._options = jmespath.Options(custom_functions=library)
         # the compiled closure when the expression is in the subset, else jmespath itself
         self.evaluate: Evaluate = compile_node(tree, library) or self._search
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its source and checked tree, and compiled again where it is loaded (a
+        mapper process); only over the hub's own functions, which every process has."""
+        if self._library is not FUNCTIONS:
+            raise TypeError(f"{self.source!r} calls functions of its own: it is not pickled")
+        return (_loaded, (self.source, self._compiled.parsed, self.unresolved))
 
     def __call__(self, record: Any) -> Any:
         return self.evaluate(record)
@@ -73,6 +83,12 @@ class Expression:
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
+
+
+def _loaded(source: str, tree: dict[str, Any], unresolved: list[str]) -> Expression:
+    expression = Expression.__new__(Expression)
+    expression._compile(source, tree, unresolved, FUNCTIONS)
+    return expression
 
 
 def _parse(source: str) -> dict[str, Any]:

@@ -7,13 +7,27 @@ from __future__ import annotations
 
 import json
 import re
+from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
 from jmespath import functions
 
-from opsync.service.entity import FieldType
 from opsync.service.toolkit import tool_time
+
+
+class FieldType(StrEnum):
+    """What a mapped value becomes (as_field_type converts to it); a field's type in an entity."""
+
+    TEXT = "text"
+    NUMBER = "number"
+    INTEGER = "integer"
+    TIME = "time"  # an aware UTC moment
+    DATE = "date"  # a calendar day
+    LIST = "list"  # of texts, sorted, without repeats
+    OBJECT = "object"  # a JSON object
+    PERSON = "person"  # a tool account, resolved to a hub person
+
 
 _BLOCKS = {"paragraph", "heading", "listItem", "blockquote", "codeBlock", "rule", "tableRow", "panel"}
 

@@ -8,247 +8,61 @@ no I/O, so it is cheap to run over every stored raw record when a mapping change
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Mapping as ReadOnly
-from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
-from opsync.service.contract import RawRecord
 from opsync.service.entities import ENTITIES
-from opsync.service.entity import FieldType
 from opsync.service.expressions import Expression, is_false
-from opsync.service.functions import SCAN_LIMIT, as_field_type, without_nul
+from opsync.service.functions import FieldType, without_nul
 from opsync.service.mapping_schema import (
     KEY_PATTERN,
     MappingError,
     expressions_in,
     given_fields,
-    map_key,
     mapping_file,
     never_a_traceback,
 )
+from opsync.service.rules import (
+    ConditionalRule,
+    ExtraRule,
+    FieldRule,
+    LinkRef,
+    LinkRule,
+    Mapping,
+    PersonRef,
+    RecordMapping,
+    Rule,
+    Unified,
+    content_hash,
+    map_key,
+)
 from opsync.service.yamlfile import Problem, YamlDocument, dotted, yaml_problem
 
-
-@dataclass(frozen=True)
-class PersonRef:
-    external_id: str
-    display_name: str | None = None
-    email: str | None = None
-    login: str | None = None
-
-
-@dataclass(frozen=True)
-class LinkRef:
-    type: str
-    to_entity: str
-    to_key: str
-    origin: str
-    evidence: str
-
-
-@dataclass
-class Unified:
-    """A record in the product-work model, ready for the store."""
-
-    entity: str
-    external_id: str
-    version: datetime | None
-    product_key: str | None
-    values: dict[str, Any]
-    people: dict[str, PersonRef | None]
-    links: list[LinkRef]
-    content_hash: str = ""
-    container: str | None = None  # the tool's project or repository, as the mapping names it
-
-
-@dataclass
-class FieldRule:
-    """One field's value: an expression, or from/map/default, or a person's expressions.
-    type None keeps the value as the tool gives it (an extra field)."""
-
-    name: str
-    type: FieldType | None
-    expression: Expression | None = None
-    value_map: dict[str, Any] | None = None
-    default: Any = None
-    person: dict[str, Expression] | None = None
-    allowed: tuple[str, ...] | None = None  # an enumerated field's values
-    when: Expression | None = None  # in a list of rules: where this one applies
-    path: str = ""  # where it stands in the file, for warnings
-    map_keys_at: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)  # key -> line, column
-
-    def __call__(self, record: Any) -> Any:
-        return self.apply(record)
-
-    def choose(self, record: Any) -> FieldRule | None:
-        return self
-
-    def apply(self, record: Any) -> Any:
-        if self.person is not None:
-            values = {k: without_nul(e(record)) for k, e in self.person.items()}
-            if values.get("id") in (None, ""):
-                return None
-            return PersonRef(str(values["id"]), values.get("name"), values.get("email"), values.get("login"))
-        value = self.expression.evaluate(record) if self.expression else None
-        if self.value_map is not None:
-            value = self.value_map.get(map_key(value), self.default) if value is not None else self.default
-        elif value is None:
-            value = self.default
-        value = as_field_type(self.type, value) if self.type is not None else without_nul(value)
-        if self.allowed and value not in self.allowed:
-            return self.default
-        return value
-
-
-@dataclass
-class ConditionalRule:
-    """A field given as rules with when: the first whose when holds applies; none, no value."""
-
-    name: str
-    type: FieldType | None
-    rules: list[FieldRule]
-
-    def choose(self, record: Any) -> FieldRule | None:
-        for rule in self.rules:
-            if rule.when is None or not is_false(rule.when(record)):
-                return rule
-        return None
-
-    def apply(self, record: Any) -> Any:
-        rule = self.choose(record)
-        return rule.apply(record) if rule is not None else None
-
-
-@dataclass
-class ExtraRule:
-    """The extra object: name -> value, each kept as the tool gives it."""
-
-    name: str
-    values: dict[str, FieldRule | ConditionalRule]
-    type: FieldType = FieldType.OBJECT
-
-    def apply(self, record: Any) -> Any:
-        return {name: rule.apply(record) for name, rule in self.values.items()}
-
-
-Rule = FieldRule | ConditionalRule
-
-
-@dataclass
-class LinkRule:
-    type: str
-    to_entity: str
-    sources: dict[str, Any]  # evidence label -> an Expression giving text to scan, or the key's rule
-    pattern: re.Pattern[str] | None
-    origin: str
-
-    def apply(self, record: Any) -> list[LinkRef]:
-        found: dict[str, str] = {}
-        for label, expression in self.sources.items():
-            value = (
-                expression.apply(record) if isinstance(expression, (FieldRule, ConditionalRule)) else expression(record)
-            )
-            if not isinstance(value, str) or not value:
-                continue
-            # A pattern scans the first SCAN_LIMIT characters: a title, branch or body is a tool's.
-            keys = self.pattern.findall(value[:SCAN_LIMIT]) if self.pattern else [value]
-            for key in keys:
-                found.setdefault(key, f"{key} named in {label}" if self.pattern else f"{label} is {key}")
-        return [LinkRef(self.type, self.to_entity, k, self.origin, e) for k, e in found.items()]
-
-
-@dataclass
-class RecordMapping:
-    record_type: str
-    entity: str
-    container: Expression
-    fields: list[Rule | ExtraRule]
-    links: list[LinkRule] = field(default_factory=list)
-    product: Rule | None = None  # the product key itself, instead of the portfolio's by container
-    when: Expression | None = None  # only records where it is true are mapped; the others stay raw
-
-    def value_rules(self) -> Iterable[Rule]:
-        """Every rule that gives a value: fields, extra fields, the product, link keys."""
-        for rule in self.fields:
-            yield from rule.values.values() if isinstance(rule, ExtraRule) else [rule]
-        if self.product is not None:
-            yield self.product
-        for link in self.links:
-            yield from (s for s in link.sources.values() if isinstance(s, (FieldRule, ConditionalRule)))
-
-
-@dataclass
-class Mapping:
-    kind: str
-    source: str  # the YAML text, stored as a version when applied
-    records: dict[str, RecordMapping]
-    file: str = ""
-    warnings: list[Problem] = field(default_factory=list)  # what loads, but may not be meant
-
-    @property
-    def hash(self) -> str:
-        return hashlib.sha256(self.source.encode()).hexdigest()
-
-    def maps(self, raw: RawRecord) -> bool:
-        """Whether raw becomes a record: its type has a rule, whose `when` (if any) holds."""
-        rule = self.records.get(raw.record_type)
-        return rule is not None and (rule.when is None or not is_false(rule.when(raw.payload)))
-
-    def keeps(self, unified: Unified) -> bool:
-        """Whether a mapped record has every field its kind requires (FieldSpec.required): a
-        record the mapping gives no name or day where its kind needs one stays raw."""
-        return all(unified.values.get(name) is not None for name in ENTITIES[unified.entity].required)
-
-    def apply(self, raw: RawRecord, portfolio: dict[str, str], people: dict[str, str] | None = None) -> Unified:
-        """Normalise one raw record; portfolio maps container -> product key, people maps
-        account names (for tools whose payloads carry no email) -> email."""
-        rule = self.records[raw.record_type]
-        values: dict[str, Any] = {}
-        persons: dict[str, PersonRef | None] = {}
-        for field_rule in rule.fields:
-            value = field_rule.apply(raw.payload)
-            if field_rule.type == FieldType.PERSON:
-                if value is not None and value.email is None and people:
-                    email = people.get((value.login or value.external_id).lower())
-                    value = replace(value, email=email) if email else value
-                persons[field_rule.name] = value
-            else:
-                values[field_rule.name] = value
-        links = [link for link_rule in rule.links for link in link_rule.apply(raw.payload)]
-        container = rule.container(raw.payload)
-        if rule.product is not None:
-            product = rule.product.apply(raw.payload)
-        else:
-            product = portfolio.get(str(container).lower()) if container is not None else None
-        unified = Unified(
-            entity=rule.entity,
-            external_id=raw.external_id,
-            version=raw.version,
-            product_key=product,
-            values=values,
-            people=persons,
-            links=links,
-            container=str(container) if container is not None else None,
-        )
-        unified.content_hash = content_hash(unified)
-        return unified
-
-
-def content_hash(unified: Unified) -> str:
-    body = orjson.dumps(
-        [unified.product_key, unified.values, unified.people, unified.links],
-        option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-    )
-    return hashlib.sha256(body).hexdigest()
+__all__ = [  # the rules are opsync.service.rules', named here too: where mappings are read
+    "ConditionalRule",
+    "Expression",
+    "ExtraRule",
+    "FieldRule",
+    "LinkRef",
+    "LinkRule",
+    "Mapping",
+    "MappingError",
+    "PersonRef",
+    "RecordMapping",
+    "Rule",
+    "Unified",
+    "content_hash",
+    "load_mapping",
+    "parse_mapping",
+    "unmatched_map_keys",
+    "without_nul",
+]
 
 
 class _Compiler:
@@ -340,7 +154,8 @@ def _parse(file: Path | str, text: str, fields_by_name: ReadOnly[str, str] | Non
         doc.problem(path, f"field({name!r}) reads nothing: no field list of the tool was given to resolve it")
         for path, name in unresolved
     ]
-    return Mapping(model.kind, text, records, doc.file, warnings)
+    required = {rule.entity: ENTITIES[rule.entity].required for rule in records.values()}
+    return Mapping(model.kind, text, records, doc.file, warnings, required)
 
 
 def load_mapping(file: Path, *, fields_by_name: ReadOnly[str, str] | None = None, kind: str | None = None) -> Mapping:

@@ -58,6 +58,7 @@ from pydantic_core import PydanticCustomError
 from opsync.service.entities import ENTITIES
 from opsync.service.entity import Entity, FieldSpec, FieldType
 from opsync.service.expressions import Expression, ExpressionError
+from opsync.service.rules import map_key
 from opsync.service.yamlfile import Problem, described
 
 LINK_TYPES = ("parent", "implements", "specifies", "measures", "blocks", "relates", "mentions")
@@ -133,16 +134,6 @@ ExpressionText = Annotated[
     Expression, PlainValidator(_expression), WithJsonSchema({"type": "string", "description": EXPRESSION})
 ]
 Pattern = Annotated[re.Pattern[str], PlainValidator(_pattern), WithJsonSchema({"type": "string", "format": "regex"})]
-
-
-def map_key(value: Any) -> Any:
-    """The text a value map's key stands for, and that a tool's value is looked up by: YAML's
-    and JSON's true, 3 and 3.0 are 'true', '3' and '3' (null stays null: no key is null)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return value if isinstance(value, str) or value is None else str(value)
 
 
 MapKey = Annotated[str, BeforeValidator(map_key)]

@@ -16,21 +16,8 @@ def map_records(
     not raised."""
     kind = hub.connections[connection_id].kind
     active = mapping or hub.mappings[kind].mapping
-    mapped, errors = [], []
-    containers = hub.portfolio.containers(kind)
-    for raw in raws:
-        if raw.record_type not in active.records:
-            errors.append(f"{connection_id}: no mapping for record type {raw.record_type!r} in {kind}.yaml")
-            continue
-        try:
-            if not active.maps(raw):  # the rule's `when` leaves it raw
-                continue
-            unified = active.apply(raw, containers, hub.people.get(kind))
-            if active.keeps(unified):  # else a field its kind requires is missing: it stays raw
-                mapped.append(unified)
-        except Exception as error:  # a record the mapping cannot read must not stop the page
-            errors.append(f"{connection_id}: {raw.record_type} {raw.external_id}: {error}")
-    return mapped, errors
+    found, errors = active.map_page(raws, hub.portfolio.containers(kind), hub.people.get(kind), connection_id)
+    return [unified for _, unified in found], errors
 
 
 def tombstones_for(hub: Hub, connection_id: str, deletions: list[Deletion]) -> list[Tombstone]:

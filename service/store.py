@@ -362,10 +362,12 @@ class Transaction:
         self._seq += 1
         return self._seq
 
-    def save_raw(self, raws: list[RawRecord], origin: Origin = Origin.FETCH) -> None:
+    def save_raw(
+        self, raws: list[RawRecord], origin: Origin = Origin.FETCH, serialized: list[tuple[bytes, str]] | None = None
+    ) -> None:
         """Keep the payloads as received, so a new mapping re-normalises without refetching;
-        by the same versioning rules as the records."""
-        save_payloads(self.db, self.connection_id, self._at, raws, origin)
+        by the same versioning rules as the records (serialized: see save_payloads)."""
+        save_payloads(self.db, self.connection_id, self._at, raws, origin, serialized)
 
 
 @cache

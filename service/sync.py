@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,9 +18,10 @@ from opsync.service.clock import now
 from opsync.service.collector import fewer_collections
 from opsync.service.contract import ConnectorError, FetchesOne, PullPage, RawRecord
 from opsync.service.entities import ENTITIES
-from opsync.service.hub import Hub
+from opsync.service.hub import ActiveMapping, Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
+from opsync.service.mapper import Mapper, MapperUnavailable, Serialized
 from opsync.service.mapping import Unified
 from opsync.service.models import Connection, PullLease, RunMode, RunStatus, SyncRun, table_of
 from opsync.service.normalise import map_records
@@ -41,6 +43,7 @@ class _Mapped:
     records: list[Unified]
     errors: list[str]
     version_id: int  # of the mapping that made the records
+    serialized: list[Serialized] | None = None  # each raw record's canonical JSON and hash, if the mapper made them
 
 
 def _store_pages(hub: Hub, connection_id: str, pages: list[_Mapped]) -> Counts:
@@ -50,7 +53,11 @@ def _store_pages(hub: Hub, connection_id: str, pages: list[_Mapped]) -> Counts:
     for version, group in itertools.groupby(pages, key=lambda mapped: mapped.version_id):
         batch = list(group)
         with hub.store.transaction(connection_id, version) as tx:
-            tx.save_raw([raw for mapped in batch for raw in mapped.page.records])
+            raws = [raw for mapped in batch for raw in mapped.page.records]
+            if all(mapped.serialized is not None for mapped in batch):
+                tx.save_raw(raws, serialized=[item for mapped in batch for item in mapped.serialized or ()])
+            else:
+                tx.save_raw(raws)
             tx.upsert([record for mapped in batch for record in mapped.records])
             _set_cursor(tx, batch[-1].page.cursor)
         counts.add(tx.counts)
@@ -63,25 +70,53 @@ def _set_cursor(tx: Transaction, cursor: str | None) -> None:
 
 
 async def _prepared(
-    hub: Hub, connection_id: str, pages: AsyncIterator[PullPage], depth: int = 4
+    hub: Hub, connection_id: str, pages: AsyncIterator[PullPage], depth: int = 4, at_once: int = 2
 ) -> AsyncIterator[list[_Mapped]]:
-    """Fetch and map ahead while the caller writes: fetching, mapping and writing overlap
-    (mapping runs while the writer waits on the database). Yields the pages that are ready,
-    up to depth: when the writer falls behind, it writes several in one transaction."""
+    """Fetch and map ahead while the caller writes: fetching, mapping and writing overlap.
+    From the second page on, pages are mapped in a process of their own (service/mapper.py),
+    at_once pages at a time. Yields the pages that are ready, in order, up to depth: when the
+    writer falls behind, it writes several in one transaction."""
+    kind = hub.connections[connection_id].kind
+    mapping: asyncio.Queue[asyncio.Task[_Mapped] | None] = asyncio.Queue(maxsize=at_once)
     queue: asyncio.Queue[_Mapped | BaseException | None] = asyncio.Queue(maxsize=depth)
+    mapper: tuple[ActiveMapping, Mapper] | None = None  # and the mapping it was given
+    waiting = ThreadPoolExecutor(at_once, thread_name_prefix="opsync-map")  # for the mapper's answers
+
+    async def prepare(page: PullPage, active: ActiveMapping) -> _Mapped:
+        done = None
+        if mapper is not None and mapper[0] is active:  # else a version applied since maps it here
+            done = await asyncio.get_running_loop().run_in_executor(waiting, mapper[1].map, page.records)
+        if done is None:
+            records, errors = await asyncio.to_thread(map_records, hub, connection_id, page.records, active.mapping)
+            return _Mapped(page, records, errors, active.version_id)
+        return _Mapped(page, done.records, done.errors, active.version_id, done.serialized)
 
     async def produce() -> None:
+        nonlocal mapper
+        seen = 0
         try:
             async for page in pages:
                 await asyncio.to_thread(hub.refresh_mappings)  # a version applied meanwhile maps this page
-                active = hub.mappings[hub.connections[connection_id].kind]
-                records, errors = await asyncio.to_thread(map_records, hub, connection_id, page.records, active.mapping)
-                await queue.put(_Mapped(page, records, errors, active.version_id))
+                active = hub.mappings[kind]
+                if seen == 1:  # a pull of more than one page
+                    mapper = await _start_mapper(hub, connection_id, active)
+                await mapping.put(asyncio.create_task(prepare(page, active)))
+                seen += 1
+            await mapping.put(None)
+        except Exception as error:  # raised in its turn: after the pages before it are written
+            await mapping.put(asyncio.create_task(_raise(error)))
+
+    async def collect() -> None:
+        """The pages in the order they were fetched, each once it is mapped."""
+        try:
+            while (task := await mapping.get()) is not None:
+                await queue.put(await task)
             await queue.put(None)
         except Exception as error:  # handed to the consumer, which raises it in its own task
             await queue.put(error)
 
     producer = asyncio.create_task(produce())
+    collector = asyncio.create_task(collect())
     try:
         finished = False
         while not finished:
@@ -101,7 +136,32 @@ async def _prepared(
                 raise item
     finally:
         producer.cancel()
-        await asyncio.gather(producer, return_exceptions=True)
+        collector.cancel()
+        left = [task for task in (mapping.get_nowait() for _ in range(mapping.qsize())) if task is not None]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(producer, collector, *left, return_exceptions=True)
+        if mapper is not None:
+            await asyncio.to_thread(mapper[1].stop)  # a call still waiting on it returns
+        await asyncio.to_thread(waiting.shutdown)
+        if mapper is not None:
+            mapper[1].close()
+
+
+async def _start_mapper(hub: Hub, connection_id: str, active: ActiveMapping) -> tuple[ActiveMapping, Mapper] | None:
+    kind = hub.connections[connection_id].kind
+    try:
+        started = await asyncio.to_thread(
+            Mapper, active.mapping, hub.portfolio.containers(kind), hub.people.get(kind), connection_id
+        )
+    except MapperUnavailable as error:
+        log.warning("%s: the pull maps its pages itself: %s", connection_id, error)
+        return None
+    return active, started
+
+
+async def _raise(error: Exception) -> _Mapped:
+    raise error
 
 
 @dataclass

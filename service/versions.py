@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from opsync.service.contract import RawRecord
 from opsync.service.db import insert_many, update_many
-from opsync.service.mapping import without_nul
 from opsync.service.models import Origin, StoredPayload, table_of
+from opsync.service.rules import canonical_bytes
 
 __all__ = ["Verdict", "canonical_json", "jsonable", "judge", "save_payloads"]
 
@@ -64,22 +64,31 @@ def jsonable(value: Any) -> Any:
 def canonical_json(payload: Any) -> tuple[orjson.Fragment, str]:
     """A payload serialised once, with sorted keys, and its hash: the JSON column writes
     the fragment as it is instead of serialising the payload (often 10 KB) again."""
-    serialized = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    if b"\\u0000" in serialized:  # rare: a NUL character, which JSONB cannot hold
-        serialized = orjson.dumps(without_nul(payload), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    serialized = canonical_bytes(payload)
     return orjson.Fragment(serialized), hashlib.sha256(serialized).hexdigest()
 
 
-def save_payloads(db: sa.Connection, connection_id: str, at: datetime, raws: list[RawRecord], origin: Origin) -> None:
+def save_payloads(
+    db: sa.Connection,
+    connection_id: str,
+    at: datetime,
+    raws: list[RawRecord],
+    origin: Origin,
+    serialized: list[tuple[bytes, str]] | None = None,
+) -> None:
     """Keep the payloads as received, so a new mapping re-normalises without refetching;
-    by the same versioning rules as the records."""
+    by the same versioning rules as the records. serialized: each raw's canonical JSON and
+    its hash, when they were made already (by a mapper process)."""
     if not raws:
         return
     table = table_of(StoredPayload)
     latest: dict[tuple[str, str], tuple[RawRecord, orjson.Fragment, str]] = {}
-    for raw in raws:
+    for index, raw in enumerate(raws):
         key = (raw.record_type, raw.external_id)
-        payload, digest = canonical_json(raw.payload)
+        if serialized is None:
+            payload, digest = canonical_json(raw.payload)
+        else:
+            payload, digest = orjson.Fragment(serialized[index][0]), serialized[index][1]
         kept = latest.get(key)
         if kept is None or judge(raw.version, origin, digest, kept[0].version, origin, kept[2]) is Verdict.NEWER:
             latest[key] = (raw, payload, digest)
