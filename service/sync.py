@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -21,11 +22,13 @@ from opsync.service.entities import ENTITIES
 from opsync.service.hub import ActiveMapping, Hub
 from opsync.service.leases import Lease
 from opsync.service.logs import log_context
-from opsync.service.mapper import Mapper, MapperUnavailable, Serialized
 from opsync.service.mapping import Unified
 from opsync.service.models import Connection, PullLease, RunMode, RunStatus, SyncRun, table_of
 from opsync.service.normalise import map_records
 from opsync.service.store import Counts, Tombstone, Transaction
+
+if TYPE_CHECKING:  # imported when a pull starts a mapper: processes that never do (the API's) go without
+    from opsync.service.mapper import Mapper, Serialized
 
 log = logging.getLogger("opsync.sync")
 Progress = Callable[[int], None]
@@ -149,6 +152,8 @@ async def _prepared(
 
 
 async def _start_mapper(hub: Hub, connection_id: str, active: ActiveMapping) -> tuple[ActiveMapping, Mapper] | None:
+    from opsync.service.mapper import Mapper, MapperUnavailable
+
     kind = hub.connections[connection_id].kind
     try:
         started = await asyncio.to_thread(
